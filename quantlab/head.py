@@ -1,0 +1,78 @@
+"""Graph passes that decide which nodes stay in float, each returning (include, exclude) name sets.
+
+The YOLOv8 head is found by structure, not by name: walking back from the outputs, every node
+is head until the Reshape that flattens a detection branch's (N, C, H, W) map to (N, C, H*W).
+Past that point box pixels (0..640) and class probabilities (0..1) share tensors, and one INT8
+scale across both rounds every score to zero.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from quantlab.errors import ConfigError
+from quantlab.recipes import Recipe
+
+NodeSets = tuple[set[str], set[str]]
+
+
+def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
+    typed = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                 for d in v.type.tensor_type.shape.dim]
+        for v in typed if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }
+
+
+def _flattens_branch(node: onnx.NodeProto, dims: dict) -> bool:
+    """A Reshape/Flatten from (N, C, H, W) to (N, C, L): channels kept, space flattened."""
+    if node.op_type not in ("Reshape", "Flatten"):
+        return False
+    src, dst = dims.get(node.input[0]), dims.get(node.output[0])
+    return (src is not None and dst is not None and len(src) == 4 and len(dst) == 3
+            and isinstance(src[1], int) and src[1] == dst[1])
+
+
+def yolov8_head_pass(model: onnx.ModelProto) -> NodeSets:
+    """Exclude the decode part of a YOLOv8 head (DFL, anchors, Sigmoid, final Concat); () if none."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = _static_dims(inferred)
+    producers = {out: node for node in inferred.graph.node for out in node.output}
+    head: set[str] = set()
+    stack = [o.name for o in inferred.graph.output]
+    boundaries = 0
+    while stack:
+        node = producers.get(stack.pop())
+        if node is None or node.name in head:
+            continue
+        head.add(node.name)
+        if _flattens_branch(node, dims):
+            boundaries += 1
+            continue
+        stack.extend(i for i in node.input if i)
+    convs = [n for n in inferred.graph.node if n.op_type == "Conv"]
+    head_convs = [n for n in convs if n.name in head]
+    if boundaries == 0 or len(head_convs) > max(2, len(convs) // 4):
+        return set(), set()  # not a YOLOv8-style head: keep nothing in float rather than everything
+    return set(), head
+
+
+def user_pass(recipe: Recipe, model: onnx.ModelProto) -> NodeSets:
+    """The user's own --exclude and --include node names, checked against the graph."""
+    names = {n.name for n in model.graph.node}
+    unknown = sorted((set(recipe.exclude_nodes) | set(recipe.include_nodes)) - names)
+    if unknown:
+        sample = ", ".join(sorted(names)[:5])
+        raise ConfigError(f"node names not in the model: {', '.join(unknown)} (names look like: {sample}, ...)")
+    return set(recipe.include_nodes), set(recipe.exclude_nodes)
+
+
+def float_nodes(model: onnx.ModelProto, recipe: Recipe) -> set[str]:
+    """Merge every pass: the union of exclusions, less anything explicitly included."""
+    passes = [user_pass(recipe, model)]
+    if recipe.keep_head_float:
+        passes.append(yolov8_head_pass(model))
+    include = set().union(*(p[0] for p in passes))
+    exclude = set().union(*(p[1] for p in passes))
+    return exclude - include

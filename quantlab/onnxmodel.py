@@ -1,0 +1,96 @@
+"""Load and validate an ONNX image model; read its input name, shape and type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto
+
+from quantlab.errors import ModelError
+
+DEFAULT_INPUT_HW = (640, 640)  # Ultralytics' default imgsz, used when the model's H/W are dynamic
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What quantlab needs to know about a model. input_shape: dims, None where dynamic."""
+
+    path: Path
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    output_names: tuple[str, ...]
+    opset: int
+    size_bytes: int
+
+    @property
+    def input_hw(self) -> tuple[int, int] | None:
+        """(H, W) when both are fixed in the model, else None."""
+        h, w = self.input_shape[2], self.input_shape[3]
+        return (h, w) if h and w else None
+
+
+def load_model(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
+    """Parse an ONNX file (Python file I/O, so any path works) and check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        model = onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as exc:  # protobuf raises DecodeError, missing external data raises OSError
+        raise ModelError(f"{path}: not a readable ONNX model (corrupt or truncated?): {exc}") from exc
+    if not model.graph.node:
+        raise ModelError(f"{path}: not an ONNX model (it parsed to an empty graph)")
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{path}: invalid ONNX model (corrupt or truncated?): {first_line}") from exc
+    return model
+
+
+def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim)
+
+
+def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> ModelInfo:
+    """Validate that `path` is a single-input FP32 NCHW image model and describe it."""
+    path = Path(path)
+    model = model if model is not None else load_model(path)
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ModelError(f"{path}: expected one image input, found {len(inputs)} ({names})")
+    (image_input,) = inputs
+    elem_type = image_input.type.tensor_type.elem_type
+    if elem_type == TensorProto.FLOAT16:
+        raise ModelError(
+            f"{path}: input '{image_input.name}' is FP16; quantize from the FP32 model "
+            "(Ultralytics: export with half=False)"
+        )
+    if elem_type != TensorProto.FLOAT:
+        raise ModelError(f"{path}: input '{image_input.name}' is {TensorProto.DataType.Name(elem_type)}, "
+                         "expected a float32 image tensor")
+    shape = _dims(image_input)
+    if len(shape) != 4 or shape[1] not in (3, None):
+        raise ModelError(f"{path}: input '{image_input.name}' has shape {list(shape)}, "
+                         "expected a 4-D image tensor (N, 3, H, W)")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    size = path.stat().st_size + sum(
+        (path.parent / e.value).stat().st_size
+        for e in {e for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+        if (path.parent / e.value).is_file()
+    )
+    return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset, size)
+
+
+def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The (H, W) to letterbox to: the model's own, or the one requested when the model's are dynamic."""
+    if info.input_hw:
+        if requested_hw and tuple(requested_hw) != info.input_hw:
+            raise ModelError(f"{info.path}: input size {info.input_hw} is fixed in the model; "
+                             f"{tuple(requested_hw)} was requested")
+        return info.input_hw
+    return tuple(requested_hw) if requested_hw else DEFAULT_INPUT_HW

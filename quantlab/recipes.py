@@ -1,0 +1,145 @@
+"""Quantization settings: one frozen Recipe, a table of named presets, and `auto` by CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+from quantlab.cpu import CpuInfo, detect_cpu
+from quantlab.errors import ConfigError
+
+
+class _Choice(enum.Enum):
+    @classmethod
+    def from_value(cls, value):
+        if isinstance(value, cls):
+            return value
+        for member in cls:
+            if str(value).lower() in (member.value, member.name.lower()):
+                return member
+        choices = ", ".join(m.value for m in cls)
+        raise ConfigError(f"{cls.__name__} {value!r} is not valid: choose one of {choices}")
+
+
+class Mode(_Choice):
+    STATIC = "static"
+    DYNAMIC = "dynamic"
+
+
+class QuantFormat(_Choice):
+    QDQ = "qdq"
+    QOPERATOR = "qoperator"
+
+
+class QType(_Choice):
+    U8 = "u8"
+    S8 = "s8"
+
+
+class CalibMethod(_Choice):
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every setting that decides the quantized bytes. Strings are accepted and turned into enums."""
+
+    name: str
+    mode: Mode = Mode.STATIC
+    quant_format: QuantFormat = QuantFormat.QDQ
+    activation_type: QType = QType.U8
+    weight_type: QType = QType.S8
+    per_channel: bool = True
+    reduce_range: bool = False
+    calibrate_method: CalibMethod = CalibMethod.MINMAX
+    op_types: tuple[str, ...] = ()  # empty: every op type onnxruntime can quantize
+    keep_head_float: bool = True
+    exclude_nodes: tuple[str, ...] = ()
+    include_nodes: tuple[str, ...] = ()  # forced back into INT8 even if a pass keeps them in float
+    num_calib: int = 100
+    seed: int = 0
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        convert = {"mode": Mode, "quant_format": QuantFormat, "activation_type": QType,
+                   "weight_type": QType, "calibrate_method": CalibMethod}
+        for attr, kind in convert.items():
+            object.__setattr__(self, attr, kind.from_value(getattr(self, attr)))
+        for attr in ("op_types", "exclude_nodes", "include_nodes"):
+            object.__setattr__(self, attr, tuple(getattr(self, attr)))
+        if self.num_calib < 1:
+            raise ConfigError(f"num_calib must be at least 1, got {self.num_calib}")
+        if self.mode is Mode.DYNAMIC and self.activation_type is not QType.U8:
+            raise ConfigError("dynamic quantization computes U8 activations at run time: "
+                              "set activation_type='u8'")
+
+    def settings(self) -> dict:
+        """The effective settings as plain JSON values (for metadata and reports)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, enum.Enum) else (
+                list(value) if isinstance(value, tuple) else value)
+        return out
+
+    def replace(self, **changes) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+
+_BASE = Recipe(name="u8s8")
+PRESETS: dict[str, Recipe] = {
+    r.name: r for r in (
+        _BASE.replace(description="QDQ, U8 activations, S8 per-channel weights, head in float: "
+                                  "x86-64 with VNNI (u8 x s8 is what the VNNI kernels take)"),
+        _BASE.replace(name="u8s8-rr", reduce_range=True,
+                      description="u8s8 with 7-bit weights: x86-64 without VNNI, where "
+                                  "u8 x s8 products can saturate the 16-bit accumulators"),
+        _BASE.replace(name="s8s8", activation_type=QType.S8,
+                      description="QDQ, S8 activations and weights, head in float: ARM64 "
+                                  "(on x86 these convolutions are not fused and run slower than FP32)"),
+        _BASE.replace(name="ort-default", activation_type=QType.S8, per_channel=False,
+                      keep_head_float=False,
+                      description="onnxruntime's quantize_static defaults, head included: "
+                                  "the field report's model (slow on x86, scores round to zero)"),
+        _BASE.replace(name="dynamic", mode=Mode.DYNAMIC, per_channel=False,
+                      description="dynamic quantization (ConvInteger): no calibration, "
+                                  "usually much slower than FP32 for convolutional nets on CPU"),
+    )
+}
+
+
+def auto_recipe(cpu: CpuInfo | None = None) -> Recipe:
+    """The preset onnxruntime's guidance picks for this CPU, named 'auto' with its source recorded."""
+    cpu = cpu or detect_cpu()
+    if cpu.arch == "arm64":
+        chosen = PRESETS["s8s8"]
+    elif cpu.arch == "x86_64" and not cpu.has_vnni:
+        chosen = PRESETS["u8s8-rr"]
+    else:
+        chosen = PRESETS["u8s8"]
+    return chosen.replace(name="auto", description=f"auto on {cpu.arch}"
+                          f"{' with VNNI' if cpu.has_vnni else ''}: {chosen.name} ({chosen.description})")
+
+
+def resolve_recipe(name: str | Recipe, cpu: CpuInfo | None = None) -> Recipe:
+    """A preset by name ('auto' picks by CPU); a Recipe passes through."""
+    if isinstance(name, Recipe):
+        return name
+    if name == "auto":
+        return auto_recipe(cpu)
+    if name not in PRESETS:
+        raise ConfigError(f"recipe {name!r} is unknown: choose auto or one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def parse_recipe_list(text: str) -> list[str]:
+    """'auto,ort-default' -> ['auto', 'ort-default'], each checked."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("no recipe named: give a comma-separated list such as auto,s8s8")
+    for name in names:
+        resolve_recipe(name)
+    return names
