@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ class ModelInfo:
     output_names: tuple[str, ...]
     opset: int
     size_bytes: int
+    class_names: dict[int, str]
 
     @property
     def input_hw(self) -> tuple[int, int] | None:
@@ -83,7 +85,8 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
         for e in {e for t in model.graph.initializer for e in t.external_data if e.key == "location"}
         if (path.parent / e.value).is_file()
     )
-    return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset, size)
+    return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset, size,
+                     class_names(model))
 
 
 def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -94,3 +97,16 @@ def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = Non
                              f"{tuple(requested_hw)} was requested")
         return info.input_hw
     return tuple(requested_hw) if requested_hw else DEFAULT_INPUT_HW
+
+
+def class_names(model: onnx.ModelProto) -> dict[int, str]:
+    """Class names from Ultralytics' 'names' metadata, else class0.. from the output's channel count."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "names" in meta:
+        try:
+            return {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()}
+        except (ValueError, SyntaxError, AttributeError):
+            pass
+    dims = [d for d in _dims(model.graph.output[0])[1:] if d]
+    channels = min(dims) if dims else 5
+    return {i: f"class{i}" for i in range(channels - 4)}

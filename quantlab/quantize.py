@@ -7,10 +7,7 @@ destination through Python I/O, as a temporary file in the same folder renamed i
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -22,8 +19,9 @@ import onnx
 from onnx import numpy_helper
 
 from quantlab import __version__, ortcompat
+from quantlab.atomicio import atomic_write_bytes, check_writable, sha256_file
 from quantlab.calibration import ImageCalibrationReader, sample_digest
-from quantlab.errors import ImageError, OutputError, QuantizationError
+from quantlab.errors import CompatibilityError, ImageError, OutputError, QuantizationError
 from quantlab.head import float_nodes
 from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
 from quantlab.recipes import Mode, Recipe
@@ -48,48 +46,6 @@ class QuantizeResult:
     @property
     def size_ratio(self) -> float:
         return self.size_bytes / self.source_size_bytes
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_model(model: onnx.ModelProto, destination: Path) -> None:
-    """Write `model` as one file at `destination`, or leave whatever was there untouched."""
-    destination = Path(destination)
-    blob = model.SerializeToString()
-    fd, tmp = _open_temp_beside(destination)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _open_temp_beside(destination: Path) -> tuple[int, str]:
-    folder = destination.parent
-    if not folder.is_dir():
-        raise OutputError(f"{destination}: output folder {folder} does not exist")
-    try:
-        return tempfile.mkstemp(prefix=f".{destination.stem[:40]}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{destination}: cannot write to {folder} ({exc.strerror or exc})") from exc
-
-
-def check_writable(destination: Path) -> None:
-    """Fail before any work if the output cannot be written."""
-    fd, tmp = _open_temp_beside(destination)
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def _stage_model(model: onnx.ModelProto, stage: Path) -> Path:
@@ -177,7 +133,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
             else:
                 ortcompat.quantize_dynamic(str(prepared), str(quantized), recipe, kept_float)
         except Exception as exc:
-            if isinstance(exc, ortcompat.CompatibilityError):
+            if isinstance(exc, CompatibilityError):
                 raise
             raise QuantizationError(f"{model_path}: onnxruntime failed to quantize with recipe "
                                     f"'{recipe.name}': {type(exc).__name__}: {exc}") from exc
@@ -191,7 +147,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     metadata = build_metadata(recipe, sorted(kept_float), calib, sha256_file(model_path))
     onnx.helper.set_model_props(result_model, {
         **{p.key: p.value for p in result_model.metadata_props}, **metadata})
-    atomic_write_model(result_model, output_path)
+    atomic_write_bytes(output_path, result_model.SerializeToString())
     return QuantizeResult(
         output_path=output_path, recipe=recipe, float_nodes=tuple(sorted(kept_float)),
         num_calib=calib["num_images"] if calib else 0, size_bytes=output_path.stat().st_size,

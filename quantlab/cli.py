@@ -1,0 +1,346 @@
+"""The `quantlab` command: a thin face over pipeline, quantize, evaluate, bench, compare and the demo.
+
+Exit codes: 0 success, 1 a gate or comparison failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from quantlab import __version__
+from quantlab.errors import InputError, QuantlabError
+
+EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
+
+
+class Console:
+    """Where messages and progress bars go: bars only on a terminal and without --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def say(self, text: str = "") -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def progress(self, label: str, total: int) -> Callable[[int], None] | None:
+        if self.quiet or not sys.stderr.isatty():
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        bar = tqdm(total=total, desc=label, leave=False, file=sys.stderr)
+        return bar.update
+
+
+def _hw(values: list[int] | None) -> tuple[int, int] | None:
+    return tuple(values) if values else None
+
+
+def _dataset_or_images(args) -> tuple:
+    """(dataset, images) from --data or --images, exactly one of them."""
+    from quantlab.datasets import load_dataset
+    from quantlab.images import list_images
+
+    if args.data:
+        return load_dataset(args.data), ()
+    if args.images:
+        return None, list_images(args.images, recursive=args.recursive)
+    raise InputError("give --data data.yaml (labels: mAP) or --images DIR (agreement with FP32)")
+
+
+def cmd_demo_data(args, console: Console) -> int:
+    from quantlab.demo.shapes import write_dataset
+
+    splits = tuple(s.strip() for s in args.splits.split(","))
+    data_yaml = write_dataset(args.out_dir, seed=args.seed, splits=splits)
+    console.say(f"wrote the {', '.join(splits)} split(s) of the demo dataset (seed {args.seed})")
+    print(data_yaml)
+    return EXIT_OK
+
+
+def cmd_quantize(args, console: Console) -> int:
+    from quantlab.images import list_images
+    from quantlab.quantize import quantize_model
+    from quantlab.recipes import Mode, resolve_recipe
+
+    recipe = resolve_recipe("dynamic" if args.mode == "dynamic" and args.recipe == "auto" else args.recipe)
+    recipe = recipe.replace(mode=args.mode or recipe.mode, num_calib=args.num_calib, seed=args.seed,
+                            exclude_nodes=tuple(args.exclude), include_nodes=tuple(args.include))
+    if recipe.mode is Mode.DYNAMIC and recipe.activation_type.value != "u8":
+        recipe = recipe.replace(activation_type="u8")
+    calib = list_images(args.calib, recursive=args.recursive) if recipe.mode is Mode.STATIC else ()
+    if recipe.mode is Mode.STATIC and not args.calib:
+        raise InputError("static quantization needs --calib DIR (or use --mode dynamic)")
+    result = quantize_model(args.model, args.output, recipe, calib, _hw(args.input_hw))
+    settings = {k: v for k, v in recipe.settings().items() if k != "description"}
+    console.say(f"recipe {recipe.name}: {recipe.description}")
+    console.say("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    console.say(f"kept in float ({len(result.float_nodes)} nodes): {', '.join(result.float_nodes) or 'none'}")
+    if result.num_calib:
+        console.say(f"calibrated on {result.num_calib} of {len(calib)} images")
+    console.say(f"size: {result.source_size_bytes / 1e6:.2f} MB -> {result.size_bytes / 1e6:.2f} MB "
+                f"({result.size_ratio:.2f}x), {result.seconds:.1f} s")
+    console.say(f"wrote {result.output_path}")
+    return EXIT_OK
+
+
+def cmd_eval(args, console: Console) -> int:
+    from quantlab.bench import make_session
+    from quantlab.evaluate import evaluate_models, labelled_samples, unlabelled_samples
+    from quantlab.onnxmodel import inspect_model, resolve_input_hw
+
+    info = inspect_model(args.model)
+    dataset, images = _dataset_or_images(args)
+    sessions = {"model": make_session(args.model, args.threads)}
+    if args.reference:
+        inspect_model(args.reference)
+        sessions["reference"] = make_session(args.reference, args.threads)
+    elif images:
+        raise InputError("--images without labels needs --reference FP32.onnx to compare against")
+    samples = labelled_samples(dataset) if dataset else unlabelled_samples(images)
+    names = dataset.names if dataset else info.class_names
+    total = len(dataset.images) if dataset else len(images)
+    results = evaluate_models(sessions, samples, resolve_input_hw(info, _hw(args.input_hw)), names,
+                              reference="reference" if args.reference else None,
+                              progress=console.progress("evaluate", total))
+    result = results["model"].as_dict()
+    for key in ("map50", "map50_95", "agreement"):
+        if result[key] is not None:
+            console.say(f"{key}: {result[key]:.4f}")
+    for output, parity in (result["parity"] or {}).items():
+        console.say(f"{output}: box cosine {parity['boxes']['cosine']:.4f}, score cosine "
+                    f"{parity['scores']['cosine']:.4f}, score max |err| {parity['scores']['max_abs']:.4f}")
+    if args.json:
+        from quantlab.atomicio import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), (json.dumps(result, indent=2) + "\n").encode())
+        console.say(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def cmd_bench(args, console: Console) -> int:
+    from quantlab.bench import interleaved_latency, make_session
+    from quantlab.onnxmodel import inspect_model, resolve_input_hw
+
+    import numpy as np
+
+    infos = [inspect_model(m) for m in args.models]
+    sessions = {str(info.path): make_session(info.path, args.threads) for info in infos}
+    hw = resolve_input_hw(infos[0], _hw(args.input_hw))
+    feed = {infos[0].input_name: np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)}
+    if len({i.input_name for i in infos}) > 1:
+        raise InputError("the models have different input names; bench compares models of one input")
+    latencies = interleaved_latency(sessions, feed, runs=args.runs, warmup=args.warmup,
+                                    progress=console.progress("benchmark", args.runs))
+    first = next(iter(latencies.values()))
+    console.say(f"{'model':50s} {'median ms':>10s} {'p90 ms':>8s} {'p99 ms':>8s} {'FPS':>8s} {'speedup':>8s}")
+    for name, lat in latencies.items():
+        console.say(f"{name[-50:]:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
+                    f"{first.median_ms / lat.median_ms:7.2f}x")
+    if args.json:
+        from quantlab.atomicio import atomic_write_bytes
+
+        payload = {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
+                   "models": {n: {**lat.as_dict(), "fps": lat.fps} for n, lat in latencies.items()}}
+        atomic_write_bytes(Path(args.json), (json.dumps(payload, indent=2) + "\n").encode())
+    return EXIT_OK
+
+
+def cmd_run(args, console: Console) -> int:
+    from quantlab.demo import DEMO_MODEL
+    from quantlab.demo.shapes import write_dataset
+    from quantlab.gates import Budgets
+    from quantlab.images import list_images
+    from quantlab.pipeline import run_job
+    from quantlab.recipes import parse_recipe_list
+    from quantlab.report import build_report, write_report
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from quantlab.atomicio import check_writable
+
+    check_writable(out_dir / "report.json")
+    recipes = parse_recipe_list(args.recipes)
+    contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
+    model = Path(args.model) if args.model else DEMO_MODEL
+    if not args.model and not (args.data or args.images):
+        console.say(f"no --model/--data: the embedded demo ({model.name}) on generated shapes")
+        args.data = str(write_dataset(out_dir / "demo-data", splits=("val", "calib")))
+        args.calib = args.calib or str(Path(args.data).parent / "images" / "calib")
+    dataset, images = _dataset_or_images(args)
+    calib = list_images(args.calib, recursive=True) if args.calib else list(dataset.images if dataset else images)
+    budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup)
+    job = run_job(model, out_dir, [*recipes, *contrast], calib, dataset, images, threads=args.threads,
+                  runs=args.runs, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
+                  progress=console.progress,
+                  on_variant=lambda v: console.say(f"built {v.name}: {v.path}") if v.quantized else None)
+    report = build_report(job, model, gated=set(recipes), budgets=budgets)
+    paths = write_report(report, out_dir)
+    from quantlab.report import render_markdown
+
+    console.say(render_markdown(report))
+    for kind, path in paths.items():
+        console.say(f"wrote {path}")
+    if "chart" not in paths:
+        console.say("no chart: pip install 'quantlab[chart]' (matplotlib) to draw report.png")
+    failed = [msg for v in report["variants"] for msg in v["failures"]]
+    return EXIT_GATE if failed else EXIT_OK
+
+
+def cmd_compare(args, console: Console) -> int:
+    from quantlab.compare import Tolerances, compare_runs, load_run, render_comparison, resolve_pair
+
+    base_path, cand_path = resolve_pair(args.baseline, args.candidate)
+    tol = Tolerances(speedup_loss=args.max_speedup_loss, size_growth=args.max_size_growth,
+                     map_loss=args.max_map_loss)
+    rows, gated = compare_runs(load_run(base_path), load_run(cand_path), tol)
+    print(render_comparison(rows, gated, base_path.name, cand_path.name))
+    return EXIT_GATE if any(r.regression for r in rows) else EXIT_OK
+
+
+def cmd_history(args, console: Console) -> int:
+    from quantlab.compare import render_history
+
+    print(render_history(args.folder))
+    return EXIT_OK
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="print only results and errors, no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
+def _add_input_hw(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-hw", type=int, nargs=2, metavar=("H", "W"),
+                   help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from quantlab.gates import Budgets
+    from quantlab.pipeline import recipe_choices
+
+    budgets = Budgets()
+    parser = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"quantlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="FP32 vs INT8 variants: build, evaluate, time, report (the main job)")
+    p.add_argument("--model", help="FP32 ONNX model (default: the embedded demo model)")
+    p.add_argument("--data", help="Ultralytics data.yaml: its val split is evaluated against labels")
+    p.add_argument("--images", help="unlabelled image folder: detection agreement with FP32 only")
+    p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
+    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
+    p.add_argument("--out", default="quantlab-out", help="output folder (default ./quantlab-out)")
+    p.add_argument("--recipes", default="auto", help=f"gated recipes, comma-separated: {', '.join(recipe_choices())}")
+    p.add_argument("--contrast", default="ort-default,dynamic",
+                   help="variants shown beside them but not gated (default: onnxruntime's defaults, dynamic)")
+    p.add_argument("--no-contrast", action="store_true", help="build only the gated recipes")
+    p.add_argument("--num-calib", type=int, default=100, help="calibration images sampled (default 100)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads for every model (default 1)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per model, interleaved (default 100)")
+    p.add_argument("--max-map-drop", type=float, default=budgets.max_map_drop)
+    p.add_argument("--max-size-ratio", type=float, default=budgets.max_size_ratio)
+    p.add_argument("--min-speedup", type=float, default=budgets.min_speedup)
+    _add_input_hw(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("quantize", help="quantize one model to INT8")
+    p.add_argument("model", help="FP32 ONNX model")
+    p.add_argument("-o", "--output", required=True, help="output .onnx path (written atomically)")
+    p.add_argument("--calib", help="calibration image folder (static mode)")
+    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
+    p.add_argument("--mode", choices=["static", "dynamic"], help="default: the recipe's (auto: static)")
+    p.add_argument("--recipe", default="auto", choices=recipe_choices())
+    p.add_argument("--num-calib", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
+    p.add_argument("--include", nargs="+", default=[], metavar="NODE",
+                   help="node names to quantize even if the head pass keeps them in float")
+    _add_input_hw(p)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("eval", help="mAP against labels and/or parity and agreement against a reference")
+    p.add_argument("model")
+    p.add_argument("--reference", help="FP32 model to compare against")
+    p.add_argument("--data", help="Ultralytics data.yaml (labels)")
+    p.add_argument("--images", help="unlabelled image folder")
+    p.add_argument("--recursive", action="store_true")
+    p.add_argument("--json", help="write the metrics here")
+    p.add_argument("--threads", type=int, default=1)
+    _add_input_hw(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="latency of one or more models, interleaved")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--json", help="write the latencies here")
+    _add_input_hw(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compare", help="compare two pytest-benchmark JSON runs (or a storage folder)")
+    p.add_argument("baseline", help="baseline JSON, or a storage folder (its two newest runs)")
+    p.add_argument("candidate", nargs="?", help="candidate JSON or folder (its newest run)")
+    p.add_argument("--max-speedup-loss", type=float, default=0.10, help="relative (default 0.10)")
+    p.add_argument("--max-size-growth", type=float, default=0.01, help="relative (default 0.01)")
+    p.add_argument("--max-map-loss", type=float, default=0.005, help="absolute mAP50-95 (default 0.005)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("history", help="trend of the runs saved by pytest-benchmark")
+    p.add_argument("folder", help="pytest-benchmark storage folder (default .benchmarks)", nargs="?",
+                   default=".benchmarks")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("demo-data", help="write the demo shapes dataset (Ultralytics layout)")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--splits", default="train,val,calib", help="comma-separated (default train,val,calib)")
+    p.set_defaults(func=cmd_demo_data)
+
+    for action in sub.choices.values():
+        _add_common(action)
+    return parser
+
+
+@contextmanager
+def _warnings_to_console(console: Console):
+    """Skipped images and labels are reported as one line each, not as Python warnings."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"quantlab: warning: {message}", file=sys.stderr)
+
+    original = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = original
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(args.quiet)
+    try:
+        with _warnings_to_console(console):
+            return args.func(args, console)
+    except QuantlabError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"quantlab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("quantlab: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

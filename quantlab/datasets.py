@@ -1,0 +1,133 @@
+"""Ultralytics datasets: data.yaml, YOLO txt labels, and the (image, labels) samples to evaluate."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from quantlab.errors import DatasetError
+from quantlab.images import IMAGE_SUFFIXES, list_images
+
+
+class LabelWarning(UserWarning):
+    """A label line was malformed or out of range and was skipped."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled split: its images and class names. Labels are read per image, lazily."""
+
+    yaml_path: Path
+    images: tuple[Path, ...]
+    names: dict[int, str]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """boxes: (N, 4) float32 x1 y1 x2 y2 in image pixels; class_ids: (N,) int64."""
+
+    boxes: np.ndarray
+    class_ids: np.ndarray
+
+
+def _names(spec: dict, path: Path) -> dict[int, str]:
+    names = spec.get("names")
+    if isinstance(names, list):
+        return dict(enumerate(str(n) for n in names))
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items()}
+    raise DatasetError(f"{path}: 'names' must be a list or a mapping of class index to name")
+
+
+def _split_images(entry, root: Path, path: Path) -> list[Path]:
+    entries = entry if isinstance(entry, list) else [entry]
+    images: list[Path] = []
+    for item in entries:
+        target = Path(item) if Path(item).is_absolute() else root / item
+        if target.is_dir():
+            images.extend(list_images(target, recursive=True))
+        elif target.suffix == ".txt" and target.is_file():
+            for line in target.read_text().splitlines():
+                if line.strip():
+                    p = Path(line.strip())
+                    images.append(p if p.is_absolute() else root / p)
+        else:
+            raise DatasetError(f"{path}: split entry '{item}' is neither an image folder nor a .txt list "
+                               f"(looked for {target})")
+    return sorted(p for p in images if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_dataset(yaml_path: str | Path, split: str = "val") -> Dataset:
+    """Read an Ultralytics data.yaml and list the images of `split`."""
+    path = Path(yaml_path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: data.yaml not found")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(spec, dict) or split not in spec:
+        raise DatasetError(f"{path}: no '{split}' entry (an Ultralytics data.yaml has path, train, val, names)")
+    root = Path(spec.get("path") or path.parent)
+    root = root if root.is_absolute() else (path.parent / root)
+    images = _split_images(spec[split], root, path)
+    if not images:
+        raise DatasetError(f"{path}: the '{split}' split has no images")
+    return Dataset(path, tuple(images), _names(spec, path))
+
+
+def label_path(image_path: Path) -> Path:
+    """Ultralytics' rule: the last /images/ in the path becomes /labels/, the suffix .txt."""
+    parts = list(image_path.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int) -> Labels:
+    """Labels of one image in pixels; no label file means no objects. Bad lines warn and are skipped."""
+    path = label_path(image_path)
+    boxes, classes = [], []
+    if path.is_file():
+        h, w = image_hw
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            problem, row = _parse_line(line, num_classes)
+            if problem:
+                warnings.warn(f"{path}:{number}: {problem}; line skipped", LabelWarning, stacklevel=2)
+                continue
+            cls, cx, cy, bw, bh = row
+            boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            classes.append(cls)
+    return Labels(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(classes, np.int64))
+
+
+def _parse_line(line: str, num_classes: int):
+    """(problem, (cls, cx, cy, w, h)); polygon lines (segments) become their bounding box."""
+    fields = line.split()
+    try:
+        values = [float(v) for v in fields]
+    except ValueError:
+        return f"not numbers: {line.strip()!r}", None
+    if len(values) < 5 or (len(values) > 5 and len(values) % 2 == 0):
+        return f"expected 'class cx cy w h', got {len(values)} values", None
+    cls = values[0]
+    if cls != int(cls) or not 0 <= cls < num_classes:
+        return f"class {fields[0]} is not one of 0..{num_classes - 1}", None
+    coords = np.asarray(values[1:])
+    if np.any(coords < 0) or np.any(coords > 1):
+        return "coordinates outside [0, 1] (labels must be normalised)", None
+    if len(values) > 5:
+        xs, ys = coords[0::2], coords[1::2]
+        coords = np.array([(xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2,
+                           xs.max() - xs.min(), ys.max() - ys.min()])
+    if coords[2] <= 0 or coords[3] <= 0:
+        return "zero-size box", None
+    return None, (int(cls), *coords[:4].tolist())

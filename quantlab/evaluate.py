@@ -1,0 +1,104 @@
+"""Run models over labelled or unlabelled images, streaming, and return their accuracy and parity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from quantlab.datasets import Dataset, Labels, read_labels
+from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode
+from quantlab.images import iter_images
+from quantlab.metrics import DetectionMAP, MapResult, OutputParity
+from quantlab.preprocess import letterbox
+
+# The candidate side of detection agreement: every box above 0.001, one label per box, so a model
+# compared with itself gets exactly 1.0 (its predict-default boxes rank first, all matched).
+AGREEMENT_NMS = NmsSettings(conf=VAL_NMS.conf, iou=VAL_NMS.iou, max_det=VAL_NMS.max_det, multi_label=False)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image to evaluate: path, BGR image, labels (None when unlabelled)."""
+
+    path: Path
+    image: np.ndarray
+    labels: Labels | None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """map: against labels (None without); agreement: mAP50 against the reference's detections;
+    parity: {output name: {'boxes', 'scores', 'top1_agreement'}} against the reference."""
+
+    images: int
+    map: MapResult | None
+    agreement: float | None
+    parity: dict | None
+
+    def as_dict(self) -> dict:
+        return {
+            "images": self.images,
+            "map50": self.map.map50 if self.map else None,
+            "map50_95": self.map.map50_95 if self.map else None,
+            "per_class": self.map.per_class if self.map else None,
+            "agreement": self.agreement,
+            "parity": self.parity,
+        }
+
+
+def labelled_samples(dataset: Dataset) -> Iterator[Sample]:
+    for path, image in iter_images(dataset.images):
+        yield Sample(path, image, read_labels(path, image.shape[:2], len(dataset.names)))
+
+
+def unlabelled_samples(paths: Iterable[Path]) -> Iterator[Sample]:
+    for path, image in iter_images(paths):
+        yield Sample(path, image, None)
+
+
+def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Iterable[Sample],
+                    input_hw: tuple[int, int], names: dict[int, str], reference: str | None = None,
+                    progress: Callable[[int], None] | None = None) -> dict[str, EvalResult]:
+    """Evaluate every session on the same samples, read and preprocessed once each.
+
+    reference: the name of the session (usually FP32) that agreement and parity compare against.
+    """
+    if reference is not None and reference not in sessions:
+        raise ValueError(f"reference {reference!r} is not one of the sessions: {', '.join(sessions)}")
+    input_names = {name: s.get_inputs()[0].name for name, s in sessions.items()}
+    output_names = {name: s.get_outputs()[0].name for name, s in sessions.items()}
+    maps = {name: DetectionMAP(names) for name in sessions}
+    agreements = {name: DetectionMAP(names) for name in sessions}
+    parities = {name: OutputParity() for name in sessions}
+    count, labelled = 0, False
+    for sample in samples:
+        tensor, geometry = letterbox(sample.image, input_hw)
+        outputs = {name: s.run([output_names[name]], {input_names[name]: tensor})[0]
+                   for name, s in sessions.items()}
+        truth = decode(outputs[reference], geometry, PREDICT_NMS) if reference else None
+        for name, output in outputs.items():
+            if sample.labels is not None:
+                labelled = True
+                maps[name].update(decode(output, geometry, VAL_NMS), sample.labels.boxes, sample.labels.class_ids)
+            if truth is not None:
+                agreements[name].update(decode(output, geometry, AGREEMENT_NMS), truth.boxes, truth.class_ids)
+                parities[name].update(output, outputs[reference])
+        count += 1
+        if progress is not None:
+            progress(1)
+    results = {}
+    for name in sessions:
+        agreement = None
+        if reference is not None:
+            agreement = agreements[name].compute().map50 if agreements[name].has_targets else None
+        results[name] = EvalResult(
+            images=count,
+            map=maps[name].compute() if labelled and maps[name].has_targets else None,
+            agreement=agreement,
+            parity={output_names[name]: parities[name].compute()} if reference is not None else None,
+        )
+    return results

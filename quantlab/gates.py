@@ -1,0 +1,71 @@
+"""Regression gates: 'speedup:1.3x', 'size_ratio:0.30', 'map_drop:0.01', 'agreement:0.95' as checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantlab.errors import ConfigError
+
+# metric -> True when larger is better (a minimum), False when smaller is better (a maximum)
+HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A bound on one variant metric; fails() returns a readable message, or None when it holds."""
+
+    metric: str
+    limit: float
+
+    @property
+    def is_minimum(self) -> bool:
+        return HIGHER_IS_BETTER[self.metric]
+
+    def fails(self, variant: dict) -> str | None:
+        value = variant.get(self.metric)
+        if value is None:
+            return None  # not measured here (no labels, say): nothing to gate
+        if (value < self.limit) if self.is_minimum else (value > self.limit):
+            relation = "below the minimum" if self.is_minimum else "above the maximum"
+            return f"{variant['name']}: {self.metric} {value:.4g} is {relation} {self.limit:g}"
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.limit:g}{'x' if self.metric == 'speedup' else ''}"
+
+
+def parse_check(text: str) -> Check:
+    """'speedup:1.3x' -> Check('speedup', 1.3)."""
+    metric, sep, limit = text.partition(":")
+    metric = metric.strip()
+    if not sep or metric not in HIGHER_IS_BETTER:
+        raise ConfigError(f"gate {text!r} is not valid: write METRIC:LIMIT with METRIC one of "
+                          f"{', '.join(HIGHER_IS_BETTER)} (for example speedup:1.3x)")
+    try:
+        value = float(limit.strip().rstrip("xX"))
+    except ValueError:
+        raise ConfigError(f"gate {text!r}: limit {limit!r} is not a number") from None
+    return Check(metric, value)
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The default budgets of the suite and the CLI."""
+
+    max_map_drop: float = 0.01
+    max_size_ratio: float = 0.30
+    min_speedup: float = 1.3
+    min_agreement: float = 0.95
+
+    def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
+        """Checks for one INT8 variant: mAP drop with labels, detection agreement without.
+
+        Dynamic variants are not speed-gated: ConvInteger is slower than FP32 on CPU, by design.
+        """
+        checks = [Check("size_ratio", self.max_size_ratio),
+                  Check("map_drop", self.max_map_drop) if labelled else Check("agreement", self.min_agreement)]
+        return checks + ([Check("speedup", self.min_speedup)] if speed_gated else [])
+
+    def as_dict(self) -> dict:
+        return {"max_map_drop": self.max_map_drop, "max_size_ratio": self.max_size_ratio,
+                "min_speedup": self.min_speedup, "min_agreement": self.min_agreement}

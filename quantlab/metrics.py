@@ -1,0 +1,144 @@
+"""Accuracy metrics: mAP through pycocotools' COCOeval, and output parity against a reference model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from quantlab.detections import Detections, split_output
+
+SCORE_CHANNEL_START = 4  # YOLOv8 rows: cx cy w h, then one probability per class
+CONFIDENT_SCORE = 0.25  # anchors the reference model is confident about, for top-1 agreement
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """COCO-style AP: map50 at IoU 0.5, map50_95 averaged over IoU 0.50:0.95; per_class AP50-95."""
+
+    map50: float
+    map50_95: float
+    per_class: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+
+
+class DetectionMAP:
+    """Accumulates detections and targets image by image; compute() runs COCOeval once."""
+
+    def __init__(self, names: dict[int, str]):
+        self.names = dict(names)
+        self._images: list[dict] = []
+        self._targets: list[dict] = []
+        self._predictions: list[dict] = []
+
+    def update(self, predicted: Detections, target_boxes: np.ndarray, target_classes: np.ndarray) -> DetectionMAP:
+        """predicted and target boxes: (N, 4) x1 y1 x2 y2 in the same image's pixels."""
+        image_id = len(self._images) + 1
+        self._images.append({"id": image_id})
+        for box, cls in zip(np.asarray(target_boxes, np.float64).reshape(-1, 4), target_classes):
+            w, h = box[2] - box[0], box[3] - box[1]
+            self._targets.append({"id": len(self._targets) + 1, "image_id": image_id, "category_id": int(cls),
+                                  "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+        for box, score, cls in zip(predicted.boxes.astype(np.float64), predicted.scores, predicted.class_ids):
+            self._predictions.append({"image_id": image_id, "category_id": int(cls), "score": float(score),
+                                      "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+        return self
+
+    @property
+    def has_targets(self) -> bool:
+        return bool(self._targets)
+
+    def compute(self) -> MapResult:
+        if not self._targets:
+            raise ValueError("mAP is undefined without any target box")
+        if not self._predictions:
+            return MapResult(0.0, 0.0, {name: 0.0 for name in self.names.values()}, len(self._images))
+        categories = [{"id": i, "name": n} for i, n in self.names.items()]
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+            truth = COCO()
+            truth.dataset = {"images": self._images, "annotations": self._targets, "categories": categories}
+            truth.createIndex()
+            evaluation = COCOeval(truth, truth.loadRes(self._predictions), iouType="bbox")
+            evaluation.params.maxDets = [1, 10, 300]
+            evaluation.evaluate()
+            evaluation.accumulate()
+            evaluation.summarize()
+        precision = evaluation.eval["precision"]  # (iou, recall, class, area, maxdet)
+        per_class = {}
+        present = {t["category_id"] for t in self._targets}
+        for k, cat_id in enumerate(evaluation.params.catIds):
+            if cat_id in present:
+                p = precision[:, :, k, 0, -1]
+                per_class[self.names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
+        return MapResult(float(max(evaluation.stats[1], 0.0)), float(max(evaluation.stats[0], 0.0)),
+                         per_class, len(self._images))
+
+
+@dataclass(frozen=True)
+class ChannelParity:
+    """How one group of output channels compares to the reference: cosine, max and mean |error|."""
+
+    cosine: float
+    max_abs: float
+    mean_abs: float
+
+    def as_dict(self) -> dict:
+        return {"cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
+
+
+class _Accumulator:
+    def __init__(self):
+        self.dot = self.norm_a = self.norm_b = self.abs_sum = 0.0
+        self.max_abs = 0.0
+        self.count = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        diff = np.abs(a - b)
+        self.dot += float(a @ b)
+        self.norm_a += float(a @ a)
+        self.norm_b += float(b @ b)
+        self.abs_sum += float(diff.sum())
+        self.max_abs = max(self.max_abs, float(diff.max(initial=0.0)))
+        self.count += a.size
+
+    def result(self) -> ChannelParity:
+        denom = np.sqrt(self.norm_a * self.norm_b)
+        cosine = self.dot / denom if denom > 0 else float(self.norm_a == self.norm_b)
+        return ChannelParity(float(cosine), self.max_abs, self.abs_sum / max(self.count, 1))
+
+
+class OutputParity:
+    """Compares a model's YOLOv8 output with a reference's, box and score channels apart.
+
+    One cosine over the whole output is dominated by box pixels and hides a broken score channel.
+    """
+
+    def __init__(self):
+        self._boxes = _Accumulator()
+        self._scores = _Accumulator()
+        self._agree = 0
+        self._confident = 0
+
+    def update(self, output: np.ndarray, reference: np.ndarray) -> OutputParity:
+        """Both (1, 4+nc, N) or both (1, N, 4+nc)."""
+        boxes, probs = split_output(output)
+        ref_boxes, ref_probs = split_output(reference)
+        self._boxes.add(boxes, ref_boxes)
+        self._scores.add(probs, ref_probs)
+        confident = ref_probs.max(axis=1) >= CONFIDENT_SCORE
+        self._agree += int((probs[confident].argmax(1) == ref_probs[confident].argmax(1)).sum())
+        self._confident += int(confident.sum())
+        return self
+
+    def compute(self) -> dict:
+        """{'boxes': {...}, 'scores': {...}, 'top1_agreement': fraction of confident anchors, or None}."""
+        return {
+            "boxes": self._boxes.result().as_dict(),
+            "scores": self._scores.result().as_dict(),
+            "top1_agreement": self._agree / self._confident if self._confident else None,
+        }

@@ -1,0 +1,185 @@
+"""The run report: JSON (schema in quantlab/schemas), Markdown with verdicts, and an optional chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import platform
+from pathlib import Path
+
+from quantlab import __version__
+from quantlab.cpu import detect_cpu
+from quantlab.gates import Budgets
+from quantlab.ortcompat import ORT_VERSION
+from quantlab.pipeline import DYNAMIC, FP32, JobResult, Variant
+from quantlab.atomicio import atomic_write_bytes, sha256_file
+from quantlab.recipes import Mode, QType
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
+MB = 1e6
+
+
+def machine_facts(threads: int, providers: tuple[str, ...]) -> dict:
+    cpu = detect_cpu()
+    return {"cpu": cpu.model, "arch": cpu.arch, "flags": cpu.notable_flags(), "vnni": cpu.has_vnni,
+            "cores": cpu.cores, "onnxruntime": ORT_VERSION, "provider": providers[0], "threads": threads,
+            "python": platform.python_version()}
+
+
+def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[str], budgets: Budgets) -> dict:
+    latency = job.latencies[variant.name]
+    fp32_latency = job.latencies[FP32]
+    evaluation = job.evaluations[variant.name].as_dict()
+    fp32_eval = job.evaluations[FP32].as_dict()
+    size = variant.path.stat().st_size
+    q = variant.quantized
+    entry = {
+        "name": variant.name,
+        "path": str(variant.path),
+        "size_bytes": size,
+        "size_ratio": size / fp32_size,
+        "latency_ms": {"median": latency.median_ms, "p90": latency.p90_ms, "p99": latency.p99_ms},
+        "fps": latency.fps,
+        "speedup": fp32_latency.median_ms / latency.median_ms,
+        "map50": evaluation["map50"],
+        "map50_95": evaluation["map50_95"],
+        "map_drop": (fp32_eval["map50_95"] - evaluation["map50_95"]) if evaluation["map50_95"] is not None else None,
+        "per_class": evaluation["per_class"],
+        "agreement": evaluation["agreement"],
+        "parity": evaluation["parity"],
+        "quantize_seconds": q.seconds if q else None,
+        "recipe": q.recipe.settings() if q else None,
+        "float_nodes": len(q.float_nodes) if q else None,
+        "gated": variant.name in gated,
+    }
+    labelled = entry["map_drop"] is not None
+    speed_gated = bool(q) and q.recipe.mode is Mode.STATIC
+    checks = budgets.checks(labelled, speed_gated) if (q and entry["gated"]) else []
+    entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
+    entry["verdict"] = verdict(entry, budgets)
+    return entry
+
+
+def verdict(entry: dict, budgets: Budgets) -> str:
+    """A short plain-words judgement of one variant against FP32."""
+    if entry["recipe"] is None:
+        return "baseline"
+    recipe = entry["recipe"]
+    parts = [f"{1 / entry['size_ratio']:.1f}x smaller"]
+    if entry["speedup"] >= 1:
+        parts.append(f"{entry['speedup']:.2f}x faster")
+    elif recipe["mode"] == Mode.DYNAMIC.value:
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower: dynamic quantization runs ConvInteger and "
+                     "quantizes activations at run time, slower than float convolutions on CPU")
+    elif recipe["activation_type"] == QType.S8.value and detect_cpu().arch == "x86_64":
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower: on x86 S8xS8 QDQ convolutions are not fused "
+                     "into QLinearConv and run as dequantize -> float Conv -> quantize")
+    else:
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower")
+    drop, agreement = entry["map_drop"], entry["agreement"]
+    if drop is not None and drop > budgets.max_map_drop:
+        parts.append(f"accuracy drop over budget (mAP50-95 -{drop:.3f} > {budgets.max_map_drop:g})")
+    elif drop is None and agreement is not None and agreement < budgets.min_agreement:
+        parts.append(f"detections disagree with FP32 (agreement {agreement:.3f} < {budgets.min_agreement:g})")
+    else:
+        parts.append("as accurate" + (f" (mAP50-95 {-drop:+.3f})" if drop is not None else
+                                      f" (agreement {agreement:.3f})" if agreement is not None else ""))
+    if not recipe["keep_head_float"] and (drop or 0) > budgets.max_map_drop:
+        parts.append("the detection head was quantized: one scale spans box pixels and class probabilities")
+    return "; ".join(parts)
+
+
+def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Budgets) -> dict:
+    fp32 = next(v for v in job.variants if v.name == FP32)
+    fp32_size = fp32.path.stat().st_size
+    first = job.evaluations[FP32]
+    return {
+        "schema_version": 1,
+        "quantlab_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw)},
+        "evaluation": {"source": job.eval_source, "images": first.images, "labelled": first.map is not None},
+        "machine": machine_facts(job.threads, job.providers),
+        "budgets": budgets.as_dict(),
+        "variants": [_variant_entry(v, job, fp32_size, gated, budgets) for v in job.variants],
+    }
+
+
+def _fmt(value, spec: str, empty: str = "-") -> str:
+    return empty if value is None else format(value, spec)
+
+
+def render_markdown(report: dict) -> str:
+    """The report as Markdown: the field report's columns first, then accuracy and verdicts."""
+    m = report["machine"]
+    lines = [
+        "# quantlab report",
+        "",
+        f"Model `{report['model']['path']}` at {report['model']['input_hw'][0]}x{report['model']['input_hw'][1]}; "
+        f"evaluated on {report['evaluation']['images']} images "
+        f"({'labelled' if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
+        f"Machine: {m['cpu']} ({m['arch']}; {', '.join(m['flags']) or 'no INT8 extensions'}), {m['cores']} cores, "
+        f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}.",
+        "",
+        "| Model | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
+        "| Agreement | Box cos | Score cos | Quantize s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report["variants"]:
+        parity = next(iter((v["parity"] or {}).values()), None)
+        lines.append(
+            f"| {v['name']} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
+            f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
+            f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
+            f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
+            f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
+        )
+    lines += ["", "Speed change is FP32 median latency over the variant's, timed interleaved in one process.", ""]
+    lines += ["## Verdicts", ""]
+    for v in report["variants"]:
+        gate = "" if not v["gated"] else (" **FAILS: " + "; ".join(v["failures"]) + "**" if v["failures"]
+                                          else " (gates pass)")
+        lines.append(f"- **{v['name']}**: {v['verdict']}.{gate}")
+    b = report["budgets"]
+    lines += ["", f"Gates: size ratio <= {b['max_size_ratio']}, mAP50-95 drop <= {b['max_map_drop']} "
+              f"(agreement >= {b['min_agreement']} without labels), speedup >= {b['min_speedup']}x "
+              "(static recipes). Variants not gated are shown for contrast.", ""]
+    return "\n".join(lines)
+
+
+def write_chart(report: dict, path: Path) -> bool:
+    """Size vs latency, bubble area by mAP50-95 (or agreement); False when matplotlib is absent."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for v in report["variants"]:
+        quality = v["map50_95"] if v["map50_95"] is not None else (v["agreement"] or 0.0)
+        ax.scatter(v["size_bytes"] / MB, v["latency_ms"]["median"], s=40 + 600 * quality, alpha=0.6)
+        ax.annotate(f"{v['name']}\n{quality:.3f}", (v["size_bytes"] / MB, v["latency_ms"]["median"]),
+                    fontsize=8, ha="center")
+    ax.set_xlabel("size (MB)")
+    ax.set_ylabel("median latency (ms)")
+    ax.set_title("size vs latency (bubble: mAP50-95, or agreement without labels)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return True
+
+
+def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
+    """report.json, report.md and (with matplotlib) report.png in out_dir, each written atomically."""
+    paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}
+    atomic_write_bytes(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(paths["markdown"], render_markdown(report).encode())
+    chart = out_dir / "report.png"
+    if write_chart(report, chart):
+        paths["chart"] = chart
+    return paths

@@ -1,0 +1,54 @@
+"""The calibration reader: seeded sampling, lazy one-image-at-a-time reading, rewind."""
+
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calib")
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        ok, data = cv2.imencode(".png", rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+        (folder / f"img_{i:03d}.png").write_bytes(data.tobytes())
+    return sorted(folder.iterdir())
+
+
+def test_same_seed_same_sample_other_seed_other_sample(image_folder):
+    a = sample_images(image_folder, 100, seed=3)
+    assert a == sample_images(list(reversed(image_folder)), 100, seed=3)
+    assert a != sample_images(image_folder, 100, seed=4)
+    assert len(set(a)) == 100 and a == sorted(a)
+    assert sample_digest(a) != sample_digest(sample_images(image_folder, 100, seed=4))
+
+
+def test_asking_for_more_than_exist_takes_all(image_folder):
+    assert sample_images(image_folder[:5], 100, seed=0) == image_folder[:5]
+
+
+def test_reader_yields_each_sampled_image_then_none_and_rewinds(image_folder):
+    reader = ImageCalibrationReader(image_folder, "images", (96, 128), num_images=10, seed=0)
+    first = [reader.get_next()["images"] for _ in range(10)]
+    assert reader.get_next() is None and reader.used == 10
+    assert all(t.shape == (1, 3, 96, 128) and t.dtype == np.float32 for t in first)
+    reader.rewind()
+    np.testing.assert_array_equal(reader.get_next()["images"], first[0])
+
+
+def test_reader_memory_stays_bounded(image_folder):
+    """300 images of (1, 3, 96, 128) float32 would hold 44 MB; the reader holds one at a time."""
+    reader = ImageCalibrationReader(image_folder, "images", (96, 128), num_images=300, seed=0)
+    tracemalloc.start()
+    count = 0
+    while reader.get_next() is not None:
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    one_tensor = 3 * 96 * 128 * 4
+    assert count == 300
+    assert peak < 10 * one_tensor

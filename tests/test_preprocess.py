@@ -1,0 +1,111 @@
+"""The YOLOv8 letterbox: exact cases computed by hand, and properties over any size."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quantlab.errors import ImageError
+from quantlab.preprocess import PAD_VALUE, boxes_to_image, boxes_to_letterbox, fit, letterbox, to_bgr8
+
+sizes = st.tuples(st.integers(1, 4000), st.integers(1, 4000))
+targets = st.tuples(st.integers(8, 640), st.integers(8, 640))
+
+
+@pytest.mark.parametrize(
+    ("image_hw", "input_hw", "scale", "content_hw", "pad_left", "pad_top"),
+    [
+        # 640x480 landscape into 192x320: height-limited, 0.4 scale, 256 px wide, 32 px each side
+        ((480, 640), (192, 320), 0.4, (192, 256), 32, 0),
+        # square into landscape: 192/100 scale, pad (320-192)/2 = 64 each side
+        ((100, 100), (192, 320), 1.92, (192, 192), 64, 0),
+        # portrait 1000x200 into 192x320: 0.192 scale, 38.4 -> 38 px wide, pad 282 -> 141 each side
+        ((1000, 200), (192, 320), 0.192, (192, 38), 141, 0),
+        # one spare row: top round(0.5 - 0.1) = 0, bottom round(0.5 + 0.1) = 1
+        ((319, 320), (320, 320), 1.0, (319, 320), 0, 0),
+        # wide thin image: width-limited, pad (192-1)/2 = 95.5 -> top round(95.4)=95
+        ((1, 320), (192, 320), 1.0, (1, 320), 0, 95),
+    ],
+    ids=["landscape", "square", "portrait", "odd-pad", "one-row"],
+)
+def test_letterbox_geometry_matches_hand_computation(image_hw, input_hw, scale, content_hw, pad_left, pad_top):
+    geometry, new_hw = fit(image_hw, input_hw)
+    assert geometry.scale == pytest.approx(scale)
+    assert new_hw == content_hw
+    assert (geometry.pad_left, geometry.pad_top) == (pad_left, pad_top)
+
+
+def test_letterbox_pixels_match_ultralytics_recipe():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    tensor, _ = letterbox(image, (192, 320))
+    resized = cv2.resize(image, (256, 192), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.copyMakeBorder(resized, 0, 0, 32, 32, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    expected = expected[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
+    np.testing.assert_array_equal(tensor, expected)
+
+
+@given(image_hw=sizes, input_hw=targets)
+def test_letterbox_shape_range_and_padding(image_hw, input_hw):
+    image = np.full((*image_hw, 3), 7, np.uint8)
+    tensor, g = letterbox(image, input_hw)
+    assert tensor.shape == (1, 3, *input_hw) and tensor.dtype == np.float32
+    assert tensor.min() >= 0 and tensor.max() <= 1
+    pad = np.float32(PAD_VALUE) / np.float32(255)
+    if g.pad_left > 0:
+        assert np.all(tensor[..., : g.pad_left] == pad)
+    if g.pad_top > 0:
+        assert np.all(tensor[..., : g.pad_top, :] == pad)
+    content = tensor[0, 0] != pad
+    rows, cols = np.nonzero(content)
+    content_h, content_w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    # the content keeps the aspect ratio to within one pixel
+    assert abs(content_w - image_hw[1] * g.scale) <= 1 and abs(content_h - image_hw[0] * g.scale) <= 1
+
+
+@given(image_hw=sizes, input_hw=targets, data=st.data())
+def test_boxes_round_trip_within_one_pixel(image_hw, input_hw, data):
+    h, w = image_hw
+    x1 = data.draw(st.floats(0, w))
+    y1 = data.draw(st.floats(0, h))
+    x2 = data.draw(st.floats(x1, w))
+    y2 = data.draw(st.floats(y1, h))
+    geometry, _ = fit(image_hw, input_hw)
+    box = np.array([[x1, y1, x2, y2]], np.float32)
+    back = boxes_to_image(boxes_to_letterbox(box, geometry), geometry)
+    # one letterbox pixel, seen from the original image, is 1/scale pixels wide
+    assert np.all(np.abs(back - box) <= max(1.0, 1e-3 / geometry.scale))
+
+
+def test_boxes_to_image_clips_to_the_image():
+    geometry, _ = fit((480, 640), (192, 320))
+    out = boxes_to_image(np.array([[-50, -50, 400, 400]], np.float32), geometry)
+    np.testing.assert_array_equal(out, [[0, 0, 640, 480]])
+
+
+@given(image_hw=st.tuples(st.integers(1, 300), st.integers(1, 300)), seed=st.integers(0, 2**32 - 1))
+def test_other_formats_equal_their_8bit_bgr_equivalent(image_hw, seed):
+    rng = np.random.default_rng(seed)
+    gray = rng.integers(0, 256, image_hw, dtype=np.uint8)
+    bgr = rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (*image_hw, 1), dtype=np.uint8)
+    target = (96, 160)
+    as_bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    for variant, reference in [
+        (gray, as_bgr),
+        (gray[..., None], as_bgr),
+        (np.concatenate([bgr, alpha], axis=2), bgr),
+        (bgr.astype(np.uint16) * 257, bgr),  # 16-bit: v * 257 is the 16-bit form of v
+    ]:
+        np.testing.assert_array_equal(letterbox(variant, target)[0], letterbox(reference, target)[0])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((2, 4, 4, 3), np.uint8)],
+    ids=["two-channels", "float32", "batch"],
+)
+def test_unsupported_arrays_raise_image_error(bad):
+    with pytest.raises(ImageError, match="expected"):
+        to_bgr8(bad)
