@@ -80,13 +80,16 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
         raise ModelError(f"{path}: input '{image_input.name}' has shape {list(shape)}, "
                          "expected a 4-D image tensor (N, 3, H, W)")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    size = path.stat().st_size + sum(
-        (path.parent / e.value).stat().st_size
-        for e in {e for t in model.graph.initializer for e in t.external_data if e.key == "location"}
-        if (path.parent / e.value).is_file()
-    )
-    return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset, size,
-                     class_names(model))
+    return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset,
+                     model_size_bytes(path), class_names(model))
+
+
+def model_size_bytes(path: Path) -> int:
+    """The .onnx file plus any external-data files it names."""
+    header = onnx.load(str(path), load_external_data=False)
+    locations = {e.value for t in header.graph.initializer for e in t.external_data if e.key == "location"}
+    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in locations
+                                     if (path.parent / loc).is_file())
 
 
 def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = None) -> tuple[int, int]:

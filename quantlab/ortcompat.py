@@ -72,8 +72,19 @@ def quantize_dynamic(model_in: str, model_out: str, recipe: Recipe, float_nodes:
     ortq.quantize_dynamic(model_in, model_out, **supported_kwargs(ortq.quantize_dynamic, kwargs))
 
 
-def pre_process(model_in: str, model_out: str) -> None:
-    """onnxruntime's recommended pre-processing: symbolic shape inference, optimisation, ONNX shapes."""
+def pre_process(model_in: str, model_out: str) -> bool:
+    """onnxruntime's recommended pre-processing: symbolic shape inference, optimisation, ONNX shapes.
+
+    Symbolic inference cannot finish on some graphs with dynamic inputs (a Reshape to fixed sizes);
+    then it runs again without it, as onnxruntime advises. Returns whether symbolic inference ran.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_optimization": False}))
+    try:
+        quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_optimization": False}))
+        return True
+    except Exception as exc:
+        if "symbolic shape" not in str(exc).lower():
+            raise
+    quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_symbolic_shape": True}))
+    return False
