@@ -66,16 +66,17 @@ class DetectionMAP:
             evaluation.params.maxDets = [1, 10, 300]
             evaluation.evaluate()
             evaluation.accumulate()
-            evaluation.summarize()
-        precision = evaluation.eval["precision"]  # (iou, recall, class, area, maxdet)
-        per_class = {}
+        # precision: (IoU thresholds, recall points, classes, area ranges, max dets); -1 where undefined
+        precision = evaluation.eval["precision"][:, :, :, 0, -1]
         present = {t["category_id"] for t in self._targets}
-        for k, cat_id in enumerate(evaluation.params.catIds):
-            if cat_id in present:
-                p = precision[:, :, k, 0, -1]
-                per_class[self.names[cat_id]] = float(p[p > -1].mean()) if (p > -1).any() else 0.0
-        return MapResult(float(max(evaluation.stats[1], 0.0)), float(max(evaluation.stats[0], 0.0)),
-                         per_class, len(self._images))
+        per_class = {self.names[cat_id]: _mean_defined(precision[:, :, k])
+                     for k, cat_id in enumerate(evaluation.params.catIds) if cat_id in present}
+        return MapResult(_mean_defined(precision[0]), _mean_defined(precision), per_class, len(self._images))
+
+
+def _mean_defined(precision: np.ndarray) -> float:
+    defined = precision[precision > -1]
+    return float(defined.mean()) if defined.size else 0.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,63 @@
+"""Decoding YOLOv8 outputs and class-aware NMS, on outputs built by hand."""
+
+import numpy as np
+import pytest
+
+from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode, split_output
+from quantlab.errors import ModelError
+from quantlab.preprocess import fit
+
+
+def _output(rows, num_classes=3, anchors=50):
+    """(1, 4+nc, anchors): rows are (cx, cy, w, h, class, prob); other anchors are empty."""
+    out = np.zeros((1, 4 + num_classes, anchors), np.float32)
+    for i, (cx, cy, w, h, cls, prob) in enumerate(rows):
+        out[0, :4, i] = (cx, cy, w, h)
+        out[0, 4 + cls, i] = prob
+    return out
+
+
+IDENTITY = fit((192, 320), (192, 320))[0]
+
+
+def test_overlapping_same_class_boxes_are_suppressed_other_classes_kept():
+    out = _output([(100, 100, 40, 40, 0, 0.9), (102, 101, 40, 40, 0, 0.8), (102, 101, 40, 40, 1, 0.7),
+                   (250, 150, 20, 20, 2, 0.6)])
+    dets = decode(out, IDENTITY, PREDICT_NMS)
+    order = np.argsort(dets.class_ids)
+    assert dets.class_ids[order].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(dets.scores[order], [0.9, 0.7, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(dets.boxes[np.argmax(dets.scores)], [80, 80, 120, 120])
+
+
+def test_transposed_layout_decodes_the_same():
+    out = _output([(100, 100, 40, 40, 0, 0.9), (250, 150, 20, 20, 2, 0.6)])
+    a, b = decode(out, IDENTITY, PREDICT_NMS), decode(out.transpose(0, 2, 1), IDENTITY, PREDICT_NMS)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+
+
+def test_confidence_threshold_and_multi_label():
+    out = _output([(100, 100, 40, 40, 0, 0.2)])
+    out[0, 5, 0] = 0.1  # the same anchor is also a little like class 1
+    assert len(decode(out, IDENTITY, PREDICT_NMS)) == 0
+    val = decode(out, IDENTITY, VAL_NMS)
+    assert sorted(val.class_ids.tolist()) == [0, 1]  # Ultralytics' val keeps every label above conf
+
+
+def test_max_detections_caps_the_result():
+    rows = [(10 + 15 * (i % 20), 10 + 15 * (i // 20), 8, 8, 0, 0.5 + i / 1000) for i in range(40)]
+    dets = decode(_output(rows, anchors=60), IDENTITY, NmsSettings(conf=0.25, iou=0.7, max_det=10))
+    assert len(dets) == 10 and dets.scores.min() >= 0.53
+
+
+def test_boxes_map_back_through_the_letterbox():
+    geometry, _ = fit((480, 640), (192, 320))  # scale 0.4, 32 px padding left and right
+    out = _output([(32 + 0.4 * 320, 0.4 * 240, 0.4 * 100, 0.4 * 50, 0, 0.9)])
+    dets = decode(out, geometry, PREDICT_NMS)
+    np.testing.assert_allclose(dets.boxes[0], [270, 215, 370, 265], atol=1e-3)
+
+
+def test_non_detection_outputs_are_refused():
+    with pytest.raises(ModelError, match="not a YOLOv8 detection output"):
+        split_output(np.zeros((1, 1000), np.float32))

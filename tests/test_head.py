@@ -1,0 +1,72 @@
+"""The YOLOv8 head pass: found by structure, so renamed exports and other layouts work."""
+
+import numpy as np
+import onnx
+import pytest
+
+from quantlab.errors import ConfigError
+from quantlab.head import float_nodes, yolov8_head_pass
+from quantlab.recipes import resolve_recipe
+
+DECODE_OPS = {"Softmax", "Sigmoid", "Transpose", "Concat", "Conv", "Reshape"}
+
+
+def _renamed(model):
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for i, node in enumerate(copy.graph.node):
+        node.name = f"n{i:04d}"
+    return copy
+
+
+def test_head_found_in_the_demo_model(demo_onnx):
+    _, head = yolov8_head_pass(demo_onnx)
+    by_name = {n.name: n for n in demo_onnx.graph.node}
+    ops = [by_name[n].op_type for n in head]
+    assert DECODE_OPS <= set(ops)
+    assert ops.count("Conv") == 1  # the DFL's fixed 1x1 conv; the branch convs quantize fine
+    output = demo_onnx.graph.output[0].name
+    assert next(n.name for n in demo_onnx.graph.node if output in n.output) in head
+
+
+def test_head_found_by_structure_not_names(demo_onnx):
+    _, head = yolov8_head_pass(demo_onnx)
+    renamed = _renamed(demo_onnx)
+    _, renamed_head = yolov8_head_pass(renamed)
+    index = {n.name: i for i, n in enumerate(demo_onnx.graph.node)}
+    assert renamed_head == {f"n{index[name]:04d}" for name in head}
+
+
+def test_a_model_without_a_yolo_head_keeps_nothing_in_float():
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
+    w = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), "float32"), "w")
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g", [x], [y], [w])
+    assert yolov8_head_pass(onnx.helper.make_model(graph)) == (set(), set())
+
+
+@pytest.mark.parametrize(
+    ("changes", "expect"),
+    [
+        # the user keeps one more node in float
+        ({"exclude_nodes": ("first-conv",)}, lambda head, got, first: got == head | {first}),
+        # the user forces the Sigmoid back into INT8
+        ({"include_nodes": ("sigmoid",)}, lambda head, got, first: got == {n for n in head if "Sigmoid" not in n}),
+        # no head handling at all (the field report's setting)
+        ({"keep_head_float": False}, lambda head, got, first: got == set()),
+    ],
+    ids=["exclude", "include", "head-off"],
+)
+def test_user_passes_merge_with_the_head_pass(demo_onnx, changes, expect):
+    _, head = yolov8_head_pass(demo_onnx)
+    first_conv = next(n.name for n in demo_onnx.graph.node if n.op_type == "Conv")
+    sigmoid = next(n for n in head if "Sigmoid" in n)
+    names = {"first-conv": first_conv, "sigmoid": sigmoid}
+    resolved = {k: tuple(names.get(v, v) for v in val) if isinstance(val, tuple) else val for k, val in changes.items()}
+    got = float_nodes(demo_onnx, resolve_recipe("auto").replace(**resolved))
+    assert expect(head, got, first_conv)
+
+
+def test_unknown_node_names_are_listed(demo_onnx):
+    with pytest.raises(ConfigError, match="not_a_node"):
+        float_nodes(demo_onnx, resolve_recipe("auto").replace(exclude_nodes=("not_a_node",)))
