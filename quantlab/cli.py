@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quantlab import __version__
-from quantlab.errors import InputError, QuantlabError
+from quantlab.atomicio import atomic_write_bytes, check_writable
+from quantlab.errors import InputError, OutputError, QuantlabError
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
 
@@ -120,18 +121,16 @@ def cmd_eval(args, console: Console) -> int:
         console.say(f"{output}: box cosine {parity['boxes']['cosine']:.4f}, score cosine "
                     f"{parity['scores']['cosine']:.4f}, score max |err| {parity['scores']['max_abs']:.4f}")
     if args.json:
-        from quantlab.atomicio import atomic_write_bytes
-
-        atomic_write_bytes(Path(args.json), (json.dumps(result, indent=2) + "\n").encode())
+        _write_json(args.json, result)
         console.say(f"wrote {args.json}")
     return EXIT_OK
 
 
 def cmd_bench(args, console: Console) -> int:
+    import numpy as np
+
     from quantlab.bench import interleaved_latency, make_session
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
-
-    import numpy as np
 
     infos = [inspect_model(m) for m in args.models]
     sessions = {str(info.path): make_session(info.path, args.threads) for info in infos}
@@ -147,12 +146,24 @@ def cmd_bench(args, console: Console) -> int:
         console.say(f"{name[-50:]:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
                     f"{first.median_ms / lat.median_ms:7.2f}x")
     if args.json:
-        from quantlab.atomicio import atomic_write_bytes
-
-        payload = {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
-                   "models": {n: {**lat.as_dict(), "fps": lat.fps} for n, lat in latencies.items()}}
-        atomic_write_bytes(Path(args.json), (json.dumps(payload, indent=2) + "\n").encode())
+        _write_json(args.json, {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
+                                "models": {n: {**lat.as_dict(), "fps": lat.fps} for n, lat in latencies.items()}})
     return EXIT_OK
+
+
+def _write_json(path: str, payload: dict) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(payload, indent=2) + "\n").encode())
+
+
+def _output_folder(path: str) -> Path:
+    """Create the output folder, or say in one line why it cannot be."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from exc
+    check_writable(folder / "report.json")
+    return folder
 
 
 def cmd_run(args, console: Console) -> int:
@@ -162,13 +173,9 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.images import list_images
     from quantlab.pipeline import run_job
     from quantlab.recipes import parse_recipe_list
-    from quantlab.report import build_report, write_report
+    from quantlab.report import build_report, render_markdown, write_report
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    from quantlab.atomicio import check_writable
-
-    check_writable(out_dir / "report.json")
+    out_dir = _output_folder(args.out)
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
     model = Path(args.model) if args.model else DEMO_MODEL
@@ -185,15 +192,12 @@ def cmd_run(args, console: Console) -> int:
                   on_variant=lambda v: console.say(f"built {v.name}: {v.path}") if v.quantized else None)
     report = build_report(job, model, gated=set(recipes), budgets=budgets)
     paths = write_report(report, out_dir)
-    from quantlab.report import render_markdown
-
-    console.say(render_markdown(report))
-    for kind, path in paths.items():
+    print(render_markdown(report))
+    for path in paths.values():
         console.say(f"wrote {path}")
     if "chart" not in paths:
         console.say("no chart: pip install 'quantlab[chart]' (matplotlib) to draw report.png")
-    failed = [msg for v in report["variants"] for msg in v["failures"]]
-    return EXIT_GATE if failed else EXIT_OK
+    return EXIT_GATE if any(v["failures"] for v in report["variants"]) else EXIT_OK
 
 
 def cmd_compare(args, console: Console) -> int:
