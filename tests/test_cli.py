@@ -1,0 +1,135 @@
+"""The quantlab command end to end, as a user runs it: real processes, real files, exit codes."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from quantlab.report import SCHEMA_PATH
+
+
+def quantlab(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "quantlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def _one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("quantlab: error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.slow
+def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
+    result = quantlab("run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "quantlab-out"
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["fp32", "auto", "ort-default", "dynamic"]
+    assert "| Model | Size MB | Latency ms | FPS | Size change | Speed change |" in result.stdout
+    assert (out / "report.md").read_text().startswith("# quantlab report")
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["auto"]["gated"] and not by_name["auto"]["failures"]
+    assert "slower" in by_name["dynamic"]["verdict"]
+    assert all(path.exists() for path in [out / f"yolov8n_shapes_pruned.{n}.onnx" for n in names[1:]])
+
+
+@pytest.mark.slow
+def test_run_on_another_model_and_data_in_awkward_paths(tmp_path, demo_model, demo_data):
+    model = tmp_path / "모델 폴더 with spaces" / "my model.onnx"
+    model.parent.mkdir()
+    shutil.copyfile(demo_model, model)
+    result = quantlab("run", "--model", model, "--data", demo_data, "--calib", demo_data.parent / "images" / "calib",
+                      "--no-contrast", "--runs", 20, "--out", tmp_path / "결과", "--quiet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "결과" / "report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["fp32", "auto", "dynamic"]
+    assert report["evaluation"]["labelled"] and report["variants"][1]["map_drop"] is not None
+
+
+def test_quantize_prints_what_it_did(tmp_path, demo_model, demo_data):
+    out = tmp_path / "int8.onnx"
+    result = quantlab("quantize", demo_model, "--calib", demo_data.parent / "images" / "calib", "--num-calib", 8,
+                      "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "recipe auto" in result.stdout and "kept in float (24 nodes)" in result.stdout
+    assert "calibrated on 8 of 48 images" in result.stdout and out.is_file()
+
+
+def test_quantize_dynamic_needs_no_calibration(tmp_path, demo_model):
+    result = quantlab("quantize", demo_model, "--mode", "dynamic", "-o", tmp_path / "dyn.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "recipe dynamic" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("make_args", "fragments"),
+    [
+        (lambda t, m, c: ["quantize", t / "absent.onnx", "--calib", c, "-o", t / "o.onnx"], ["absent.onnx", "not found"]),
+        (lambda t, m, c: ["quantize", _text(t / "fake.onnx"), "--calib", c, "-o", t / "o.onnx"], ["fake.onnx", "ONNX"]),
+        (lambda t, m, c: ["quantize", m, "--calib", _empty(t / "empty"), "-o", t / "o.onnx"], ["empty", "no images"]),
+        (lambda t, m, c: ["quantize", m, "--calib", c, "-o", t / "no" / "dir" / "o.onnx"], ["does not exist"]),
+        (lambda t, m, c: ["run", "--model", m, "--images", c, "--out", _text(t / "file") / "out"], ["cannot create"]),
+        (lambda t, m, c: ["run", "--model", t / "absent.onnx", "--images", c, "--out", t / "o"], ["absent.onnx"]),
+        (lambda t, m, c: ["run", "--model", m, "--images", _empty(t / "none"), "--out", t / "o"], ["none", "no images"]),
+        (lambda t, m, c: ["eval", m, "--images", c], ["--reference"]),
+    ],
+    ids=["missing-model", "not-onnx", "empty-calib", "unwritable-output", "run-unwritable-out", "run-missing-model",
+         "run-empty-images", "eval-unlabelled-without-reference"],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, demo_model, demo_data, make_args, fragments):
+    calib = demo_data.parent / "images" / "calib"
+    result = quantlab(*make_args(tmp_path, demo_model, calib))
+    _one_line_error(result, *fragments)
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def _text(path):
+    path.write_text("not a model")
+    return path
+
+
+def _empty(path):
+    path.mkdir()
+    return path
+
+
+def test_debug_shows_the_traceback(tmp_path, demo_model):
+    result = quantlab("quantize", tmp_path / "absent.onnx", "--calib", tmp_path, "-o", tmp_path / "o.onnx", "--debug")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_eval_against_a_reference_writes_json(tmp_path, demo_model, demo_data):
+    result = quantlab("eval", demo_model, "--reference", demo_model, "--data", demo_data, "--json", tmp_path / "e.json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "e.json").read_text())
+    assert metrics["agreement"] == 1.0 and metrics["parity"]["output0"]["scores"]["cosine"] == pytest.approx(1.0)
+    assert set(metrics["per_class"]) == {"circle", "rectangle", "triangle", "star"}
+
+
+def test_bench_times_models_interleaved(tmp_path, demo_model):
+    result = quantlab("bench", demo_model, demo_model, "--runs", 5, "--warmup", 1, "--json", tmp_path / "b.json")
+    assert result.returncode == 0, result.stderr
+    timings = json.loads((tmp_path / "b.json").read_text())
+    assert timings["runs"] == 5 and all(m["runs"] == 5 and m["p99"] >= m["median"] for m in timings["models"].values())
+
+
+def test_demo_data_writes_the_dataset(tmp_path):
+    result = quantlab("demo-data", tmp_path / "d", "--splits", "val")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("data.yaml")
+    assert len(list((tmp_path / "d" / "images" / "val").iterdir())) == 200
+
+
+def test_every_command_has_help():
+    for command in ["run", "quantize", "eval", "bench", "compare", "history", "demo-data"]:
+        result = quantlab(command, "--help")
+        assert result.returncode == 0 and "usage: quantlab" in result.stdout
