@@ -200,6 +200,35 @@ def cmd_run(args, console: Console) -> int:
     return EXIT_GATE if any(v["failures"] for v in report["variants"]) else EXIT_OK
 
 
+def cmd_tune(args, console: Console) -> int:
+    from quantlab.images import list_images
+    from quantlab.recipes import resolve_recipe
+    from quantlab.tune import TuneWarning, render_tune_markdown, tune
+
+    out_dir = _output_folder(args.out)
+    dataset, images = _dataset_or_images(args)
+    calib = list_images(args.calib, recursive=args.recursive) if args.calib else list(
+        dataset.images if dataset else images)
+    recipe = resolve_recipe(args.recipe).replace(num_calib=args.num_calib)
+    output = Path(args.output) if args.output else out_dir / f"{Path(args.model).stem}.tuned.onnx"
+    check_writable(output)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TuneWarning)
+        result = tune(Path(args.model), output, recipe, calib, dataset, images, max_loss=args.max_map_drop,
+                      time_budget_s=args.time_budget, max_steps=args.max_steps, threads=args.threads,
+                      progress=console.progress,
+                      on_step=lambda s: console.say(
+                          f"step {s.index}: {len(s.float_nodes)} float nodes, loss {s.accuracy_loss:.4f}, "
+                          f"{s.speedup:.2f}x FP32"))
+    _write_json(str(out_dir / "tune.json"), result.as_dict())
+    atomic_write_bytes(out_dir / "tune.md", render_tune_markdown(result).encode())
+    print(render_tune_markdown(result))
+    console.say(f"wrote {output}, {out_dir / 'tune.json'}, {out_dir / 'tune.md'}")
+    for warning in caught:
+        print(f"quantlab: warning: {warning.message}", file=sys.stderr)
+    return EXIT_OK if result.met else EXIT_GATE
+
+
 def cmd_compare(args, console: Console) -> int:
     from quantlab.compare import Tolerances, compare_runs, load_run, render_comparison, resolve_pair
 
@@ -282,6 +311,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     _add_input_hw(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tune", help="return the most sensitive layers to float until an accuracy budget holds")
+    p.add_argument("model")
+    p.add_argument("--data", help="Ultralytics data.yaml: the budget is a mAP50-95 drop")
+    p.add_argument("--images", help="unlabelled images: the budget is 1 - detection agreement")
+    p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
+    p.add_argument("--recursive", action="store_true")
+    p.add_argument("--max-map-drop", type=float, default=0.005, help="accuracy budget (default 0.005)")
+    p.add_argument("--time-budget", type=float, default=300.0, help="seconds before the search stops (default 300)")
+    p.add_argument("--max-steps", type=int, default=12, help="layer groups returned to float at most (default 12)")
+    p.add_argument("--recipe", default="auto", choices=recipe_choices())
+    p.add_argument("--num-calib", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("-o", "--output", help="tuned model path (default OUT/<model>.tuned.onnx)")
+    p.add_argument("--out", default="quantlab-out", help="folder for tune.json and tune.md (default ./quantlab-out)")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="latency of one or more models, interleaved")
     p.add_argument("models", nargs="+")

@@ -7,6 +7,7 @@ Tests ask for `variant` (fp32 and every INT8 build), `int8_variant`, or `static_
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,11 @@ from quantlab.gates import Budgets
 from quantlab.images import list_images
 from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
 from quantlab.pipeline import FP32, Variant, build_variant, probe_input, variant_names
+from quantlab.quantize import read_metadata
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
+from quantlab.tune import tune
+
+TUNED = "tuned"
 
 _BUDGETS = Budgets()
 _BUDGET_OPTIONS = (
@@ -40,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threads", type=int, default=1, help="intra-op threads of every session (default 1)")
     group.addoption("--providers", default="CPUExecutionProvider",
                     help="onnxruntime execution providers, comma-separated")
+    group.addoption("--tune", action="store_true",
+                    help="also gate a 'tuned' variant: the first recipe with its most sensitive layers "
+                         "returned to float until --max-map-drop holds (quantlab tune)")
     for name, default, text in _BUDGET_OPTIONS:
         flag = "--" + name.replace("_", "-")
         group.addoption(flag, type=float, help=f"{text} (ini quantlab_{name}; default {default})")
@@ -72,10 +80,11 @@ class SuiteConfig:
     threads: int
     providers: tuple[str, ...]
     budgets: Budgets
+    tune: bool = False
 
     @property
     def variants(self) -> list[str]:
-        return variant_names(self.recipes)
+        return _variants(self.recipes, self.tune)
 
     @property
     def int8_variants(self) -> list[str]:
@@ -83,7 +92,15 @@ class SuiteConfig:
 
     @property
     def static_variants(self) -> list[str]:
-        return [v for v in self.int8_variants if resolve_recipe(v).mode is Mode.STATIC]
+        return [v for v in self.int8_variants if _is_static(v)]
+
+
+def _variants(recipes: tuple[str, ...], tune: bool) -> list[str]:
+    return variant_names(recipes) + ([TUNED] if tune else [])
+
+
+def _is_static(name: str) -> bool:
+    return name == TUNED or resolve_recipe(name).mode is Mode.STATIC
 
 
 def _budgets(config: pytest.Config) -> Budgets:
@@ -100,12 +117,11 @@ def _recipes(config: pytest.Config) -> tuple[str, ...]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrise `variant`, `int8_variant` and `static_variant` with readable ids."""
-    recipes = _recipes(metafunc.config)
-    names = variant_names(recipes)
+    names = _variants(_recipes(metafunc.config), metafunc.config.getoption("tune"))
     choices = {
         "variant": names,
         "int8_variant": [n for n in names if n != FP32],
-        "static_variant": [n for n in names if n != FP32 and resolve_recipe(n).mode is Mode.STATIC],
+        "static_variant": [n for n in names if n != FP32 and _is_static(n)],
     }
     for fixture, values in choices.items():
         if fixture in metafunc.fixturenames:
@@ -134,7 +150,7 @@ def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         raise pytest.UsageError("--model without --data needs --calib DIR (images to calibrate and compare on)")
     return SuiteConfig(model, dataset, tuple(calib_images), config.getoption("num_calib"), _recipes(config),
                        config.getoption("threads"), tuple(config.getoption("providers").split(",")),
-                       _budgets(config))
+                       _budgets(config), config.getoption("tune"))
 
 
 class Artifacts:
@@ -152,14 +168,24 @@ class Artifacts:
     def variant(self, name: str) -> Variant:
         if name not in self._variants:
             try:
-                self._variants[name] = build_variant(name, self.suite.model, self.workdir,
-                                                     self.suite.calib_images, self.suite.num_calib)
+                self._variants[name] = self._tuned() if name == TUNED else build_variant(
+                    name, self.suite.model, self.workdir, self.suite.calib_images, self.suite.num_calib)
             except Exception as exc:  # remembered, so every test that needs it fails with the cause
                 self._variants[name] = exc
         built = self._variants[name]
         if isinstance(built, BaseException):
             raise built
         return built
+
+    def _tuned(self) -> Variant:
+        """The first recipe, tuned until the suite's accuracy budget holds."""
+        suite = self.suite
+        recipe = resolve_recipe(suite.recipes[0]).replace(num_calib=suite.num_calib)
+        budget = suite.budgets.max_map_drop if suite.dataset else 1 - suite.budgets.min_agreement
+        path = self.workdir / f"{suite.model.stem}.{TUNED}.onnx"
+        tune(suite.model, path, recipe, suite.calib_images, suite.dataset, suite.calib_images, max_loss=budget,
+             threads=suite.threads)
+        return Variant(TUNED, path)
 
     def session(self, name: str):
         if name not in self._sessions:
@@ -203,7 +229,7 @@ class Artifacts:
             "box_cosine": parity.get("boxes", {}).get("cosine"),
             "score_cosine": parity.get("scores", {}).get("cosine"),
             "top1_agreement": parity.get("top1_agreement"),
-            "recipe": variant.quantized.recipe.settings() if variant.quantized else None,
+            "recipe": json.loads(read_metadata(variant.path)["recipe"]) if name != FP32 else None,
         }
 
 

@@ -48,7 +48,8 @@ class QuantizeResult:
         return self.size_bytes / self.source_size_bytes
 
 
-def _stage_model(model: onnx.ModelProto, stage: Path) -> Path:
+def stage_model(model: onnx.ModelProto, stage: Path) -> Path:
+    """Save `model` as stage/model.onnx with Python I/O (external data beside it past 2 GB)."""
     staged = stage / "model.onnx"
     large = model.ByteSize() > _PROTOBUF_LIMIT
     onnx.save_model(model, str(staged), save_as_external_data=large, location="model.data" if large else None)
@@ -119,7 +120,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
 
     with tempfile.TemporaryDirectory(prefix="quantlab-") as stage_dir:
         stage = Path(stage_dir)
-        staged = _stage_model(model, stage)
+        staged = stage_model(model, stage)
         prepared = stage / "prepared.onnx"
         try:
             ortcompat.pre_process(str(staged), str(prepared))

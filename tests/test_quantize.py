@@ -322,3 +322,25 @@ def test_every_preset_quantizes(tmp_path, demo_model, calib_images):
     for name in PRESETS:
         result = quantize_model(demo_model, tmp_path / f"{name}.onnx", _recipe(name), calib_images)
         assert result.size_ratio < 0.3, name
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # QOperator: QLinearConv written into the file instead of QDQ pairs
+        {"quant_format": "qoperator"},
+        # histogram calibrators, which clip outliers instead of taking the min and max
+        {"calibrate_method": "entropy"},
+        {"calibrate_method": "percentile"},
+    ],
+    ids=["qoperator", "entropy", "percentile"],
+)
+def test_formats_and_calibration_methods(tmp_path, demo_model, calib_images, changes):
+    result = quantize_model(demo_model, tmp_path / "q.onnx", _recipe("auto", num_calib=8, **changes), calib_images)
+    ops = [n.op_type for n in onnx.load(str(result.output_path)).graph.node]
+    if changes.get("quant_format") == "qoperator":
+        assert ops.count("QLinearConv") > 50
+    else:
+        assert ops.count("DequantizeLinear") > 50
+    output = make_session(result.output_path).run(None, {"images": np.full((1, 3, 192, 320), 0.5, np.float32)})[0]
+    assert np.isfinite(output).all()

@@ -21,6 +21,9 @@ DEFAULT_SEED = 0
 _SPLIT_IDS = {"train": 1, "val": 2, "calib": 3}
 
 MIN_OBJECT_PX = 12
+COMMON_OBJECT_PX = 24  # most objects are at least this big; SMALL_OBJECT_SHARE of them may be 12 px
+SMALL_OBJECT_SHARE = 0.2
+MIN_CONTRAST = 80  # mean absolute BGR difference between an object and the background under it
 MAX_OVERLAP = 0.3  # partial occlusion, never an object hidden inside another
 MIN_VISIBLE_FRACTION = 0.4
 
@@ -65,7 +68,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 def _clutter(rng: np.random.Generator, image: np.ndarray) -> None:
     """Thin lines, arcs and crosses: distractors that carry no label."""
     height, width = image.shape[:2]
-    for _ in range(rng.integers(0, 7)):
+    for _ in range(rng.integers(0, 5)):
         colour = tuple(float(c) for c in _random_colour(rng))
         p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         kind = rng.integers(3)
@@ -119,8 +122,9 @@ def _overlap_of_smaller(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 def _place_object(rng: np.random.Generator, width: int, height: int, taken: list[ShapeObject]):
     """Pick a class, size and position; return (class_id, polygon, clipped box) or None."""
     class_id = int(rng.integers(len(CLASS_NAMES)))
-    largest = 0.7 * min(width, height)
-    size = float(math.exp(rng.uniform(math.log(MIN_OBJECT_PX), math.log(largest))))
+    largest = 0.6 * min(width, height)
+    smallest = MIN_OBJECT_PX if rng.random() < SMALL_OBJECT_SHARE else COMMON_OBJECT_PX
+    size = float(math.exp(rng.uniform(math.log(smallest), math.log(largest))))
     margin = -0.3 * size if rng.random() < 0.15 else size / 2  # some objects cut by the border
     cx = rng.uniform(margin, width - margin) if width > 2 * margin else width / 2
     cy = rng.uniform(margin, height - margin) if height > 2 * margin else height / 2
@@ -152,7 +156,7 @@ def _draw_objects(rng: np.random.Generator, image: np.ndarray) -> list[ShapeObje
         under = image[centre[1], centre[0]]
         colour = _random_colour(rng)
         for _ in range(10):  # enough contrast to be visible, as a photographer would ensure
-            if np.abs(colour - under).mean() > 60:
+            if np.abs(colour - under).mean() > MIN_CONTRAST:
                 break
             colour = _random_colour(rng)
         poly = np.round(pts * 16).astype(np.int32)  # 4 fractional bits, for sub-pixel edges
@@ -180,8 +184,8 @@ def _lighting(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 def render_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[ShapeObject]]:
     """Draw image `index` of `split`: (H, W, 3) uint8 BGR and its objects."""
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-    width = int(rng.integers(240, 641))
-    height = int(np.clip(width / rng.uniform(0.6, 2.2), 160, 640))
+    width = int(rng.integers(256, 513))
+    height = int(np.clip(width / rng.uniform(0.75, 2.0), 160, 512))
     image = _background(rng, height, width)
     _clutter(rng, image)
     objects = _draw_objects(rng, image)
