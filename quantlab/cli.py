@@ -78,9 +78,9 @@ def cmd_quantize(args, console: Console) -> int:
                             exclude_nodes=tuple(args.exclude), include_nodes=tuple(args.include))
     if recipe.mode is Mode.DYNAMIC and recipe.activation_type.value != "u8":
         recipe = recipe.replace(activation_type="u8")
-    calib = list_images(args.calib, recursive=args.recursive) if recipe.mode is Mode.STATIC else ()
     if recipe.mode is Mode.STATIC and not args.calib:
         raise InputError("static quantization needs --calib DIR (or use --mode dynamic)")
+    calib = list_images(args.calib, recursive=args.recursive) if recipe.mode is Mode.STATIC else ()
     result = quantize_model(args.model, args.output, recipe, calib, _hw(args.input_hw))
     settings = {k: v for k, v in recipe.settings().items() if k != "description"}
     console.say(f"recipe {recipe.name}: {recipe.description}")

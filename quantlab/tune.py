@@ -129,10 +129,14 @@ def bypass_quantization(qdq: onnx.ModelProto, fp32: onnx.ModelProto, nodes: Sequ
             elif node.name in fp32_nodes and i < len(fp32_nodes[node.name].input):
                 original = fp32_nodes[node.name].input[i]  # a quantized weight or bias: use the float one
                 if original in fp32_weights:
-                    if original not in present:
-                        model.graph.initializer.append(fp32_weights[original])
-                        present.add(original)
-                    node.input[i] = original
+                    float_name = f"{original}__float"  # the DequantizeLinear may already own the old name
+                    if float_name not in present:
+                        tensor = onnx.TensorProto()
+                        tensor.CopyFrom(fp32_weights[original])
+                        tensor.name = float_name
+                        model.graph.initializer.append(tensor)
+                        present.add(float_name)
+                    node.input[i] = float_name
     return model
 
 

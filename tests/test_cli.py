@@ -81,9 +81,14 @@ def test_quantize_dynamic_needs_no_calibration(tmp_path, demo_model):
         (lambda t, m, c: ["run", "--model", t / "absent.onnx", "--images", c, "--out", t / "o"], ["absent.onnx"]),
         (lambda t, m, c: ["run", "--model", m, "--images", _empty(t / "none"), "--out", t / "o"], ["none", "no images"]),
         (lambda t, m, c: ["eval", m, "--images", c], ["--reference"]),
+        (lambda t, m, c: ["quantize", m, "-o", t / "o.onnx"], ["needs --calib"]),
+        (lambda t, m, c: ["demo-data", t / "d", "--splits", "val,test"], ["unknown split(s) test"]),
+        (lambda t, m, c: ["run", "--model", m, "--images", c, "--recipes", "fastest", "--out", t / "o"],
+         ["'fastest' is unknown"]),
     ],
     ids=["missing-model", "not-onnx", "empty-calib", "unwritable-output", "run-unwritable-out", "run-missing-model",
-         "run-empty-images", "eval-unlabelled-without-reference"],
+         "run-empty-images", "eval-unlabelled-without-reference", "quantize-without-calib", "unknown-split",
+         "unknown-recipe"],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, demo_model, demo_data, make_args, fragments):
     calib = demo_data.parent / "images" / "calib"

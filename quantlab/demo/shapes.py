@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import yaml
 
+from quantlab.errors import ConfigError
+
 CLASS_NAMES = ("circle", "rectangle", "triangle", "star")
 SPLIT_SIZES = {"train": 1000, "val": 200, "calib": 600}
 LABELLED_SPLITS = ("train", "val")
@@ -210,6 +212,9 @@ def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, splits=("train"
 
     images/<split>/<split>_NNNNN.jpg, labels/<split>/<same>.txt for the labelled splits.
     """
+    unknown = set(splits) - set(SPLIT_SIZES)
+    if unknown:
+        raise ConfigError(f"unknown split(s) {', '.join(sorted(unknown))}: choose from {', '.join(SPLIT_SIZES)}")
     out = Path(out_dir).resolve()
     sizes = {**SPLIT_SIZES, **(sizes or {})}
     for split in splits:
