@@ -16,7 +16,7 @@ _medians_s: dict[str, float] = {}
 @pytest.mark.benchmark
 def test_latency(benchmark, quantlab_artifacts, variant):
     artifacts = quantlab_artifacts
-    session, feed = artifacts.session(variant), artifacts.feed()
+    session, feed = artifacts.session(variant), artifacts.feed
     metrics = artifacts.metrics(variant)
     benchmark.group = artifacts.suite.model.name
     outputs = benchmark.pedantic(session.run, args=(None, feed), rounds=ROUNDS, warmup_rounds=10, iterations=1)

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gpu,
 
 def test_variants_run_on_cuda_and_agree_with_cpu(quantlab_artifacts, variant):
     path = quantlab_artifacts.variant(variant).path
-    feed = quantlab_artifacts.feed()
+    feed = quantlab_artifacts.feed
     gpu = make_session(path, providers=(CUDA, "CPUExecutionProvider"))
     assert gpu.get_providers()[0] == CUDA
     cpu_out = quantlab_artifacts.session(variant).run(None, feed)[0]
