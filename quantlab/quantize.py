@@ -73,6 +73,13 @@ def _fix_degenerate_scales(model: onnx.ModelProto) -> int:
     return fixed
 
 
+def _sort_value_info(model: onnx.ModelProto) -> None:
+    """Shape annotations in name order: onnxruntime < 1.20 emits them in set order, which varies."""
+    ordered = sorted(model.graph.value_info, key=lambda v: v.name)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(ordered)
+
+
 def build_metadata(recipe: Recipe, kept_float: Sequence[str], calib: dict | None, source_sha256: str) -> dict:
     """The metadata_props quantlab records: no timestamps, so equal inputs give equal bytes."""
     return {
@@ -141,6 +148,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
         result_model = onnx.load(str(quantized))
 
     _fix_degenerate_scales(result_model)
+    _sort_value_info(result_model)
     calib = None
     if reader is not None:
         calib = {"num_images": reader.used, "sha256": sample_digest(reader.paths), "seed": recipe.seed,

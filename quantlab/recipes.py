@@ -104,9 +104,10 @@ PRESETS: dict[str, Recipe] = {
                       keep_head_float=False,
                       description="onnxruntime's quantize_static defaults, head included: "
                                   "the field report's model (slow on x86, scores round to zero)"),
-        _BASE.replace(name="dynamic", mode=Mode.DYNAMIC, per_channel=False,
+        _BASE.replace(name="dynamic", mode=Mode.DYNAMIC, per_channel=False, weight_type=QType.U8,
                       description="dynamic quantization (ConvInteger): no calibration, "
-                                  "usually much slower than FP32 for convolutional nets on CPU"),
+                                  "usually much slower than FP32 for convolutional nets on CPU; "
+                                  "U8 weights, the only ConvInteger onnxruntime < 1.20 implements"),
     )
 }
 

@@ -1,9 +1,11 @@
 """Accuracy-aware quantization: rank layers by the error their quantization alone adds, then return
 the most harmful ones to float, greedily, until an accuracy budget holds, keeping the fastest model.
 
-Sensitivity is cheap: one INT8 model is quantized once; for each layer group (a Conv with its SiLU)
-a copy of it reads float inputs instead of its DequantizeLinear outputs (its Q/DQ removed), and
-the drop in output error against FP32 on a few images is that group's sensitivity.
+Sensitivity is cheap: for each layer group (a Conv with its SiLU) a copy of the INT8 model reads
+float inputs instead of its DequantizeLinear outputs (its Q/DQ removed), and the drop in output
+error against FP32 on a few images is that group's sensitivity; no re-quantization per group.
+The ranking is redone after every step, on the model of that step, because harm can interact
+(a widened activation hurts both the layer that makes it and the one that reads it).
 """
 
 from __future__ import annotations
@@ -232,14 +234,20 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
             prepared_model = load_model(prepared)
             feeds = _feeds(probe_paths[-SENSITIVITY_IMAGES:], info.input_name, input_hw)
             groups = layer_groups(prepared_model)
-            sensitivities = rank_sensitivity(base.path, prepared_model, feeds, groups,
-                                             progress=progress("sensitivity", len(groups)))
-            float_nodes = tuple(recipe.exclude_nodes)
-            for index, sensitivity in enumerate(sensitivities[:max_steps], start=1):
+            float_nodes, current = tuple(recipe.exclude_nodes), base
+            for index in range(1, max_steps + 1):
                 if time.perf_counter() - started > time_budget_s:
                     break
-                float_nodes = float_nodes + sensitivity.nodes
-                if measure(index, float_nodes, sensitivity.nodes).accuracy_loss <= max_loss:
+                # ranked again on the current model: a group's harm can hide behind another's
+                remaining = [g for g in groups if not set(g) <= set(float_nodes)]
+                ranked = rank_sensitivity(current.path, prepared_model, feeds, remaining,
+                                          progress=progress(f"sensitivity {index}", len(remaining)))
+                if not ranked:
+                    break
+                sensitivities = sensitivities or ranked
+                float_nodes = float_nodes + ranked[0].nodes
+                current = measure(index, float_nodes, ranked[0].nodes)
+                if current.accuracy_loss <= max_loss:
                     break
         meeting = [s for s in steps if s.accuracy_loss <= max_loss]
         chosen = min(meeting, key=lambda s: s.latency_ms) if meeting else min(steps, key=lambda s: s.accuracy_loss)

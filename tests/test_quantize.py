@@ -2,6 +2,9 @@
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
@@ -344,3 +347,18 @@ def test_formats_and_calibration_methods(tmp_path, demo_model, calib_images, cha
         assert ops.count("DequantizeLinear") > 50
     output = make_session(result.output_path).run(None, {"images": np.full((1, 3, 192, 320), 0.5, np.float32)})[0]
     assert np.isfinite(output).all()
+
+
+def test_same_bytes_from_another_process_with_another_hash_seed(tmp_path, demo_model, calib_images, built):
+    """Set and dict order must not leak into the file: a fresh interpreter with another hash seed agrees."""
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from quantlab.quantize import quantize_model\nfrom quantlab.recipes import resolve_recipe\n"
+        f"images = [Path(p) for p in {[str(p) for p in calib_images]!r}]\n"
+        f"quantize_model(Path({str(demo_model)!r}), Path(sys.argv[1]), "
+        f"resolve_recipe('auto').replace(num_calib={FAST}), images)\n"
+    )
+    out = tmp_path / "other.onnx"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=300)
+    assert _sha(out) == _sha(built["auto"])
