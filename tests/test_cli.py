@@ -140,3 +140,23 @@ def test_every_command_has_help():
     for command in ["run", "quantize", "eval", "bench", "compare", "history", "demo-data"]:
         result = quantlab(command, "--help")
         assert result.returncode == 0 and "usage: quantlab" in result.stdout
+
+
+def test_tune_within_budget_at_once_writes_its_report(tmp_path, demo_model, demo_data):
+    result = quantlab("tune", demo_model, "--data", demo_data, "--calib", demo_data.parent / "images" / "calib",
+                      "--num-calib", 16, "--max-map-drop", 0.5, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "tune.json").read_text())
+    assert report["met"] and report["chosen_step"] == 0 and len(report["steps"]) == 1
+    assert (tmp_path / "yolov8n_shapes_pruned.tuned.onnx").is_file()
+    assert "| Step | Back to float |" in (tmp_path / "tune.md").read_text()
+
+
+def test_tune_that_cannot_meet_its_budget_keeps_the_closest_and_exits_1(tmp_path, demo_model, demo_data):
+    result = quantlab("tune", demo_model, "--data", demo_data, "--calib", demo_data.parent / "images" / "calib",
+                      "--num-calib", 16, "--max-map-drop", -1, "--max-steps", 1, "--out", tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "no configuration met the accuracy budget" in result.stderr
+    report = json.loads((tmp_path / "tune.json").read_text())
+    assert not report["met"] and len(report["steps"]) == 2 and len(report["sensitivity"]) > 50
+    assert (tmp_path / "yolov8n_shapes_pruned.tuned.onnx").is_file()
