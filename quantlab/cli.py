@@ -252,6 +252,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
+def _add_data_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="Ultralytics data.yaml: its val split, with labels (mAP)")
+    p.add_argument("--images", help="unlabelled image folder: agreement with FP32 only")
+    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
+
+
 def _add_input_hw(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-hw", type=int, nargs=2, metavar=("H", "W"),
                    help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
@@ -268,10 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="FP32 vs INT8 variants: build, evaluate, time, report (the main job)")
     p.add_argument("--model", help="FP32 ONNX model (default: the embedded demo model)")
-    p.add_argument("--data", help="Ultralytics data.yaml: its val split is evaluated against labels")
-    p.add_argument("--images", help="unlabelled image folder: detection agreement with FP32 only")
+    _add_data_source(p)
     p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
-    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
     p.add_argument("--out", default="quantlab-out", help="output folder (default ./quantlab-out)")
     p.add_argument("--recipes", default="auto", help=f"gated recipes, comma-separated: {', '.join(recipe_choices())}")
     p.add_argument("--contrast", default="ort-default",
@@ -305,9 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="mAP against labels and/or parity and agreement against a reference")
     p.add_argument("model")
     p.add_argument("--reference", help="FP32 model to compare against")
-    p.add_argument("--data", help="Ultralytics data.yaml (labels)")
-    p.add_argument("--images", help="unlabelled image folder")
-    p.add_argument("--recursive", action="store_true")
+    _add_data_source(p)
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--threads", type=int, default=1)
     _add_input_hw(p)
@@ -315,11 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tune", help="return the most sensitive layers to float until an accuracy budget holds")
     p.add_argument("model")
-    p.add_argument("--data", help="Ultralytics data.yaml: the budget is a mAP50-95 drop")
-    p.add_argument("--images", help="unlabelled images: the budget is 1 - detection agreement")
+    _add_data_source(p)
     p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
-    p.add_argument("--recursive", action="store_true")
-    p.add_argument("--max-map-drop", type=float, default=0.005, help="accuracy budget (default 0.005)")
+    p.add_argument("--max-map-drop", type=float, default=0.005,
+                   help="budget: mAP50-95 drop with --data, 1 - agreement with --images (default 0.005)")
     p.add_argument("--time-budget", type=float, default=300.0, help="seconds before the search stops (default 300)")
     p.add_argument("--max-steps", type=int, default=12, help="layer groups returned to float at most (default 12)")
     p.add_argument("--recipe", default="auto", choices=recipe_choices())

@@ -12,7 +12,7 @@ from quantlab import __version__
 from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets
 from quantlab.ortcompat import ORT_VERSION
-from quantlab.pipeline import DYNAMIC, FP32, JobResult, Variant
+from quantlab.pipeline import FP32, JobResult, Variant
 from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.recipes import Mode, QType
 

@@ -27,7 +27,7 @@ import torch_pruning as tp
 import ultralytics
 from ultralytics import YOLO
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.nn.modules import Bottleneck, C2f, Conv, Detect
+from ultralytics.nn.modules import C2f, Conv, Detect
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
