@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import onnxruntime
 from onnxruntime import quantization as ortq
@@ -72,6 +75,17 @@ def quantize_dynamic(model_in: str, model_out: str, recipe: Recipe, float_nodes:
     ortq.quantize_dynamic(model_in, model_out, **supported_kwargs(ortq.quantize_dynamic, kwargs))
 
 
+@contextlib.contextmanager
+def _working_directory(path: Path):
+    """contextlib.chdir, which Python 3.10 lacks."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def pre_process(model_in: str, model_out: str) -> bool:
     """onnxruntime's recommended pre-processing: symbolic shape inference, optimisation, ONNX shapes.
 
@@ -80,11 +94,14 @@ def pre_process(model_in: str, model_out: str) -> bool:
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_optimization": False}))
-        return True
-    except Exception as exc:
-        if "symbolic shape" not in str(exc).lower():
-            raise
-    quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_symbolic_shape": True}))
-    return False
+    # A failed symbolic inference saves sym_shape_infer_temp.onnx and its data into the working
+    # directory: run it from the output's (staging) folder so nothing lands in the user's.
+    with _working_directory(Path(model_out).parent):
+        try:
+            quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_optimization": False}))
+            return True
+        except Exception as exc:
+            if "symbolic shape" not in str(exc).lower():
+                raise
+        quant_pre_process(model_in, model_out, **supported_kwargs(quant_pre_process, {"skip_symbolic_shape": True}))
+        return False

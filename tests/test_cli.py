@@ -30,6 +30,7 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
     result = quantlab("run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "quantlab-out"
+    assert list(tmp_path.iterdir()) == [out]  # nothing else in the working directory
     report = json.loads((out / "report.json").read_text())
     jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
     names = [v["name"] for v in report["variants"]]
