@@ -140,9 +140,9 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
                 ortcompat.quantize_static(str(prepared), str(quantized), reader, recipe, kept_float)
             else:
                 ortcompat.quantize_dynamic(str(prepared), str(quantized), recipe, kept_float)
+        except CompatibilityError:
+            raise
         except Exception as exc:
-            if isinstance(exc, CompatibilityError):
-                raise
             raise QuantizationError(f"{model_path}: onnxruntime failed to quantize with recipe "
                                     f"'{recipe.name}': {type(exc).__name__}: {exc}") from exc
         result_model = onnx.load(str(quantized))
