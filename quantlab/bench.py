@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from quantlab.onnxmodel import external_data_files
+
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
 
@@ -51,9 +53,10 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 
 def make_session(path: str | Path, threads: int = 1,
                  providers: Sequence[str] = DEFAULT_PROVIDERS) -> ort.InferenceSession:
-    """An InferenceSession; the model bytes are read by Python so any path works."""
+    """An InferenceSession; a self-contained model's bytes are read by Python so any path works
+    (a model with external data is opened by path, so onnxruntime finds its data files)."""
     path = Path(path)
-    source = str(path) if path.with_suffix(".data").exists() else path.read_bytes()
+    source = str(path) if external_data_files(path) else path.read_bytes()
     return ort.InferenceSession(source, session_options(threads), providers=list(providers))
 
 

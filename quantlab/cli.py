@@ -265,7 +265,7 @@ def _add_input_hw(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from quantlab.gates import Budgets
-    from quantlab.pipeline import recipe_choices
+    from quantlab.recipes import recipe_choices
 
     budgets = Budgets()
     parser = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])

@@ -84,12 +84,17 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
                      model_size_bytes(path), class_names(model))
 
 
-def model_size_bytes(path: Path) -> int:
-    """The .onnx file plus any external-data files it names."""
+def external_data_files(path: str | Path) -> list[Path]:
+    """The external-data files an .onnx file names (none for a self-contained model)."""
+    path = Path(path)
     header = onnx.load(str(path), load_external_data=False)
     locations = {e.value for t in header.graph.initializer for e in t.external_data if e.key == "location"}
-    return path.stat().st_size + sum((path.parent / loc).stat().st_size for loc in locations
-                                     if (path.parent / loc).is_file())
+    return sorted(path.parent / loc for loc in locations)
+
+
+def model_size_bytes(path: Path) -> int:
+    """The .onnx file plus any external-data files it names."""
+    return path.stat().st_size + sum(f.stat().st_size for f in external_data_files(path) if f.is_file())
 
 
 def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = None) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from quantlab.images import read_image
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
-from quantlab.recipes import PRESETS, resolve_recipe
+from quantlab.recipes import resolve_recipe
 
 FP32 = "fp32"
 DYNAMIC = "dynamic"
@@ -99,7 +99,3 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
     feed = probe_input(model_path, (dataset.images if dataset else eval_images)[0], input_hw)
     latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
     return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), source)
-
-
-def recipe_choices() -> list[str]:
-    return ["auto", *PRESETS]

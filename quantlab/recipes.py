@@ -136,6 +136,11 @@ def resolve_recipe(name: str | Recipe, cpu: CpuInfo | None = None) -> Recipe:
     return PRESETS[name]
 
 
+def recipe_choices() -> list[str]:
+    """Every name resolve_recipe accepts."""
+    return ["auto", *PRESETS]
+
+
 def parse_recipe_list(text: str) -> list[str]:
     """'auto,ort-default' -> ['auto', 'ort-default'], each checked."""
     names = [n.strip() for n in text.split(",") if n.strip()]

@@ -110,6 +110,8 @@ def test_model_with_external_data_quantizes(tmp_path, demo_onnx, calib_images):
     assert (path.parent / "model.onnx.data").stat().st_size > path.stat().st_size
     result = quantize_model(path, tmp_path / "int8.onnx", _recipe("auto"), calib_images)
     assert result.source_size_bytes > 8e6 and result.size_ratio < 0.3
+    feed = {"images": np.zeros((1, 3, 192, 320), np.float32)}
+    assert make_session(path).run(None, feed)[0].shape == (1, 8, 1260)  # found its model.onnx.data
 
 
 # --- failure 3: slower than FP32 ---------------------------------------------------------------
