@@ -1,14 +1,36 @@
-"""Atomic file writes (temporary file in the destination folder, then rename) and file hashing."""
+"""Where and how quantlab writes: output checks made before any work, atomic file writes
+(temporary file beside the destination, then rename), staged folders swapped in whole, hashing.
+
+Every writer goes through here, so three promises hold for every command: a destination is
+never one of the command's inputs; a folder quantlab fills is new, empty or its own (marked);
+and a failed or interrupted command leaves every previous output exactly as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from quantlab import __version__
 from quantlab.errors import OutputError
+
+MARKER = ".quantlab-output"  # written into every folder quantlab fills; such a folder may be replaced
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _absolute(path: str | Path) -> Path:
+    return Path(os.path.abspath(path))
 
 
 def _open_temp_beside(destination: Path) -> tuple[int, str]:
@@ -21,15 +43,64 @@ def _open_temp_beside(destination: Path) -> tuple[int, str]:
         raise OutputError(f"{destination}: cannot write to {folder} ({exc.strerror or exc})") from exc
 
 
-def check_writable(destination: Path) -> None:
-    """Fail before any work if a file cannot be created beside `destination`."""
-    fd, tmp = _open_temp_beside(Path(destination))
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf on Windows
+        return 255
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: same inode (symlinks, hard links) or the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (as written or resolved) lies inside `folder` (as written or resolved)."""
+    candidates = {_absolute(path), path.resolve()}
+    folders = {_absolute(folder), folder.resolve()}
+    return any(c == f or f in c.parents for c in candidates for f in folders)
+
+
+def refuse_overwriting_inputs(inputs: Iterable[str | Path], files: Iterable[str | Path] = (),
+                              folders: Iterable[str | Path] = ()) -> None:
+    """Raise OutputError if an output file is an input, or an output folder (replaced whole) holds one."""
+    inputs = [Path(p) for p in inputs if p]
+    for output in (Path(p) for p in files if p):
+        for source in inputs:
+            if source.exists() and output.exists() and same_file(source, output):
+                raise OutputError(f"{output}: this output is the input {source}; choose another output path")
+    for folder in (Path(p) for p in folders if p):
+        for source in inputs:
+            if _inside(source, folder):
+                raise OutputError(f"{folder}: this output folder holds the input {source} and would be "
+                                  "replaced; choose another output folder")
+
+
+def check_output_file(destination: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Fail before any work if `destination` cannot be written as a file; create missing parents."""
+    destination = _absolute(destination)
+    refuse_overwriting_inputs(inputs, files=[destination])
+    if destination.is_dir():
+        raise OutputError(f"{destination}: is a directory; give a file path")
+    if len(os.fsencode(destination.name)) > _name_max(destination.parent if destination.parent.is_dir() else
+                                                       Path(destination.anchor)):
+        raise OutputError(f"{destination}: file name too long for this file system")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{destination}: cannot create its folder ({exc.strerror or exc})") from exc
+    fd, tmp = _open_temp_beside(destination)
     os.close(fd)
     os.unlink(tmp)
+    return destination
 
 
 def atomic_write_bytes(destination: Path, data: bytes) -> None:
-    """Write `data` at `destination`, or leave whatever was there untouched (also on interrupt)."""
+    """Write `data` at `destination` (mode from the umask), or leave whatever was there untouched."""
     destination = Path(destination)
     fd, tmp = _open_temp_beside(destination)
     try:
@@ -37,11 +108,78 @@ def atomic_write_bytes(destination: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: a serving user could not read it
         os.replace(tmp, destination)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OutputError(f"{destination}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """A folder quantlab may fill: absent, empty, or marked as quantlab's own; else OutputError."""
+    folder = _absolute(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: exists and is not a folder; give a folder path")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
+        raise OutputError(f"{folder}: this folder holds files quantlab did not write; "
+                          "give a new or empty folder (quantlab replaces only folders it made)")
+    if len(os.fsencode(folder.name)) + 24 > _name_max(folder.parent if folder.parent.is_dir() else
+                                                      Path(folder.anchor)):
+        raise OutputError(f"{folder}: folder name too long for this file system")
+    return folder
+
+
+@contextlib.contextmanager
+def staged_folder(destination: str | Path, command: str) -> Iterator[Path]:
+    """Yield a fresh sibling staging folder; on success it replaces `destination` whole.
+
+    Until the swap the previous folder stays untouched; on any error or interrupt the staging
+    folder is removed and the error propagates. The folder gets a marker naming `command`.
+    """
+    destination = check_output_folder(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{destination.name}.staging-", dir=destination.parent))
+    except OSError as exc:
+        raise OutputError(f"{destination}: cannot create a folder beside it ({exc.strerror or exc})") from exc
+    try:
+        (stage / MARKER).write_text(json.dumps({"command": command, "quantlab": __version__}) + "\n")
+        yield stage
+        os.chmod(stage, 0o777 & ~_umask())
+        _swap_in(stage, destination)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _swap_in(stage: Path, destination: Path) -> None:
+    """Rename `stage` to `destination`; the previous folder is removed only after that."""
+    if not destination.exists():
+        os.rename(stage, destination)
+        return
+    previous = Path(tempfile.mkdtemp(prefix=f".{destination.name}.previous-", dir=destination.parent))
+    try:
+        os.rename(destination, previous / "old")
+    except OSError as exc:  # the current directory or a mount point: fill it in place if empty
+        previous.rmdir()
+        if any(destination.iterdir()):
+            raise OutputError(f"{destination}: cannot be replaced ({exc.strerror or exc}); "
+                              "give another output folder") from exc
+        for entry in stage.iterdir():
+            os.rename(entry, destination / entry.name)
+        stage.rmdir()
+        return
+    try:
+        os.rename(stage, destination)
+    except BaseException:
+        os.rename(previous / "old", destination)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def sha256_file(path: Path) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from quantlab.errors import ModelError, first_line
 from quantlab.onnxmodel import external_data_files
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -57,7 +58,20 @@ def make_session(path: str | Path, threads: int = 1,
     (a model with external data is opened by path, so onnxruntime finds its data files)."""
     path = Path(path)
     source = str(path) if external_data_files(path) else path.read_bytes()
-    return ort.InferenceSession(source, session_options(threads), providers=list(providers))
+    try:
+        return ort.InferenceSession(source, session_options(threads), providers=list(providers))
+    except Exception as exc:  # onnxruntime's error types share no base class but Exception
+        raise ModelError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from exc
+
+
+def check_runs(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray]) -> None:
+    """Run each session once; a failure is a ModelError naming the session and the input shape."""
+    for name, session in sessions.items():
+        try:
+            session.run(None, dict(feed))
+        except Exception as exc:  # onnxruntime's error types share no base class but Exception
+            shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
+            raise ModelError(f"{name}: onnxruntime cannot run it on a {shape} input: {first_line(exc)}") from exc
 
 
 def interleaved_latency(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray],

@@ -1,12 +1,16 @@
 """The `quantlab` command: a thin face over pipeline, quantize, evaluate, bench, compare and the demo.
 
-Exit codes: 0 success, 1 a gate or comparison failed, 2 bad usage or input.
+Exit codes (quantlab.errors.ExitCode): 0 success; 1 a gate, comparison or self-check failed;
+2 bad usage or input; 3 a bug in quantlab (traceback printed); 130/143 interrupted by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 import traceback
 import warnings
@@ -15,10 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quantlab import __version__
-from quantlab.atomicio import atomic_write_bytes, check_writable
-from quantlab.errors import InputError, OutputError, QuantlabError
+from quantlab.atomicio import atomic_write_bytes, check_output_file, refuse_overwriting_inputs, staged_folder
+from quantlab.errors import ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 
-EXIT_OK, EXIT_GATE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
 
 
 class Console:
@@ -62,9 +66,11 @@ def cmd_demo_data(args, console: Console) -> int:
     from quantlab.demo.shapes import write_dataset
 
     splits = tuple(s.strip() for s in args.splits.split(","))
-    data_yaml = write_dataset(args.out_dir, seed=args.seed, splits=splits)
+    out_dir = Path(os.path.abspath(args.out_dir))
+    with staged_folder(out_dir, "demo-data") as stage:
+        data_yaml = write_dataset(stage, seed=args.seed, splits=splits)
     console.say(f"wrote the {', '.join(splits)} split(s) of the demo dataset (seed {args.seed})")
-    print(data_yaml)
+    print(out_dir / data_yaml.name)
     return EXIT_OK
 
 
@@ -80,8 +86,9 @@ def cmd_quantize(args, console: Console) -> int:
         recipe = recipe.replace(activation_type="u8")
     if recipe.mode is Mode.STATIC and not args.calib:
         raise InputError("static quantization needs --calib DIR (or use --mode dynamic)")
-    calib = list_images(args.calib, recursive=args.recursive) if recipe.mode is Mode.STATIC else ()
-    result = quantize_model(args.model, args.output, recipe, calib, _hw(args.input_hw))
+    check_output_file(args.output, inputs=[args.model])
+    calib = list_images(args.calib, recursive=args.recursive) if args.calib else ()
+    result = quantize_model(args.model, args.output, recipe, calib, _hw(args.input_hw), force=args.force)
     settings = {k: v for k, v in recipe.settings().items() if k != "description"}
     console.say(f"recipe {recipe.name}: {recipe.description}")
     console.say("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
@@ -90,7 +97,15 @@ def cmd_quantize(args, console: Console) -> int:
         console.say(f"calibrated on {result.num_calib} of {len(calib)} images")
     console.say(f"size: {result.source_size_bytes / 1e6:.2f} MB -> {result.size_bytes / 1e6:.2f} MB "
                 f"({result.size_ratio:.2f}x), {result.seconds:.1f} s")
+    if "opset_converted" in (converted := {k.split(".", 1)[1]: v for k, v in result.metadata.items()}):
+        console.say(f"opset raised {converted['opset_converted']} (per-channel quantization needs opset 13)")
+    check = result.self_check
+    console.say(f"self-check against FP32: {check.summary()}: {'passed' if check.passed else 'FAILED'}")
     console.say(f"wrote {result.output_path}")
+    if not check.passed:
+        print(f"quantlab: error: {result.output_path}: written with --force although its self-check failed",
+              file=sys.stderr)
+        return EXIT_GATE
     return EXIT_OK
 
 
@@ -99,21 +114,26 @@ def cmd_eval(args, console: Console) -> int:
     from quantlab.evaluate import evaluate_models, labelled_samples, unlabelled_samples
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
 
+    from quantlab.datasets import check_class_names
+
     info = inspect_model(args.model)
+    if args.json:
+        check_output_file(args.json, inputs=[args.model, args.reference, args.data])
+    if args.images and not args.reference:
+        raise InputError("--images without labels needs --reference FP32.onnx to compare against")
     dataset, images = _dataset_or_images(args)
-    sessions = {"model": make_session(args.model, args.threads)}
+    if dataset:
+        check_class_names(dataset, info.class_names, Path(args.model))
+    sessions = {args.model: make_session(args.model, args.threads)}
     if args.reference:
         inspect_model(args.reference)
-        sessions["reference"] = make_session(args.reference, args.threads)
-    elif images:
-        raise InputError("--images without labels needs --reference FP32.onnx to compare against")
+        sessions[args.reference] = make_session(args.reference, args.threads)
     samples = labelled_samples(dataset) if dataset else unlabelled_samples(images)
     names = dataset.names if dataset else info.class_names
     total = len(dataset.images) if dataset else len(images)
     results = evaluate_models(sessions, samples, resolve_input_hw(info, _hw(args.input_hw)), names,
-                              reference="reference" if args.reference else None,
-                              progress=console.progress("evaluate", total))
-    result = results["model"].as_dict()
+                              reference=args.reference, progress=console.progress("evaluate", total))
+    result = results[args.model].as_dict()
     for key in ("map50", "map50_95", "agreement"):
         if result[key] is not None:
             console.say(f"{key}: {result[key]:.4f}")
@@ -129,15 +149,18 @@ def cmd_eval(args, console: Console) -> int:
 def cmd_bench(args, console: Console) -> int:
     import numpy as np
 
-    from quantlab.bench import interleaved_latency, make_session
+    from quantlab.bench import check_runs, interleaved_latency, make_session
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
 
     infos = [inspect_model(m) for m in args.models]
+    if args.json:
+        check_output_file(args.json, inputs=args.models)
+    if len({i.input_name for i in infos}) > 1:
+        raise InputError("the models have different input names; bench compares models of one input")
     sessions = {str(info.path): make_session(info.path, args.threads) for info in infos}
     hw = resolve_input_hw(infos[0], _hw(args.input_hw))
     feed = {infos[0].input_name: np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)}
-    if len({i.input_name for i in infos}) > 1:
-        raise InputError("the models have different input names; bench compares models of one input")
+    check_runs(sessions, feed)
     latencies = interleaved_latency(sessions, feed, runs=args.runs, warmup=args.warmup,
                                     progress=console.progress("benchmark", args.runs))
     first = next(iter(latencies.values()))
@@ -151,19 +174,8 @@ def cmd_bench(args, console: Console) -> int:
     return EXIT_OK
 
 
-def _write_json(path: str, payload: dict) -> None:
+def _write_json(path: str | Path, payload: dict) -> None:
     atomic_write_bytes(Path(path), (json.dumps(payload, indent=2) + "\n").encode())
-
-
-def _output_folder(path: str) -> Path:
-    """Create the output folder, or say in one line why it cannot be."""
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from exc
-    check_writable(folder / "report.json")
-    return folder
 
 
 def cmd_run(args, console: Console) -> int:
@@ -173,28 +185,31 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.images import list_images
     from quantlab.pipeline import run_job
     from quantlab.recipes import parse_recipe_list
-    from quantlab.report import build_report, render_markdown, write_report
+    from quantlab.report import build_report, relocate, render_markdown, write_report
 
-    out_dir = _output_folder(args.out)
+    out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
-    model = Path(args.model) if args.model else DEMO_MODEL
-    if not args.model and not (args.data or args.images):
-        console.say(f"no --model/--data: the embedded demo ({model.name}) on generated shapes")
-        args.data = str(write_dataset(out_dir / "demo-data", splits=("val", "calib")))
-        args.calib = args.calib or str(Path(args.data).parent / "images" / "calib")
-    dataset, images = _dataset_or_images(args)
-    calib = list_images(args.calib, recursive=True) if args.calib else list(dataset.images if dataset else images)
     budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup)
-    job = run_job(model, out_dir, [*recipes, *contrast], calib, dataset, images, threads=args.threads,
-                  runs=args.runs, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
-                  progress=console.progress,
-                  on_variant=lambda v: console.say(f"built {v.name}: {v.path}") if v.quantized else None)
-    report = build_report(job, model, gated=set(recipes), budgets=budgets)
-    paths = write_report(report, out_dir)
+    model = Path(args.model) if args.model else DEMO_MODEL
+    refuse_overwriting_inputs([model, args.data, args.images, args.calib], folders=[out_dir])
+    with staged_folder(out_dir, "run") as stage:
+        if not args.model and not (args.data or args.images):
+            console.say(f"no --model/--data: the embedded demo ({model.name}) on generated shapes")
+            args.data = str(write_dataset(stage / "demo-data", splits=("val", "calib")))
+            args.calib = args.calib or str(Path(args.data).parent / "images" / "calib")
+        dataset, images = _dataset_or_images(args)
+        calib = list_images(args.calib, recursive=True) if args.calib else list(dataset.images if dataset else images)
+        job = run_job(model, stage, [*recipes, *contrast], calib, dataset, images, threads=args.threads,
+                      runs=args.runs, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
+                      progress=console.progress,
+                      on_variant=lambda v: console.say(f"built {v.name}: {out_dir / v.path.name}")
+                      if v.quantized else None)
+        report = relocate(build_report(job, model, gated=set(recipes), budgets=budgets), stage, out_dir)
+        paths = write_report(report, stage)
     print(render_markdown(report))
     for path in paths.values():
-        console.say(f"wrote {path}")
+        console.say(f"wrote {out_dir / path.name}")
     if "chart" not in paths:
         console.say("no chart: pip install 'quantlab[chart]' (matplotlib) to draw report.png")
     return EXIT_GATE if any(v["failures"] for v in report["variants"]) else EXIT_OK
@@ -205,23 +220,28 @@ def cmd_tune(args, console: Console) -> int:
     from quantlab.recipes import resolve_recipe
     from quantlab.tune import TuneWarning, render_tune_markdown, tune
 
-    out_dir = _output_folder(args.out)
+    out_dir = Path(os.path.abspath(args.out))
+    output = Path(os.path.abspath(args.output)) if args.output else out_dir / f"{Path(args.model).stem}.tuned.onnx"
+    inputs = [args.model, args.data, args.images, args.calib]
+    refuse_overwriting_inputs(inputs, files=[output], folders=[out_dir])
+    in_out_dir = output.parent == out_dir
+    if not in_out_dir:
+        check_output_file(output, inputs=inputs)
     dataset, images = _dataset_or_images(args)
     calib = list_images(args.calib, recursive=args.recursive) if args.calib else list(
         dataset.images if dataset else images)
     recipe = resolve_recipe(args.recipe).replace(num_calib=args.num_calib)
-    output = Path(args.output) if args.output else out_dir / f"{Path(args.model).stem}.tuned.onnx"
-    check_writable(output)
-    with warnings.catch_warnings(record=True) as caught:
+    with staged_folder(out_dir, "tune") as stage, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TuneWarning)
-        result = tune(Path(args.model), output, recipe, calib, dataset, images, max_loss=args.max_map_drop,
-                      time_budget_s=args.time_budget, max_steps=args.max_steps, threads=args.threads,
-                      progress=console.progress,
+        result = tune(Path(args.model), stage / output.name if in_out_dir else output, recipe, calib, dataset,
+                      images, max_loss=args.max_map_drop, time_budget_s=args.time_budget,
+                      max_steps=args.max_steps, threads=args.threads, progress=console.progress,
                       on_step=lambda s: console.say(
                           f"step {s.index}: {len(s.float_nodes)} float nodes, loss {s.accuracy_loss:.4f}, "
                           f"{s.speedup:.2f}x FP32"))
-    _write_json(str(out_dir / "tune.json"), result.as_dict())
-    atomic_write_bytes(out_dir / "tune.md", render_tune_markdown(result).encode())
+        summary = {**result.as_dict(), "output_path": str(output)}
+        _write_json(stage / "tune.json", summary)
+        atomic_write_bytes(stage / "tune.md", render_tune_markdown(result).encode())
     print(render_tune_markdown(result))
     console.say(f"wrote {output}, {out_dir / 'tune.json'}, {out_dir / 'tune.md'}")
     for warning in caught:
@@ -247,6 +267,43 @@ def cmd_history(args, console: Console) -> int:
     return EXIT_OK
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+    return parse
+
+
+def _budget(name: str) -> Callable[[str], float]:
+    """An argparse type: a finite number within the budget's range (a NaN would pass every gate)."""
+    from quantlab.gates import check_budget
+
+    def parse(text: str) -> float:
+        try:
+            return check_budget(name, float(text))
+        except (ValueError, QuantlabError) as exc:
+            raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, QuantlabError) else
+                                             f"{text!r} is not a number") from None
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a finite number >= 0 (a relative or absolute tolerance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print only results and errors, no progress bars")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -259,7 +316,7 @@ def _add_data_source(p: argparse.ArgumentParser) -> None:
 
 
 def _add_input_hw(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-hw", type=int, nargs=2, metavar=("H", "W"),
+    p.add_argument("--input-hw", type=_count(32), nargs=2, metavar=("H", "W"),
                    help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
 
 
@@ -276,30 +333,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="FP32 ONNX model (default: the embedded demo model)")
     _add_data_source(p)
     p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
-    p.add_argument("--out", default="quantlab-out", help="output folder (default ./quantlab-out)")
+    p.add_argument("--out", default="quantlab-out",
+                   help="output folder (default ./quantlab-out): new, empty, or one quantlab wrote (replaced whole "
+                        "when the run completes)")
     p.add_argument("--recipes", default="auto", help=f"gated recipes, comma-separated: {', '.join(recipe_choices())}")
     p.add_argument("--contrast", default="ort-default",
                    help="recipes shown beside them but not gated (default ort-default: onnxruntime's defaults, "
                         "the field report's model); dynamic quantization is always built and shown")
     p.add_argument("--no-contrast", action="store_true", help="no contrast recipes (dynamic is still shown)")
-    p.add_argument("--num-calib", type=int, default=100, help="calibration images sampled (default 100)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads for every model (default 1)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs per model, interleaved (default 100)")
-    p.add_argument("--max-map-drop", type=float, default=budgets.max_map_drop)
-    p.add_argument("--max-size-ratio", type=float, default=budgets.max_size_ratio)
-    p.add_argument("--min-speedup", type=float, default=budgets.min_speedup)
+    p.add_argument("--num-calib", type=_count(1), default=100, help="calibration images sampled (default 100)")
+    p.add_argument("--threads", type=_count(1), default=1, help="intra-op threads for every model (default 1)")
+    p.add_argument("--runs", type=_count(1), default=100, help="timed runs per model, interleaved (default 100)")
+    p.add_argument("--max-map-drop", type=_budget("max_map_drop"), default=budgets.max_map_drop)
+    p.add_argument("--max-size-ratio", type=_budget("max_size_ratio"), default=budgets.max_size_ratio)
+    p.add_argument("--min-speedup", type=_budget("min_speedup"), default=budgets.min_speedup)
     _add_input_hw(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")
     p.add_argument("model", help="FP32 ONNX model")
-    p.add_argument("-o", "--output", required=True, help="output .onnx path (written atomically)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .onnx path (missing folders are created; written atomically, after its self-check)")
     p.add_argument("--calib", help="calibration image folder (static mode)")
     p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
     p.add_argument("--mode", choices=["static", "dynamic"], help="default: the recipe's (auto: static)")
     p.add_argument("--recipe", default="auto", choices=recipe_choices())
-    p.add_argument("--num-calib", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    p.add_argument("--num-calib", type=_count(1), default=100)
+    p.add_argument("--seed", type=_count(0), default=0, help="seed of the calibration sample")
+    p.add_argument("--force", action="store_true",
+                   help="write the model even if it fails its self-check against FP32 (exit 1 all the same)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
     p.add_argument("--include", nargs="+", default=[], metavar="NODE",
                    help="node names to quantize even if the head pass keeps them in float")
@@ -311,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", help="FP32 model to compare against")
     _add_data_source(p)
     p.add_argument("--json", help="write the metrics here")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=_count(1), default=1)
     _add_input_hw(p)
     p.set_defaults(func=cmd_eval)
 
@@ -319,22 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     _add_data_source(p)
     p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
-    p.add_argument("--max-map-drop", type=float, default=0.005,
+    p.add_argument("--max-map-drop", type=_budget("max_map_drop"), default=0.005,
                    help="budget: mAP50-95 drop with --data, 1 - agreement with --images (default 0.005)")
-    p.add_argument("--time-budget", type=float, default=300.0, help="seconds before the search stops (default 300)")
-    p.add_argument("--max-steps", type=int, default=12, help="layer groups returned to float at most (default 12)")
+    p.add_argument("--time-budget", type=_fraction, default=300.0, help="seconds before the search stops (default 300)")
+    p.add_argument("--max-steps", type=_count(1), default=12, help="layer groups returned to float at most (default 12)")
     p.add_argument("--recipe", default="auto", choices=recipe_choices())
-    p.add_argument("--num-calib", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--num-calib", type=_count(1), default=100)
+    p.add_argument("--threads", type=_count(1), default=1)
     p.add_argument("-o", "--output", help="tuned model path (default OUT/<model>.tuned.onnx)")
     p.add_argument("--out", default="quantlab-out", help="folder for tune.json and tune.md (default ./quantlab-out)")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="latency of one or more models, interleaved")
     p.add_argument("models", nargs="+")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=_count(1), default=1)
+    p.add_argument("--runs", type=_count(1), default=100)
+    p.add_argument("--warmup", type=_count(0), default=10)
     p.add_argument("--json", help="write the latencies here")
     _add_input_hw(p)
     p.set_defaults(func=cmd_bench)
@@ -342,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two pytest-benchmark JSON runs (or a storage folder)")
     p.add_argument("baseline", help="baseline JSON, or a storage folder (its two newest runs)")
     p.add_argument("candidate", nargs="?", help="candidate JSON or folder (its newest run)")
-    p.add_argument("--max-speedup-loss", type=float, default=0.10, help="relative (default 0.10)")
-    p.add_argument("--max-size-growth", type=float, default=0.01, help="relative (default 0.01)")
-    p.add_argument("--max-map-loss", type=float, default=0.005, help="absolute mAP50-95 (default 0.005)")
+    p.add_argument("--max-speedup-loss", type=_fraction, default=0.10, help="relative (default 0.10)")
+    p.add_argument("--max-size-growth", type=_fraction, default=0.01, help="relative (default 0.01)")
+    p.add_argument("--max-map-loss", type=_fraction, default=0.005, help="absolute mAP50-95 (default 0.005)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("history", help="trend of the runs saved by pytest-benchmark")
@@ -353,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("demo-data", help="write the demo shapes dataset (Ultralytics layout)")
-    p.add_argument("out_dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("out_dir", help="a new or empty folder (or one demo-data wrote before: it is replaced whole)")
+    p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--splits", default="train,val,calib", help="comma-separated (default train,val,calib)")
     p.set_defaults(func=cmd_demo_data)
 
@@ -377,20 +439,47 @@ def _warnings_to_console(console: Console):
         warnings.showwarning = original
 
 
+def _raise_on_sigterm(signum, frame):
+    raise Interrupted("SIGTERM")
+
+
+def _user_error(exc: BaseException) -> str | None:
+    """The one-line message for an expected failure, or None for a bug in quantlab."""
+    if isinstance(exc, QuantlabError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else "quantlab"
+        return f"{where}: {exc.strerror or first_line(exc)}"
+    if isinstance(exc, UnicodeError):
+        return f"text that is not valid UTF-8: {first_line(exc)}"
+    if type(exc).__module__.startswith("onnxruntime"):
+        return f"onnxruntime: {first_line(exc)}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(args.quiet)
+    previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         with _warnings_to_console(console):
             return args.func(args, console)
-    except QuantlabError as exc:
-        if args.debug:
+    except KeyboardInterrupt as exc:
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        print(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
+        return 128 + getattr(signal, name)
+    except Exception as exc:
+        message = _user_error(exc)
+        if args.debug or message is None:
             traceback.print_exc()
-        print(f"quantlab: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("quantlab: interrupted; no partial output was left", file=sys.stderr)
-        return 130
+        if message is None:
+            print(f"quantlab: internal error ({type(exc).__name__}): a bug in quantlab {__version__}; "
+                  "please report it with the traceback above", file=sys.stderr)
+            return ExitCode.INTERNAL
+        print(f"quantlab: error: {message}", file=sys.stderr)
+        return EXIT_GATE if isinstance(exc, SelfCheckError) else EXIT_USAGE
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 if __name__ == "__main__":

@@ -36,22 +36,47 @@ class Labels:
 
 def _names(spec: dict, path: Path) -> dict[int, str]:
     names = spec.get("names")
-    if isinstance(names, list):
+    if isinstance(names, list) and names:
         return dict(enumerate(str(n) for n in names))
-    if isinstance(names, dict):
-        return {int(k): str(v) for k, v in names.items()}
-    raise DatasetError(f"{path}: 'names' must be a list or a mapping of class index to name")
+    if isinstance(names, dict) and names:
+        try:
+            indexed = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: 'names' keys must be class indices 0..N-1, got "
+                               f"{', '.join(repr(k) for k in list(names)[:5])}") from None
+        if sorted(indexed) != list(range(len(indexed))):
+            raise DatasetError(f"{path}: 'names' keys must be the class indices 0..{len(indexed) - 1}, got "
+                               f"{sorted(indexed)[:8]}")
+        return indexed
+    raise DatasetError(f"{path}: 'names' must be a non-empty list or a mapping of class index to name")
+
+
+def check_class_names(dataset: Dataset, model_names: dict[int, str], model_path: Path) -> None:
+    """Refuse a data.yaml whose classes are not the model's: every mAP would be silently wrong.
+
+    Counts must match; the same names in another order is a class-order mix-up and also refused.
+    """
+    if len(dataset.names) != len(model_names):
+        raise DatasetError(f"{dataset.yaml_path}: lists {len(dataset.names)} class names but the model "
+                           f"{model_path} has {len(model_names)} classes; use the data.yaml the model was "
+                           "trained with")
+    ours, theirs = [dataset.names[i] for i in sorted(dataset.names)], [model_names[i] for i in sorted(model_names)]
+    if ours != theirs and sorted(ours) == sorted(theirs):
+        raise DatasetError(f"{dataset.yaml_path}: the class names are the model's ({model_path}) in another "
+                           f"order ({', '.join(ours[:4])} ... vs {', '.join(theirs[:4])} ...)")
 
 
 def _split_images(entry, root: Path, path: Path) -> list[Path]:
     entries = entry if isinstance(entry, list) else [entry]
     images: list[Path] = []
     for item in entries:
+        if not isinstance(item, str) or not item:
+            raise DatasetError(f"{path}: split entry {item!r} is not a folder or .txt path")
         target = Path(item) if Path(item).is_absolute() else root / item
         if target.is_dir():
             images.extend(list_images(target, recursive=True))
         elif target.suffix == ".txt" and target.is_file():
-            for line in target.read_text().splitlines():
+            for line in _read_text(target).splitlines():
                 if line.strip():
                     p = Path(line.strip())
                     images.append(p if p.is_absolute() else root / p)
@@ -67,17 +92,29 @@ def load_dataset(yaml_path: str | Path, split: str = "val") -> Dataset:
     if not path.is_file():
         raise DatasetError(f"{path}: data.yaml not found")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid YAML ({exc})") from exc
+        spec = yaml.safe_load(_read_text(path))
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(spec, dict) or split not in spec:
         raise DatasetError(f"{path}: no '{split}' entry (an Ultralytics data.yaml has path, train, val, names)")
+    if not isinstance(spec.get("path") or "", str):
+        raise DatasetError(f"{path}: 'path' must be a folder path, got {spec['path']!r}")
     root = Path(spec.get("path") or path.parent)
     root = root if root.is_absolute() else (path.parent / root)
     images = _split_images(spec[split], root, path)
     if not images:
         raise DatasetError(f"{path}: the '{split}' split has no images")
     return Dataset(path, tuple(images), _names(spec, path))
+
+
+def _read_text(path: Path) -> str:
+    """A text file as UTF-8 (a BOM is dropped; CRLF lines split like LF); DatasetError if unreadable."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def label_path(image_path: Path) -> Path:
@@ -96,7 +133,7 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int) -
     boxes, classes = [], []
     if path.is_file():
         h, w = image_hw
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(_read_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             problem, row = _parse_line(line, num_classes)

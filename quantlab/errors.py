@@ -1,4 +1,18 @@
-"""quantlab's exceptions: each message names the file or value, the cause, and the fix."""
+"""quantlab's exceptions and exit codes: each message names the file or value, the cause, and the fix."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What `quantlab` exits with (as pytest's ExitCode): documented in the README."""
+
+    OK = 0
+    FAILED = 1  # a gate, a comparison or a quantized model's self-check failed
+    USAGE = 2  # bad usage or input: one line naming the file and the cause
+    INTERNAL = 3  # a bug in quantlab: its traceback is printed
+    INTERRUPTED = 130  # SIGINT or SIGTERM: every previous output was left as it was
 
 
 class QuantlabError(Exception):
@@ -34,8 +48,26 @@ class QuantizationError(QuantlabError):
 
 
 class OutputError(QuantlabError):
-    """An output path cannot be written."""
+    """An output path cannot be written, or writing it would destroy or mix into a user's files."""
+
+
+class SelfCheckError(QuantlabError):
+    """A quantized model failed its check against the FP32 model; it was not written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; raised so that staging folders and temp files are cleaned up."""
+
+    def __init__(self, signal_name: str = "SIGINT"):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
 
 
 class SkippedImageWarning(UserWarning):
     """An image file was unreadable and was skipped."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (onnxruntime's run to pages), or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

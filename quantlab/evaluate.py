@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from quantlab.datasets import Dataset, Labels, read_labels
+from quantlab.errors import ImageError, ModelError, first_line
 from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode
 from quantlab.images import iter_images
 from quantlab.metrics import DetectionMAP, MapResult, OutputParity
@@ -60,6 +61,17 @@ def unlabelled_samples(paths: Iterable[Path]) -> Iterator[Sample]:
         yield Sample(path, image, None)
 
 
+def run_first_output(session: ort.InferenceSession, output_name: str, feed: dict, model: str,
+                     image: Path) -> np.ndarray:
+    """One inference; onnxruntime's failure becomes a ModelError naming the model and the image."""
+    try:
+        return session.run([output_name], feed)[0]
+    except Exception as exc:  # onnxruntime's error types share no base class but Exception
+        shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
+        raise ModelError(f"{model}: onnxruntime failed on {image} (input {shape}): "
+                         f"{first_line(exc)}") from exc
+
+
 def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Iterable[Sample],
                     input_hw: tuple[int, int], names: dict[int, str], reference: str | None = None,
                     progress: Callable[[int], None] | None = None) -> dict[str, EvalResult]:
@@ -77,7 +89,7 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
     count, labelled = 0, False
     for sample in samples:
         tensor, geometry = letterbox(sample.image, input_hw)
-        outputs = {name: s.run([output_names[name]], {input_names[name]: tensor})[0]
+        outputs = {name: run_first_output(s, output_names[name], {input_names[name]: tensor}, name, sample.path)
                    for name, s in sessions.items()}
         truth = decode(outputs[reference], geometry, PREDICT_NMS) if reference else None
         for name, output in outputs.items():
@@ -90,6 +102,8 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
         count += 1
         if progress is not None:
             progress(1)
+    if count == 0:
+        raise ImageError("no image could be decoded, so nothing was evaluated (see the warnings above)")
     results = {}
     for name in sessions:
         agreement = None

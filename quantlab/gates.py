@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from quantlab.errors import ConfigError
@@ -48,6 +49,19 @@ def parse_check(text: str) -> Check:
     return Check(metric, value)
 
 
+# budget -> the closed range of values that mean something (a NaN passes every comparison)
+BUDGET_RANGES = {"max_map_drop": (0.0, 1.0), "max_size_ratio": (0.0, 10.0), "min_speedup": (0.0, 100.0),
+                 "min_agreement": (0.0, 1.0)}
+
+
+def check_budget(name: str, value: float) -> float:
+    """`value` if it is a finite number within the budget's range; else ConfigError naming both."""
+    low, high = BUDGET_RANGES[name]
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"budget {name.replace('_', '-')} = {value!r} is not a number in [{low:g}, {high:g}]")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Budgets:
     """The default budgets of the suite and the CLI."""
@@ -56,6 +70,10 @@ class Budgets:
     max_size_ratio: float = 0.30
     min_speedup: float = 1.3
     min_agreement: float = 0.95
+
+    def __post_init__(self):
+        for name, value in self.as_dict().items():
+            check_budget(name, value)
 
     def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
         """Checks for one INT8 variant: mAP drop with labels, detection agreement without.

@@ -3,7 +3,10 @@
 The YOLOv8 head is found by structure, not by name: walking back from the outputs, every node
 is head until the Reshape that flattens a detection branch's (N, C, H, W) map to (N, C, H*W).
 Past that point box pixels (0..640) and class probabilities (0..1) share tensors, and one INT8
-scale across both rounds every score to zero.
+scale across both rounds every score to zero. Only the detection output (the first) is walked:
+other outputs (segmentation protos, feature maps) lead back through the whole backbone.
+Shapes are inferred with the input fixed at the calibration size, so dynamic-shape exports
+(whose Reshape targets are computed from Shape ops) are read like static ones.
 """
 
 from __future__ import annotations
@@ -34,13 +37,29 @@ def _flattens_branch(node: onnx.NodeProto, dims: dict) -> bool:
             and isinstance(src[1], int) and src[1] == dst[1])
 
 
-def yolov8_head_pass(model: onnx.ModelProto) -> NodeSets:
+def _with_static_input(model: onnx.ModelProto, input_hw: tuple[int, int]) -> onnx.ModelProto:
+    """A copy whose image input's dynamic dims are set to (1, 3, H, W), shapes inferred with
+    constant propagation; dims fixed in the model stay as they are."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    initializers = {t.name for t in fixed.graph.initializer}
+    image = next((i for i in fixed.graph.input if i.name not in initializers), None)
+    dims = image.type.tensor_type.shape.dim if image is not None else []
+    for dim, value in zip(dims, (1, 3, *input_hw)):
+        if not dim.dim_value:
+            dim.Clear()
+            dim.dim_value = value
+    del fixed.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+
+
+def yolov8_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 640)) -> NodeSets:
     """Exclude the decode part of a YOLOv8 head (DFL, anchors, Sigmoid, final Concat); () if none."""
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = _with_static_input(model, input_hw)
     dims = _static_dims(inferred)
     producers = {out: node for node in inferred.graph.node for out in node.output}
     head: set[str] = set()
-    stack = [o.name for o in inferred.graph.output]
+    stack = [inferred.graph.output[0].name]
     boundaries = 0
     while stack:
         node = producers.get(stack.pop())
@@ -68,11 +87,11 @@ def user_pass(recipe: Recipe, model: onnx.ModelProto) -> NodeSets:
     return set(recipe.include_nodes), set(recipe.exclude_nodes)
 
 
-def float_nodes(model: onnx.ModelProto, recipe: Recipe) -> set[str]:
+def float_nodes(model: onnx.ModelProto, recipe: Recipe, input_hw: tuple[int, int] = (640, 640)) -> set[str]:
     """Merge every pass: the union of exclusions, less anything explicitly included."""
     passes = [user_pass(recipe, model)]
     if recipe.keep_head_float:
-        passes.append(yolov8_head_pass(model))
+        passes.append(yolov8_head_pass(model, input_hw))
     include = set().union(*(p[0] for p in passes))
     exclude = set().union(*(p[1] for p in passes))
     return exclude - include

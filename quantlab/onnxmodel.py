@@ -1,4 +1,4 @@
-"""Load and validate an ONNX image model; read its input name, shape and type."""
+"""Load and validate an ONNX image model; read its input name, shape, classes; check it is quantizable."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from onnx import TensorProto
 from quantlab.errors import ModelError
 
 DEFAULT_INPUT_HW = (640, 640)  # Ultralytics' default imgsz, used when the model's H/W are dynamic
+# Ops that mean a model is already quantized (QDQ, QOperator or dynamic): quantizing again breaks it
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                           "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
+                           "QLinearSigmoid", "QLinearConcat", "QLinearGlobalAveragePool"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,40 @@ def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim)
 
 
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _check_task(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse what quantlab would decode wrongly: Ultralytics tasks other than detect."""
+    task = _metadata(model).get("task")
+    if task and task != "detect":
+        raise ModelError(f"{path}: an Ultralytics '{task}' model; quantlab evaluates detect models only "
+                         "(its outputs would be misread)")
+    output = model.graph.output[0]
+    dims = _dims(output)
+    if len(dims) != 3:
+        outputs = ", ".join(f"{o.name} {_shape_text(_dims(o))}" for o in model.graph.output)
+        raise ModelError(f"{path}: the first output is not a YOLOv8 detection output (1, 4+classes, anchors); "
+                         f"outputs seen: {outputs}")
+
+
+def check_quantizable(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse a model that quantization would break: already quantized, or FP16 weights."""
+    quantized = next((n for n in model.graph.node if n.op_type in QUANTIZED_OPS), None)
+    if quantized is not None:
+        raise ModelError(f"{path}: already quantized (node '{quantized.name or quantized.output[0]}' is "
+                         f"{quantized.op_type}); quantize the FP32 model it came from")
+    half = [t.name for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
+    if half:
+        raise ModelError(f"{path}: {len(half)} of {len(model.graph.initializer)} weights are FP16/BF16 "
+                         f"(first: '{half[0]}'); quantize from the FP32 model (Ultralytics: export with half=False)")
+
+
 def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> ModelInfo:
     """Validate that `path` is a single-input FP32 NCHW image model and describe it."""
     path = Path(path)
@@ -77,11 +115,15 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
                          "expected a float32 image tensor")
     shape = _dims(image_input)
     if len(shape) != 4 or shape[1] not in (3, None):
-        raise ModelError(f"{path}: input '{image_input.name}' has shape {list(shape)}, "
+        raise ModelError(f"{path}: input '{image_input.name}' has shape {_shape_text(shape)}, "
                          "expected a 4-D image tensor (N, 3, H, W)")
+    if shape[0] not in (1, None):
+        raise ModelError(f"{path}: input '{image_input.name}' has shape {_shape_text(shape)}: a fixed batch of "
+                         f"{shape[0]}; quantlab feeds one image at a time (export with batch=1 or dynamic batch)")
+    _check_task(model, path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset,
-                     model_size_bytes(path), class_names(model))
+                     model_size_bytes(path), class_names(model, path))
 
 
 def external_data_files(path: str | Path) -> list[Path]:
@@ -107,14 +149,26 @@ def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = Non
     return tuple(requested_hw) if requested_hw else DEFAULT_INPUT_HW
 
 
-def class_names(model: onnx.ModelProto) -> dict[int, str]:
-    """Class names from Ultralytics' 'names' metadata, else class0.. from the output's channel count."""
-    meta = {p.key: p.value for p in model.metadata_props}
+def class_names(model: onnx.ModelProto, path: Path | None = None) -> dict[int, str]:
+    """Class names from Ultralytics' 'names' metadata, else class0.. from the output's channel count.
+
+    The count is the detection output's channels less 4 box channels; metadata that disagrees is an error.
+    """
+    dims = [d for d in _dims(model.graph.output[0])[1:] if d]
+    count = min(dims) - 4 if dims else None  # anchors outnumber channels
+    names = None
+    meta = _metadata(model)
     if "names" in meta:
         try:
-            return {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()}
-        except (ValueError, SyntaxError, AttributeError):
-            pass
-    dims = [d for d in _dims(model.graph.output[0])[1:] if d]
-    channels = min(dims) if dims else 5
-    return {i: f"class{i}" for i in range(channels - 4)}
+            names = {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()}
+        except (ValueError, SyntaxError, AttributeError, TypeError):
+            names = None
+    if names is not None and count is not None and len(names) != count:
+        raise ModelError(f"{path or 'model'}: its 'names' metadata lists {len(names)} classes but its output has "
+                         f"{count} class channels; not a plain YOLOv8 detector")
+    if names is not None:
+        return names
+    if count is None or count < 1:
+        raise ModelError(f"{path or 'model'}: cannot tell the class count from output "
+                         f"{_shape_text(_dims(model.graph.output[0]))}")
+    return {i: f"class{i}" for i in range(count)}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantlab.bench import Latency, interleaved_latency, make_session
-from quantlab.datasets import Dataset
+from quantlab.datasets import Dataset, check_class_names
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import read_image
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
@@ -38,7 +38,10 @@ def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True) -> 
 
 def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
                   num_calib: int | None = None, input_hw: tuple[int, int] | None = None) -> Variant:
-    """FP32 as given, or the model quantized with the recipe called `name` into out_dir."""
+    """FP32 as given, or the model quantized with the recipe called `name` into out_dir.
+
+    A build that fails its self-check is kept (force): the gates and the report judge it.
+    """
     model_path = Path(model_path)
     if name == FP32:
         return Variant(FP32, model_path)
@@ -46,7 +49,7 @@ def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequ
     if num_calib is not None:
         recipe = recipe.replace(num_calib=num_calib)
     output = Path(out_dir) / f"{model_path.stem}.{name}.onnx"
-    return Variant(name, output, quantize_model(model_path, output, recipe, calib_images, input_hw))
+    return Variant(name, output, quantize_model(model_path, output, recipe, calib_images, input_hw, force=True))
 
 
 def probe_input(model_path: Path, image_path: Path, input_hw: tuple[int, int] | None = None) -> dict:
@@ -83,6 +86,8 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
     out_dir.mkdir(parents=True, exist_ok=True)
     info = inspect_model(model_path)
     hw = resolve_input_hw(info, input_hw)
+    if dataset is not None:
+        check_class_names(dataset, info.class_names, Path(model_path))
     variants = []
     for name in variant_names(recipe_names):
         variant = build_variant(name, model_path, out_dir, calib_images, num_calib, input_hw)

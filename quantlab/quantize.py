@@ -2,7 +2,8 @@
 
 Everything onnxruntime touches lives in a private ASCII-named staging folder, so its C++ file
 I/O (the `<stem>-inferred.onnx` copy) never meets the user's path; the result reaches the
-destination through Python I/O, as a temporary file in the same folder renamed into place.
+destination through Python I/O, as a temporary file in the same folder renamed into place,
+and only after it has passed its self-check against the FP32 model (quantlab.verify).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import onnx
 from onnx import numpy_helper
 
 from quantlab import __version__, ortcompat
-from quantlab.atomicio import atomic_write_bytes, check_writable, sha256_file
+from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file
 from quantlab.calibration import ImageCalibrationReader, sample_digest
-from quantlab.errors import CompatibilityError, ImageError, OutputError, QuantizationError
-from quantlab.head import float_nodes
-from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
+from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
+from quantlab.head import float_nodes, yolov8_head_pass
+from quantlab.onnxmodel import ModelInfo, check_quantizable, inspect_model, load_model, resolve_input_hw
 from quantlab.recipes import Mode, Recipe
+from quantlab.verify import CHECK_IMAGES, SelfCheck, self_check
 
 METADATA_PREFIX = "quantlab."
 _PROTOBUF_LIMIT = 2**31 - 1
+MIN_OPSET = 13  # per-axis (per-channel) QuantizeLinear/DequantizeLinear arrived in opset 13
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,25 @@ class QuantizeResult:
     source_size_bytes: int
     seconds: float
     metadata: dict[str, str] = field(repr=False)
+    self_check: SelfCheck | None = None
 
     @property
     def size_ratio(self) -> float:
         return self.size_bytes / self.source_size_bytes
+
+
+def raise_opset(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, str | None]:
+    """The model at opset 13 or later (onnx's version converter), and 'old->new' when converted."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_OPSET)
+    if opset >= MIN_OPSET:
+        return model, None
+    try:
+        converted = onnx.version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:  # the converter raises RuntimeError or its own C++ errors
+        raise QuantizationError(f"{path}: opset {opset} is too old for per-channel quantization and onnx's "
+                                f"version converter could not raise it to {MIN_OPSET}: {exc}; "
+                                f"re-export with opset >= {MIN_OPSET}") from exc
+    return converted, f"{opset}->{MIN_OPSET}"
 
 
 def stage_model(model: onnx.ModelProto, stage: Path) -> Path:
@@ -80,9 +98,11 @@ def _sort_value_info(model: onnx.ModelProto) -> None:
     model.graph.value_info.extend(ordered)
 
 
-def build_metadata(recipe: Recipe, kept_float: Sequence[str], calib: dict | None, source_sha256: str) -> dict:
+def build_metadata(recipe: Recipe, kept_float: Sequence[str], calib: dict | None, source_sha256: str,
+                   opset_change: str | None = None) -> dict:
     """The metadata_props quantlab records: no timestamps, so equal inputs give equal bytes."""
     return {
+        **({f"{METADATA_PREFIX}opset_converted": opset_change} if opset_change else {}),
         f"{METADATA_PREFIX}version": __version__,
         f"{METADATA_PREFIX}onnxruntime": ortcompat.ORT_VERSION,
         f"{METADATA_PREFIX}onnx": onnx.__version__,
@@ -100,30 +120,60 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             if p.key.startswith(METADATA_PREFIX)}
 
 
+def _check_feeds(reader: ImageCalibrationReader | None, calib_images: Sequence[Path], info: ModelInfo,
+                 input_hw: tuple[int, int] | None) -> list[dict]:
+    """A few preprocessed images for the self-check: the calibration sample's first ones."""
+    if reader is None and calib_images:
+        reader = ImageCalibrationReader(calib_images, info.input_name, resolve_input_hw(info, input_hw),
+                                        CHECK_IMAGES, seed=0)
+    if reader is None:
+        return []
+    reader.rewind()
+    feeds = []
+    while len(feeds) < CHECK_IMAGES and (feed := reader.get_next()) is not None:
+        feeds.append(feed)
+    return feeds
+
+
+def _failure_cause(recipe: Recipe, prepared: onnx.ModelProto, input_hw: tuple[int, int], info: ModelInfo) -> str:
+    """The likeliest reason an INT8 model disagrees with FP32, in words."""
+    head_found = bool(yolov8_head_pass(prepared, input_hw)[1])
+    if not recipe.keep_head_float:
+        return (f"recipe '{recipe.name}' quantizes the detection head: one INT8 scale spans box pixels and "
+                "class probabilities (use recipe auto)")
+    if not head_found:
+        return (f"the YOLOv8 head was not found, so it was quantized (outputs seen: {', '.join(info.output_names)}; "
+                "keep it in float with --exclude NODE ...)")
+    return "the quantized layers lose too much (try quantlab tune, or --exclude the most sensitive layers)"
+
+
 def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Recipe,
-                   calib_images: Sequence[Path] = (), input_hw: tuple[int, int] | None = None) -> QuantizeResult:
+                   calib_images: Sequence[Path] = (), input_hw: tuple[int, int] | None = None,
+                   force: bool = False) -> QuantizeResult:
     """Quantize `model_path` to `output_path` with `recipe`.
 
     calib_images: candidate image files (static mode); recipe.num_calib of them are sampled
-    with recipe.seed. Raises a QuantlabError subclass naming the file and cause on bad input.
+    with recipe.seed. The result is written only if it passes its self-check against FP32
+    (raises SelfCheckError), or with `force` (the check is still recorded in the result).
+    Raises a QuantlabError subclass naming the file and cause on bad input.
     """
     started = time.perf_counter()
     model_path, output_path = Path(model_path), Path(output_path)
     model = load_model(model_path)
     info = inspect_model(model_path, model)
-    if output_path.resolve() == model_path.resolve():
-        raise OutputError(f"{output_path}: refusing to overwrite the input model; choose another output path")
-    check_writable(output_path)
+    check_quantizable(model, model_path)
+    check_output_file(output_path, inputs=[model_path])
+    hw = resolve_input_hw(info, input_hw)
     reader = None
     if recipe.mode is Mode.STATIC:
         if not calib_images:
             raise ImageError(f"{model_path}: static quantization needs calibration images (--calib DIR)")
-        reader = ImageCalibrationReader(calib_images, info.input_name, resolve_input_hw(info, input_hw),
-                                        recipe.num_calib, recipe.seed)
+        reader = ImageCalibrationReader(calib_images, info.input_name, hw, recipe.num_calib, recipe.seed)
         if reader.get_next() is None:
             raise ImageError(f"none of the {len(reader)} sampled calibration images could be decoded "
                              f"(first: {reader.paths[0]})")
         reader.rewind()
+    model, opset_change = raise_opset(model, model_path)
 
     with tempfile.TemporaryDirectory(prefix="quantlab-") as stage_dir:
         stage = Path(stage_dir)
@@ -133,7 +183,8 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
             ortcompat.pre_process(str(staged), str(prepared))
         except Exception as exc:
             raise QuantizationError(f"{model_path}: onnxruntime's quant_pre_process failed: {exc}") from exc
-        kept_float = float_nodes(onnx.load(str(prepared)), recipe)
+        prepared_model = onnx.load(str(prepared))
+        kept_float = float_nodes(prepared_model, recipe, hw)
         quantized = stage / "quantized.onnx"
         try:
             if reader is not None:
@@ -146,19 +197,30 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
             raise QuantizationError(f"{model_path}: onnxruntime failed to quantize with recipe "
                                     f"'{recipe.name}': {type(exc).__name__}: {exc}") from exc
         result_model = onnx.load(str(quantized))
-
-    _fix_degenerate_scales(result_model)
-    _sort_value_info(result_model)
-    calib = None
-    if reader is not None:
-        calib = {"num_images": reader.used, "sha256": sample_digest(reader.paths), "seed": recipe.seed,
-                 "candidates": len(calib_images)}
-    metadata = build_metadata(recipe, sorted(kept_float), calib, sha256_file(model_path))
-    onnx.helper.set_model_props(result_model, {
-        **{p.key: p.value for p in result_model.metadata_props}, **metadata})
-    atomic_write_bytes(output_path, result_model.SerializeToString())
+        _fix_degenerate_scales(result_model)
+        _sort_value_info(result_model)
+        calib = None
+        if reader is not None:
+            calib = {"num_images": reader.used, "sha256": sample_digest(reader.paths), "seed": recipe.seed,
+                     "candidates": len(calib_images)}
+        metadata = build_metadata(recipe, sorted(kept_float), calib, sha256_file(model_path), opset_change)
+        onnx.helper.set_model_props(result_model, {
+            **{p.key: p.value for p in result_model.metadata_props}, **metadata})
+        result_bytes = result_model.SerializeToString()
+        checked = stage / "checked.onnx"
+        checked.write_bytes(result_bytes)
+        try:
+            check = self_check(staged, checked, _check_feeds(reader, calib_images, info, input_hw))
+        except QuantizationError as exc:
+            raise QuantizationError(f"{model_path}: the quantized model is unusable, so it was not written: "
+                                    f"{exc}") from exc
+    if not check.passed and not force:
+        raise SelfCheckError(f"{model_path}: the INT8 model disagrees with FP32 ({check.summary()}), so it was "
+                             f"not written: {_failure_cause(recipe, prepared_model, hw, info)}; --force writes it anyway")
+    atomic_write_bytes(output_path, result_bytes)
     return QuantizeResult(
         output_path=output_path, recipe=recipe, float_nodes=tuple(sorted(kept_float)),
         num_calib=calib["num_images"] if calib else 0, size_bytes=output_path.stat().st_size,
         source_size_bytes=info.size_bytes, seconds=time.perf_counter() - started, metadata=metadata,
+        self_check=check,
     )

@@ -56,7 +56,10 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
     labelled = entry["map_drop"] is not None
     speed_gated = bool(q) and q.recipe.mode is Mode.STATIC
     checks = budgets.checks(labelled, speed_gated) if (q and entry["gated"]) else []
+    entry["self_check"] = q.self_check.as_dict() if q and q.self_check else None
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
+    if entry["gated"] and q and q.self_check and not q.self_check.passed:
+        entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
     entry["verdict"] = verdict(entry, budgets)
     return entry
 
@@ -104,6 +107,17 @@ def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Bud
         "budgets": budgets.as_dict(),
         "variants": [_variant_entry(v, job, fp32_size, gated, budgets) for v in job.variants],
     }
+
+
+def relocate(report: dict, staging: Path, final: Path) -> dict:
+    """The report with paths under the staging folder rewritten to where that folder will be."""
+    def moved(path: str) -> str:
+        return str(final / Path(path).relative_to(staging)) if Path(path).is_relative_to(staging) else path
+
+    for variant in report["variants"]:
+        variant["path"] = moved(variant["path"])
+    report["evaluation"]["source"] = moved(report["evaluation"]["source"])
+    return report
 
 
 def _fmt(value, spec: str, empty: str = "-") -> str:

@@ -25,7 +25,7 @@ import onnxruntime as ort
 from quantlab import ortcompat
 from quantlab.atomicio import atomic_write_bytes
 from quantlab.bench import interleaved_latency, make_session, session_options
-from quantlab.datasets import Dataset
+from quantlab.datasets import Dataset, check_class_names
 from quantlab.detections import split_output
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import iter_images
@@ -201,6 +201,8 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
     model_path, output_path = Path(model_path), Path(output_path)
     info = inspect_model(model_path)
     input_hw = resolve_input_hw(info)
+    if dataset is not None:
+        check_class_names(dataset, info.class_names, model_path)
     fp32_session = make_session(model_path, threads)
     samples = (lambda: labelled_samples(dataset)) if dataset is not None else (lambda: unlabelled_samples(eval_images))
     names = dataset.names if dataset is not None else info.class_names

@@ -25,7 +25,8 @@ def sessions(tmp_path_factory, demo_model, calib_images):
     built = {"fp32": demo_model}
     for name in ("auto", "ort-default"):
         recipe = resolve_recipe(name).replace(num_calib=32)
-        built[name] = quantize_model(demo_model, out / f"{name}.onnx", recipe, calib_images).output_path
+        # force: ort-default fails its self-check (its head is quantized); it is kept to be measured
+        built[name] = quantize_model(demo_model, out / f"{name}.onnx", recipe, calib_images, force=True).output_path
     return {name: make_session(path) for name, path in built.items()}
 
 

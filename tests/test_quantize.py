@@ -119,7 +119,8 @@ def test_model_with_external_data_quantizes(tmp_path, demo_onnx, calib_images):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, demo_model, calib_images):
     out = tmp_path_factory.mktemp("built")
-    return {name: quantize_model(demo_model, out / f"{name}.onnx", _recipe(name), calib_images).output_path
+    return {name: quantize_model(demo_model, out / f"{name}.onnx", _recipe(name), calib_images,
+                                 force=name == "ort-default").output_path  # kept although its self-check fails
             for name in ("auto", "ort-default", "s8s8")}
 
 
@@ -316,20 +317,21 @@ def test_failure_leaves_no_partial_output_and_no_temp_files(tmp_path, demo_model
     assert _staging_dirs() == staging_before
 
 
-def test_unwritable_output_fails_before_any_work(tmp_path, demo_model, calib_images):
-    with pytest.raises(OutputError, match="does not exist"):
-        quantize_model(demo_model, tmp_path / "absent" / "int8.onnx", _recipe("auto"), calib_images)
+def test_missing_output_folders_are_created(tmp_path, demo_model, calib_images):
+    result = quantize_model(demo_model, tmp_path / "absent" / "deeper" / "int8.onnx", _recipe("auto", num_calib=8),
+                            calib_images)
+    assert result.output_path.is_file()
 
 
 def test_refuses_to_overwrite_the_input(tmp_path, model_copy, calib_images):
     model = model_copy()
-    with pytest.raises(OutputError, match="overwrite the input"):
+    with pytest.raises(OutputError, match="this output is the input"):
         quantize_model(model, model, _recipe("auto"), calib_images)
 
 
 def test_every_preset_quantizes(tmp_path, demo_model, calib_images):
-    for name in PRESETS:
-        result = quantize_model(demo_model, tmp_path / f"{name}.onnx", _recipe(name), calib_images)
+    for name in PRESETS:  # force: ort-default quantizes the head and fails its self-check
+        result = quantize_model(demo_model, tmp_path / f"{name}.onnx", _recipe(name), calib_images, force=True)
         assert result.size_ratio < 0.3, name
 
 

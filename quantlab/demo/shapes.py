@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import yaml
 
-from quantlab.errors import ConfigError
+from quantlab.atomicio import MARKER
+from quantlab.errors import ConfigError, OutputError
 
 CLASS_NAMES = ("circle", "rectangle", "triangle", "star")
 SPLIT_SIZES = {"train": 1000, "val": 200, "calib": 600}
@@ -210,12 +211,16 @@ def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, splits=("train"
                   sizes: dict[str, int] | None = None) -> Path:
     """Write the chosen splits under out_dir in the Ultralytics layout; return the data.yaml path.
 
-    images/<split>/<split>_NNNNN.jpg, labels/<split>/<same>.txt for the labelled splits.
+    images/<split>/<split>_NNNNN.jpg, labels/<split>/<same>.txt for the labelled splits. out_dir
+    must be new or empty (the user's own images must never join a split); data.yaml names no
+    absolute path, so the folder can be moved (Ultralytics then reads it relative to the yaml).
     """
     unknown = set(splits) - set(SPLIT_SIZES)
     if unknown:
         raise ConfigError(f"unknown split(s) {', '.join(sorted(unknown))}: choose from {', '.join(SPLIT_SIZES)}")
     out = Path(out_dir).resolve()
+    if out.exists() and (not out.is_dir() or any(p.name != MARKER for p in out.iterdir())):
+        raise OutputError(f"{out}: not a new or empty folder; the demo dataset is written only into one")
     sizes = {**SPLIT_SIZES, **(sizes or {})}
     for split in splits:
         image_dir = out / "images" / split
@@ -236,7 +241,6 @@ def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, splits=("train"
                 (label_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
     data_yaml = out / "data.yaml"
     spec = {
-        "path": str(out),
         "train": "images/train",
         "val": "images/val",
         "names": dict(enumerate(CLASS_NAMES)),
