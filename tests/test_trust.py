@@ -1,0 +1,132 @@
+"""Never a silent wrong verdict: models quantlab would get wrong are refused in one line, and every
+quantized model passes a self-check against FP32 before it is written."""
+
+import math
+
+import onnx
+import pytest
+
+import quantlab.head
+import quantlab.quantize
+from model_edits import ultralytics_dynamic_opset12, with_batch, with_extra_output, with_fp16_weights
+from quantlab.bench import make_session
+from quantlab.cli import main
+from quantlab.datasets import Dataset, check_class_names
+from quantlab.errors import ConfigError, DatasetError, ModelError, SelfCheckError
+from quantlab.gates import Budgets
+from quantlab.onnxmodel import inspect_model
+from quantlab.quantize import quantize_model, read_metadata
+from quantlab.recipes import resolve_recipe
+
+AUTO = resolve_recipe("auto").replace(num_calib=8)
+
+
+def _save(model, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def auto_int8(tmp_path_factory, demo_model, calib_images):
+    return quantize_model(demo_model, tmp_path_factory.mktemp("int8") / "auto.onnx", AUTO, calib_images)
+
+
+def test_a_second_output_does_not_hide_the_head(tmp_path, demo_onnx, calib_images, auto_int8):
+    """Was: the head pass walked back from every output, gave up, and the head was quantized (mAP 0)."""
+    model = _save(with_extra_output(demo_onnx), tmp_path / "two-outputs.onnx")
+    result = quantize_model(model, tmp_path / "int8.onnx", AUTO, calib_images)
+    assert set(result.float_nodes) == set(auto_int8.float_nodes)
+    assert result.self_check.passed and result.self_check.score_cosine > 0.99
+
+
+def test_a_head_not_found_fails_the_self_check_naming_the_outputs(tmp_path, demo_onnx, calib_images, monkeypatch):
+    model = _save(with_extra_output(demo_onnx), tmp_path / "two-outputs.onnx")
+    for module in (quantlab.head, quantlab.quantize):  # a structure the head pass does not know
+        monkeypatch.setattr(module, "yolov8_head_pass", lambda *args: (set(), set()))
+    with pytest.raises(SelfCheckError, match=r"head was not found.*outputs seen: output0, /model\.") as caught:
+        quantize_model(model, tmp_path / "int8.onnx", AUTO, calib_images)
+    assert "score cosine 0.0" in str(caught.value)
+    assert not (tmp_path / "int8.onnx").exists()
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["refused", "forced"])
+def test_a_quantized_head_exits_1_and_is_written_only_with_force(tmp_path, demo_model, demo_data, capsys, force):
+    output = tmp_path / "ort-default.onnx"
+    code = main(["quantize", str(demo_model), "--calib", str(demo_data.parent / "images" / "calib"),
+                 "--num-calib", "8", "--recipe", "ort-default", "-o", str(output), *(["--force"] if force else [])])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert output.exists() == force
+    assert ("written with --force" if force else "quantizes the detection head") in err
+
+
+def test_fp16_weights_with_fp32_io_are_refused_before_any_work(tmp_path, demo_onnx, calib_images):
+    model = _save(with_fp16_weights(demo_onnx), tmp_path / "fp16.onnx")
+    with pytest.raises(ModelError, match="weights are FP16"):
+        quantize_model(model, tmp_path / "int8.onnx", AUTO, calib_images)
+    assert list(tmp_path.iterdir()) == [model]
+
+
+def test_an_already_quantized_model_is_refused(tmp_path, auto_int8, calib_images):
+    with pytest.raises(ModelError, match=r"already quantized \(node '.+' is (QuantizeLinear|DequantizeLinear)\)"):
+        quantize_model(auto_int8.output_path, tmp_path / "twice.onnx", AUTO, calib_images)
+
+
+def test_a_fixed_batch_of_4_is_refused_with_the_shape(tmp_path, demo_onnx):
+    model = _save(with_batch(demo_onnx, 4), tmp_path / "batch4.onnx")
+    with pytest.raises(ModelError, match=r"\(4, 3, 192, 320\): a fixed batch of 4"):
+        inspect_model(model)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("task", "segment", "'segment' model"),  # Ultralytics says what it is: its output would be misread
+    ("names", "{0: 'a', 1: 'b'}", "lists 2 classes but its output has 4"),  # a pose/seg output without task
+])
+def test_models_whose_outputs_would_be_misread_are_refused(tmp_path, demo_onnx, key, value, message):
+    edited = onnx.ModelProto()
+    edited.CopyFrom(demo_onnx)
+    onnx.helper.set_model_props(edited, {**{p.key: p.value for p in edited.metadata_props}, key: value})
+    with pytest.raises(ModelError, match=message):
+        inspect_model(_save(edited, tmp_path / "m.onnx"))
+
+
+@pytest.mark.slow
+def test_an_ultralytics_dynamic_opset_12_export_quantizes_soundly(tmp_path, demo_onnx, calib_images, auto_int8):
+    """Was: exit 0 and a model onnxruntime refuses (INVALID_GRAPH on DequantizeLinear), head not found."""
+    model = _save(ultralytics_dynamic_opset12(demo_onnx), tmp_path / "dynamic12.onnx")
+    result = quantize_model(model, tmp_path / "int8.onnx", AUTO, calib_images, input_hw=(192, 320))
+    assert read_metadata(result.output_path)["opset_converted"] == "12->13"
+    assert len(result.float_nodes) == len(auto_int8.float_nodes) and result.self_check.passed
+    make_session(result.output_path)
+
+
+NAMES = {0: "circle", 1: "rectangle", 2: "triangle", 3: "star"}
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    ({0: "circle", 1: "rectangle"}, "lists 2 class names but the model"),  # was: mAP inflated, 0.774 for 0.737
+    ({**NAMES, 4: "hexagon"}, "lists 5 class names but the model"),  # was: nothing said
+    ({0: "rectangle", 1: "circle", 2: "triangle", 3: "star"}, "in another order"),
+])
+def test_data_yaml_classes_must_be_the_models(tmp_path, names, message):
+    dataset = Dataset(tmp_path / "data.yaml", (), names)
+    with pytest.raises(DatasetError, match=message):
+        check_class_names(dataset, NAMES, tmp_path / "m.onnx")
+
+
+def test_renamed_classes_of_the_right_count_are_accepted(tmp_path):
+    check_class_names(Dataset(tmp_path / "data.yaml", (), {0: "a", 1: "b", 2: "c", 3: "d"}), NAMES, tmp_path / "m")
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -0.01, 1.5])
+def test_budgets_must_be_finite_and_in_range(value):
+    with pytest.raises(ConfigError, match="max-map-drop"):
+        Budgets(max_map_drop=value)
+
+
+@pytest.mark.parametrize("option", ["--max-map-drop", "--max-size-ratio", "--min-speedup"])
+def test_a_nan_budget_is_a_usage_error(option, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["run", option, "nan"])
+    assert caught.value.code == 2 and "nan" in capsys.readouterr().err
