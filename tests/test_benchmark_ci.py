@@ -94,3 +94,39 @@ def test_workflows_use_the_plugins_prefixed_options():
         runs = " ".join(s.get("run", "") for job in yaml.safe_load(path.read_text())["jobs"].values()
                         for s in job["steps"])
         assert not re.search(r"(?<![\w-])--(threads|model|recipes|providers|data|calib)\b", runs), path.name
+
+
+def _noise_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("noise_check", ROOT / "tools" / "noise_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _suite_run(variants: dict[str, float]) -> dict:
+    """A minimal saved run: {variant: speedup}, +-2% intervals, one setup."""
+    setup = {"host": "0123456789abcdef", "cpu": "CPU", "threads": 1, "providers": ["CPUExecutionProvider"],
+             "onnxruntime": "1.32.0", "python": "3.11.7"}
+    return {"machine_info": {}, "commit_info": {"id": "abc"}, "datetime": "2026-11-01T10:00:00+00:00",
+            "benchmarks": [{"name": f"test_latency[{name}]",
+                            "extra_info": {"variant": name, "speedup": s, "speedup_low": s * 0.98,
+                                           "speedup_high": s * 1.02, "size_bytes": 1000, "gated": name != "fp32",
+                                           "setup": setup},
+                            "stats": {"median": 0.012 / s, "q1": 0.0118 / s, "q3": 0.0122 / s}}
+                           for name, s in variants.items()]}
+
+
+def test_noise_check_relabels_a_slower_recipe_and_reads_the_comparison(tmp_path):
+    """The lead's script, without running a benchmark: its relabelling and its reading of the table."""
+    noise_check = _noise_check()
+    base, slow = tmp_path / "base.json", tmp_path / "slow.json"
+    base.write_text(json.dumps(_suite_run({"fp32": 1.0, "auto": 1.9})))
+    slow.write_text(json.dumps(_suite_run({"fp32": 1.0, "s8s8": 0.8})))
+    cand = noise_check.relabel(slow, "s8s8", "auto")
+    args = type("Args", (), {"python": sys.executable})()
+    code, regressions = noise_check.compare(args, base, cand)
+    assert code == 1 and ("auto", "speedup") in regressions and ("auto", "median_ms") in regressions
+    assert round(noise_check.slowdown(base, cand), 3) == round(1.9 / 0.8, 3)
+    assert noise_check.compare(args, base, base) == (0, [])
