@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,7 +68,6 @@ class Run:
     cpu: str | None  # machine_info's CPU brand, for runs without a `setup`
     variants: dict[str, VariantResult]
     foreign: int = 0  # benchmarks without quantlab metrics, left out
-    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def read_json(path: Path) -> object:
@@ -118,7 +117,7 @@ def load_run(path: str | Path) -> Run:
     brand = machine.get("cpu", {}).get("brand_raw") if isinstance(machine.get("cpu"), dict) else machine.get("cpu")
     commit_id = commit.get("id")
     return Run(path=path, when=_datetime(data.get("datetime"), path), cpu=brand if isinstance(brand, str) else None,
-               commit=commit_id if isinstance(commit_id, str) else None, variants=variants, foreign=foreign, raw=data)
+               commit=commit_id if isinstance(commit_id, str) else None, variants=variants, foreign=foreign)
 
 
 def _variant(info: dict, bench: dict, where: str) -> VariantResult:
