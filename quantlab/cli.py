@@ -250,20 +250,44 @@ def cmd_tune(args, console: Console) -> int:
 
 
 def cmd_compare(args, console: Console) -> int:
-    from quantlab.compare import Tolerances, compare_runs, load_run, render_comparison, resolve_pair
+    from quantlab.benchjson import newest, saved_runs
+    from quantlab.compare import Tolerances, compare_runs, render_comparison
 
-    base_path, cand_path = resolve_pair(args.baseline, args.candidate)
-    tol = Tolerances(speedup_loss=args.max_speedup_loss, size_growth=args.max_size_growth,
+    if args.candidate is None:
+        runs = saved_runs(args.baseline)
+        if len(runs) < 2:
+            raise InputError(f"{args.baseline}: need two saved runs to compare, found {len(runs)}")
+        baseline, candidate = runs[-2], runs[-1]
+    else:
+        baseline, candidate = newest(args.baseline), newest(args.candidate)
+    tol = Tolerances(min_speedup_loss=args.min_speedup_loss, assumed_speedup_noise=args.assumed_speedup_noise,
+                     min_latency_growth=args.min_latency_growth, size_growth=args.max_size_growth,
                      map_loss=args.max_map_loss)
-    rows, gated = compare_runs(load_run(base_path), load_run(cand_path), tol)
-    print(render_comparison(rows, gated, base_path.name, cand_path.name))
-    return EXIT_GATE if any(r.regression for r in rows) else EXIT_OK
+    comparison = compare_runs(baseline, candidate, tol)
+    print(render_comparison(comparison))
+    return EXIT_GATE if comparison.regressions else EXIT_OK
 
 
 def cmd_history(args, console: Console) -> int:
-    from quantlab.compare import render_history
+    from quantlab.history import render_history
 
     print(render_history(args.folder))
+    return EXIT_OK
+
+
+def cmd_export(args, console: Console) -> int:
+    from quantlab.benchjson import newest
+    from quantlab.history import github_benchmark
+
+    if not (args.bigger_is_better or args.smaller_is_better):
+        raise InputError("give --bigger-is-better FILE and/or --smaller-is-better FILE to write")
+    for target in (p for p in (args.bigger_is_better, args.smaller_is_better) if p):
+        check_output_file(target, inputs=[args.run])
+    bigger, smaller = github_benchmark(newest(args.run))
+    for path, entries in ((args.bigger_is_better, bigger), (args.smaller_is_better, smaller)):
+        if path:
+            atomic_write_bytes(Path(path), (json.dumps(entries, indent=2) + "\n").encode("utf-8"))
+            console.say(f"wrote {path} ({len(entries)} values)")
     return EXIT_OK
 
 
@@ -404,7 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two pytest-benchmark JSON runs (or a storage folder)")
     p.add_argument("baseline", help="baseline JSON, or a storage folder (its two newest runs)")
     p.add_argument("candidate", nargs="?", help="candidate JSON or folder (its newest run)")
-    p.add_argument("--max-speedup-loss", type=_fraction, default=0.10, help="relative (default 0.10)")
+    p.add_argument("--min-speedup-loss", type=_fraction, default=0.05,
+                   help="gap by which the candidate's speedup interval must lie below the baseline's, "
+                        "relative (default 0.05)")
+    p.add_argument("--assumed-speedup-noise", type=_fraction, default=0.10,
+                   help="relative half-width given to a speedup without a measured interval (default 0.10)")
+    p.add_argument("--min-latency-growth", type=_fraction, default=0.20,
+                   help="gap between the latency quartiles, relative; gated on the same setup only (default 0.20)")
     p.add_argument("--max-size-growth", type=_fraction, default=0.01, help="relative (default 0.01)")
     p.add_argument("--max-map-loss", type=_fraction, default=0.005, help="absolute mAP50-95 (default 0.005)")
     p.set_defaults(func=cmd_compare)
@@ -413,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="pytest-benchmark storage folder (default .benchmarks)", nargs="?",
                    default=".benchmarks")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("export", help="a run's speedup, size ratio and mAP as github-action-benchmark JSON")
+    p.add_argument("run", help="pytest-benchmark JSON, or a storage folder (its newest run)")
+    p.add_argument("--bigger-is-better", metavar="FILE",
+                   help="write speedup and mAP here (the action's tool: customBiggerIsBetter)")
+    p.add_argument("--smaller-is-better", metavar="FILE",
+                   help="write the size ratio here (the action's tool: customSmallerIsBetter)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo-data", help="write the demo shapes dataset (Ultralytics layout)")
     p.add_argument("out_dir", help="a new or empty folder (or one demo-data wrote before: it is replaced whole)")

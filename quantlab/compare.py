@@ -1,161 +1,248 @@
-"""Compare pytest-benchmark JSON runs variant by variant, and show the trend of saved runs."""
+"""Compare two quantlab benchmark runs variant by variant, with tolerances set by measured noise.
+
+The noise model, and why:
+
+* The speed gate compares `speedup` = FP32 median / variant median, measured INTERLEAVED in one
+  process (the plugin rotates the sessions in repeated blocks). Whatever slows the whole machine
+  (a busy neighbour, frequency scaling, another CI runner) slows FP32 and INT8 alike and cancels in
+  the ratio; what is left varies from block to block, and the plugin turns that spread into a 95%
+  interval [speedup_low, speedup_high]. Two back-to-back runs of one commit give intervals that
+  overlap; a real slowdown moves the candidate's interval below the baseline's.
+* So a speedup is a regression only when the intervals are SEPARATED by more than a minimum
+  practical loss: candidate high < baseline low x (1 - floor), floor 5% by default. Requiring
+  separation (not just a point estimate below the baseline's interval) is deliberately
+  conservative: an interval measured inside one process does not contain the process-to-process
+  effects (memory placement, a different runner) that vary between the two runs, and several
+  variants and metrics are checked at once, so each check must rarely fire by chance. A gate that
+  fires on noise gets switched off. With intervals of +-5% each the point estimate must drop by
+  about 15% to fire; a genuinely 25% slower INT8 (speedup / 1.25, a 20% loss) still does. Wider
+  intervals make the gate blinder, and the table says how blind (the Tolerance column gives the
+  loss of the point estimate at which it would fire).
+* A run written by an older plugin has no interval, and its speedup was a ratio of SEQUENTIAL
+  pytest-benchmark medians, which moved by 18.5% between two runs of one commit on one idle
+  machine. Such a run is given an assumed interval of +-10% (`assumed_speedup_noise`), the table
+  says so, and a loss under about 25% cannot be told from noise there.
+* The ratio is compared only like for like: the same CPU model, thread count and execution
+  providers (a VNNI CPU picks another recipe; CUDA against CPU is another product). It may come
+  from different machines of that kind: that is what makes it usable across CI runners.
+* Absolute median latency says something only about one machine in one state. It is gated only
+  when both runs carry the same `setup` (hashed host, CPU, threads, providers, onnxruntime,
+  Python), never across CI runners, and never for variants the suite does not gate (FP32 and
+  contrast variants such as dynamic, `gated: false`). Even then a busy neighbour moves it, so its
+  rule is the same separation test on pytest-benchmark's own spread: the candidate's first
+  quartile above the baseline's third quartile by more than 20%.
+* Size, mAP, agreement and score parity are deterministic for a given model, data and
+  onnxruntime: small fixed tolerances suffice.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+import enum
+from dataclasses import dataclass, field
 
-from quantlab.errors import InputError
+from quantlab.benchjson import Run, VariantResult
 
+FP32 = "fp32"
+# a normal quantile's half-width of the middle 50%: stddev -> quartiles when pytest-benchmark has no q1/q3
+_QUARTILE_Z = 0.6745
 
 
 @dataclass(frozen=True)
 class Tolerances:
     """How much worse a candidate may be than its baseline before it is a regression."""
 
-    speedup_loss: float = 0.10  # relative loss of speedup over FP32 (same-run ratio)
+    min_speedup_loss: float = 0.05  # relative gap between the speedup intervals that counts
+    assumed_speedup_noise: float = 0.10  # relative half-width given to a speedup without an interval
+    min_latency_growth: float = 0.20  # relative gap between the latency quartiles, same setup only
     size_growth: float = 0.01  # relative growth of the file
     map_loss: float = 0.005  # absolute loss of mAP50-95
     agreement_loss: float = 0.01  # absolute loss of detection agreement
     score_cosine_loss: float = 0.01  # absolute loss of score-channel cosine
-    latency_growth: float = 0.25  # relative growth of median latency, same machine only
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    REGRESSION = "REGRESSION"
+    NOT_GATED = "not gated"
 
 
 @dataclass(frozen=True)
 class Row:
     variant: str
     metric: str
-    baseline: float | None
-    candidate: float | None
-    regression: str | None  # why it fails, or None
+    baseline: str  # the value as shown, with its interval where there is one
+    candidate: str
+    change: str  # relative change of the point estimates
+    tolerance: str  # how far it may move before it fails, in the metric's terms
+    status: Status
+    reason: str = ""  # why it failed, or why it is not gated
 
 
-def load_run(path: str | Path) -> dict:
-    """One pytest-benchmark JSON file; an unreadable one is an error, never skipped."""
-    path = Path(path)
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: benchmark JSON not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable pytest-benchmark JSON ({exc})") from exc
-    if not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list):
-        raise InputError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
-    return run
+@dataclass
+class Comparison:
+    baseline: Run
+    candidate: Run
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Row]:
+        return [r for r in self.rows if r.status is Status.REGRESSION]
 
 
-def saved_runs(folder: str | Path) -> list[Path]:
-    """pytest-benchmark's storage files under `folder` (any machine sub-folder), oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder of saved benchmark runs")
-    runs = sorted(folder.rglob("*.json"), key=lambda p: (load_run(p).get("datetime", ""), p.name))
-    if not runs:
-        raise InputError(f"{folder}: no benchmark JSON files (save runs with --benchmark-autosave)")
-    return runs
+def is_gated(v: VariantResult) -> bool:
+    """Whether the suite gates this variant; runs from older plugins did not say, so all but FP32."""
+    return v.gated if v.gated is not None else v.variant != FP32
 
 
-def resolve_pair(baseline: str | Path, candidate: str | Path | None) -> tuple[Path, Path]:
-    """Files to compare: two files; a folder's two newest runs; or a file against a folder's newest."""
-    baseline, candidate = Path(baseline), Path(candidate) if candidate else None
-    if candidate is None:
-        runs = saved_runs(baseline)
-        if len(runs) < 2:
-            raise InputError(f"{baseline}: need two saved runs to compare, found {len(runs)}")
-        return runs[-2], runs[-1]
-    base = saved_runs(baseline)[-1] if baseline.is_dir() else baseline
-    cand = saved_runs(candidate)[-1] if candidate.is_dir() else candidate
-    return base, cand
-
-
-def variants(run: dict) -> dict[str, dict]:
-    """{variant: {metric: value}} from each benchmark's extra_info plus its median latency."""
-    out = {}
-    for bench in run["benchmarks"]:
-        info = bench.get("extra_info", {})
-        name = info.get("variant") or bench.get("name")
-        out[name] = {**info, "median_ms": bench.get("stats", {}).get("median", 0) * 1000.0}
+def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) -> Comparison:
+    """Rows for every variant and metric of the baseline, and notes on what was not comparable."""
+    out = Comparison(baseline, candidate)
+    for run in (baseline, candidate):
+        if run.foreign:
+            out.notes.append(f"`{run.path.name}`: {run.foreign} benchmark(s) without quantlab metrics left out.")
+    for name, base in baseline.variants.items():
+        cand = candidate.variants.get(name)
+        if cand is None:
+            gated = is_gated(base)
+            out.rows.append(Row(name, "present", "yes", "no", "-", "-",
+                                Status.REGRESSION if gated else Status.NOT_GATED,
+                                "variant missing from the candidate run" if gated
+                                else "contrast variant missing from the candidate run"))
+            continue
+        gated = is_gated(base) and is_gated(cand)
+        if name != FP32:
+            out.rows.append(_speedup_row(name, baseline, base, candidate, cand, tol, gated))
+        out.rows.append(_relative_row(name, "size_bytes", base.size_bytes, cand.size_bytes, tol.size_growth, gated))
+        for metric, limit in (("map50_95", tol.map_loss), ("agreement", tol.agreement_loss),
+                              ("score_cosine", tol.score_cosine_loss)):
+            row = _absolute_row(name, metric, base.metrics.get(metric), cand.metrics.get(metric), limit, gated)
+            if row is not None:
+                out.rows.append(row)
+        out.rows.append(_latency_row(name, base, cand, tol))
+    for name in candidate.variants.keys() - baseline.variants.keys():
+        out.rows.append(Row(name, "present", "no", "yes", "-", "-", Status.NOT_GATED, "new variant"))
+    without = sorted({f"`{run.path.name}`" for run in (baseline, candidate) for n, v in run.variants.items()
+                      if n != FP32 and not v.has_interval})
+    if without:
+        out.notes.append(
+            f"{' and '.join(without)}: no measured speedup interval (a run from an older quantlab plugin, "
+            f"whose speedup was a ratio of sequential medians); assumed +-{tol.assumed_speedup_noise:.0%} per run, "
+            "so only a large speedup loss can be told from noise.")
     return out
 
 
-def _machine_key(run: dict) -> tuple:
-    """The machine facts that must match before absolute latencies are compared."""
-    machine = run.get("machine_info", {})
-    cpu = machine.get("cpu")
-    brand = cpu.get("brand_raw") if isinstance(cpu, dict) else cpu
-    return (brand, machine.get("processor"), machine.get("machine"), machine.get("python_implementation"),
-            machine.get("python_version"))
+def speedup_interval(v: VariantResult, tol: Tolerances) -> tuple[float, float]:
+    """The variant's 95% interval on its speedup; an assumed one for runs from older plugins."""
+    if v.has_interval:
+        return v.speedup_low, v.speedup_high
+    return v.speedup * (1 - tol.assumed_speedup_noise), v.speedup * (1 + tol.assumed_speedup_noise)
 
 
-def same_machine(a: dict, b: dict) -> bool:
-    return _machine_key(a) == _machine_key(b)
+def _speedup_row(name: str, base_run: Run, base: VariantResult, cand_run: Run, cand: VariantResult,
+                 tol: Tolerances, gated: bool) -> Row:
+    (b_low, b_high), (c_low, c_high) = speedup_interval(base, tol), speedup_interval(cand, tol)
+    # fails when the candidate's whole interval lies below the baseline's, `floor` apart
+    threshold = b_low * (1 - tol.min_speedup_loss)
+    # the same rule as a loss of the point estimate, for the reader: where would it fire?
+    fires_at = 1 - threshold * (cand.speedup / c_high) / base.speedup
+    measured = "measured" if base.has_interval and cand.has_interval else "assumed noise"
+    cells = (f"{base.speedup:.3f} [{b_low:.3f}, {b_high:.3f}]", f"{cand.speedup:.3f} [{c_low:.3f}, {c_high:.3f}]",
+             _change(base.speedup, cand.speedup), f"-{fires_at:.1%} ({measured})")
+    if not gated:
+        return Row(name, "speedup", *cells[:3], "-", Status.NOT_GATED, "contrast variant (gated false)")
+    differs = _ratio_setup_difference(base_run, base, cand_run, cand)
+    if differs:
+        return Row(name, "speedup", *cells, Status.NOT_GATED, f"not like for like: {differs}")
+    if c_high < threshold:
+        return Row(name, "speedup", *cells, Status.REGRESSION,
+                   f"speedup interval [{c_low:.3f}, {c_high:.3f}] lies below the baseline's "
+                   f"[{b_low:.3f}, {b_high:.3f}] by more than {tol.min_speedup_loss:.0%}")
+    return Row(name, "speedup", *cells, Status.OK)
 
 
-def _loss_if_lower(base: float, cand: float) -> float:
-    return base - cand  # larger is better
+def _ratio_setup_difference(base_run: Run, base: VariantResult, cand_run: Run, cand: VariantResult) -> str:
+    """What makes two speedups incomparable (CPU model, threads, providers); '' when nothing known does."""
+    def facts(run: Run, v: VariantResult) -> dict:
+        setup = v.setup or {}
+        providers = setup.get("providers")
+        return {"cpu": setup.get("cpu") or run.cpu, "threads": setup.get("threads", v.threads),
+                "providers": tuple(providers) if isinstance(providers, list) else providers}
+
+    b, c = facts(base_run, base), facts(cand_run, cand)
+    return "; ".join(f"{k} {b[k]!r} vs {c[k]!r}" for k in b
+                     if b[k] is not None and c[k] is not None and b[k] != c[k])
 
 
-def _loss_if_higher(base: float, cand: float) -> float:
-    return cand - base  # smaller is better
+def _latency_row(name: str, base: VariantResult, cand: VariantResult, tol: Tolerances) -> Row:
+    bt, ct = base.timing, cand.timing
+    cells = (f"{bt.median_ms:.3f}", f"{ct.median_ms:.3f}", _change(bt.median_ms, ct.median_ms))
+    if not (is_gated(base) and is_gated(cand)):
+        return Row(name, "median_ms", *cells, "-", Status.NOT_GATED,
+                   "FP32 reference (gated false)" if name == FP32 else "contrast variant (gated false)")
+    if base.setup is None or cand.setup is None:
+        which = " and ".join(w for w, v in (("baseline", base), ("candidate", cand)) if v.setup is None)
+        return Row(name, "median_ms", *cells, "-", Status.NOT_GATED,
+                   f"no `setup` in the {which} (older plugin): same machine not provable")
+    if base.setup != cand.setup:
+        keys = sorted(k for k in base.setup.keys() | cand.setup.keys() if base.setup.get(k) != cand.setup.get(k))
+        return Row(name, "median_ms", *cells, "-", Status.NOT_GATED,
+                   f"other machine or setup ({', '.join(keys)} differ{'s' if len(keys) == 1 else ''})")
+    b_q3, c_q1 = _quartiles(bt)[1], _quartiles(ct)[0]
+    threshold = b_q3 * (1 + tol.min_latency_growth)
+    # where it would fire as a growth of the median, the candidate's spread kept (not shown if degenerate)
+    fires_at = threshold * (ct.median_ms / c_q1) / bt.median_ms - 1 if c_q1 > 0 else None
+    tolerance = "-" if fires_at is None else f"+{fires_at:.1%} (same setup)"
+    if c_q1 > threshold:
+        return Row(name, "median_ms", *cells, tolerance, Status.REGRESSION,
+                   f"first quartile {c_q1:.3f} ms above the baseline's third quartile {b_q3:.3f} ms "
+                   f"by more than {tol.min_latency_growth:.0%}")
+    return Row(name, "median_ms", *cells, tolerance, Status.OK)
 
 
-def _check(name: str, metric: str, base, cand, worse_by, limit: float, relative: bool) -> Row:
+def _quartiles(t) -> tuple[float, float]:
+    """(q1, q3) in ms; from the stddev of a normal where pytest-benchmark has no quartiles."""
+    if t.q1_ms is not None and t.q3_ms is not None:
+        return t.q1_ms, t.q3_ms
+    spread = _QUARTILE_Z * (t.stddev_ms or 0.0)
+    return t.median_ms - spread, t.median_ms + spread
+
+
+def _relative_row(name: str, metric: str, base: float, cand: float, limit: float, gated: bool) -> Row:
+    """A smaller-is-better metric, allowed to grow by `limit` of the baseline."""
+    cells = (_num(base), _num(cand), _change(base, cand), f"+{limit:.0%}" if gated else "-")
+    if not gated:
+        return Row(name, metric, *cells, Status.NOT_GATED, _not_gated_reason(name))
+    growth = (cand - base) / base
+    if growth > limit:
+        return Row(name, metric, *cells, Status.REGRESSION, f"{metric} grew by {growth:.1%} (allowed {limit:.0%})")
+    return Row(name, metric, *cells, Status.OK)
+
+
+def _absolute_row(name: str, metric: str, base: float | None, cand: float | None, limit: float,
+                  gated: bool) -> Row | None:
+    """A bigger-is-better score in [0, 1], allowed to lose `limit`; None when neither run has it."""
+    if base is None and cand is None:
+        return None
+    cells = (_num(base), _num(cand), _change(base, cand), f"-{limit:g}" if gated else "-")
+    if not gated:
+        return Row(name, metric, *cells, Status.NOT_GATED, _not_gated_reason(name))
     if base is None or cand is None:
-        return Row(name, metric, base, cand, None)
-    loss = worse_by(base, cand)
-    amount = loss / abs(base) if relative and base else loss
-    why = None
-    if amount > limit:
-        why = (f"{metric} worse by {amount:.1%} (allowed {limit:.0%})" if relative
-               else f"{metric} worse by {amount:.4f} (allowed {limit:g})")
-    return Row(name, metric, base, cand, why)
+        return Row(name, metric, *cells, Status.NOT_GATED, f"only the {'candidate' if base is None else 'baseline'} "
+                   "has it (labelled data in one run only?)")
+    if base - cand > limit:
+        return Row(name, metric, *cells, Status.REGRESSION, f"{metric} lost {base - cand:.4f} (allowed {limit:g})")
+    return Row(name, metric, *cells, Status.OK)
 
 
-# metric, how its loss is measured, its tolerance, whether the tolerance is relative
-_GATED = (
-    ("speedup", _loss_if_lower, lambda t: t.speedup_loss, True),
-    ("size_bytes", _loss_if_higher, lambda t: t.size_growth, True),
-    ("map50_95", _loss_if_lower, lambda t: t.map_loss, False),
-    ("agreement", _loss_if_lower, lambda t: t.agreement_loss, False),
-    ("score_cosine", _loss_if_lower, lambda t: t.score_cosine_loss, False),
-)
+def _not_gated_reason(name: str) -> str:
+    return "FP32 reference (gated false)" if name == FP32 else "contrast variant (gated false)"
 
 
-def compare_runs(baseline: dict, candidate: dict, tol: Tolerances = Tolerances()) -> tuple[list[Row], bool]:
-    """Rows for every variant and metric; the flag says whether absolute latency was gated."""
-    base_v, cand_v = variants(baseline), variants(candidate)
-    gate_latency = same_machine(baseline, candidate)
-    rows: list[Row] = []
-    for name, base in base_v.items():
-        cand = cand_v.get(name)
-        if cand is None:
-            rows.append(Row(name, "present", 1, 0, "variant missing from the candidate run"))
-            continue
-        for metric, worse_by, limit, relative in _GATED:
-            rows.append(_check(name, metric, base.get(metric), cand.get(metric), worse_by, limit(tol), relative))
-        latency = _check(name, "median_ms", base["median_ms"], cand["median_ms"], _loss_if_higher,
-                         tol.latency_growth, True)
-        rows.append(latency if gate_latency else Row(name, "median_ms", base["median_ms"], cand["median_ms"], None))
-    return rows, gate_latency
-
-
-def render_comparison(rows: list[Row], gate_latency: bool, base_name: str, cand_name: str) -> str:
-    """A Markdown table fit for $GITHUB_STEP_SUMMARY."""
-    lines = [f"### quantlab compare: `{base_name}` -> `{cand_name}`", "",
-             "| Variant | Metric | Baseline | Candidate | Change | Result |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        if r.baseline is None and r.candidate is None:
-            continue
-        change = "-"
-        if isinstance(r.baseline, (int, float)) and isinstance(r.candidate, (int, float)) and r.baseline:
-            change = f"{(r.candidate - r.baseline) / abs(r.baseline):+.1%}"
-        result = f"REGRESSION: {r.regression}" if r.regression else (
-            "shown, not gated (other machine)" if r.metric == "median_ms" and not gate_latency else "ok")
-        lines.append(f"| {r.variant} | {r.metric} | {_num(r.baseline)} | {_num(r.candidate)} | {change} | {result} |")
-    failed = sum(1 for r in rows if r.regression)
-    lines += ["", f"**{failed} regression(s)**" if failed else "**No regression.**"]
-    return "\n".join(lines)
+def _change(base: float | None, cand: float | None) -> str:
+    if base is None or cand is None or not base:
+        return "-"
+    return f"{(cand - base) / abs(base):+.1%}"
 
 
 def _num(value) -> str:
@@ -164,19 +251,19 @@ def _num(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def render_history(folder: str | Path) -> str:
-    """One row per saved run: date, commit, and per variant speedup / size / mAP50-95."""
-    runs = [(p, load_run(p)) for p in saved_runs(folder)]
-    names = sorted({n for _, run in runs for n in variants(run)})
-    header = "| Date | Commit | " + " | ".join(f"{n} speedup / MB / mAP" for n in names) + " |"
-    lines = [header, "|" + "---|" * (2 + len(names))]
-    for _, run in runs:
-        v = variants(run)
-        commit = (run.get("commit_info") or {}).get("id", "")[:8] or "-"
-        cells = []
-        for n in names:
-            m = v.get(n)
-            cells.append("-" if m is None else
-                         f"{_num(m.get('speedup'))} / {_num((m.get('size_bytes') or 0) / 1e6)} / {_num(m.get('map50_95'))}")
-        lines.append(f"| {run.get('datetime', '-')[:19]} | {commit} | " + " | ".join(cells) + " |")
+def render_comparison(comparison: Comparison) -> str:
+    """A Markdown table fit for $GITHUB_STEP_SUMMARY, then the notes and the verdict."""
+    lines = [f"### quantlab compare: `{comparison.baseline.path.name}` -> `{comparison.candidate.path.name}`", "",
+             "| Variant | Metric | Baseline | Candidate | Change | Tolerance | Result |",
+             "|---|---|---|---|---|---|---|"]
+    for r in comparison.rows:
+        result = r.status.value + (f": {r.reason}" if r.reason else "")
+        lines.append(f"| {r.variant} | {r.metric} | {r.baseline} | {r.candidate} | {r.change} | {r.tolerance} "
+                     f"| {result} |")
+    lines.append("")
+    lines += [f"- {note}" for note in comparison.notes]
+    if comparison.notes:
+        lines.append("")
+    failed = len(comparison.regressions)
+    lines.append(f"**{failed} regression(s)**" if failed else "**No regression.**")
     return "\n".join(lines)

@@ -138,7 +138,7 @@ def test_demo_data_writes_the_dataset(tmp_path):
 
 
 def test_every_command_has_help():
-    for command in ["run", "quantize", "eval", "bench", "compare", "history", "demo-data"]:
+    for command in ["run", "quantize", "eval", "bench", "tune", "compare", "history", "export", "demo-data"]:
         result = quantlab(command, "--help")
         assert result.returncode == 0 and "usage: quantlab" in result.stdout
 

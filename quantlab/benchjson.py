@@ -1,0 +1,220 @@
+"""Read pytest-benchmark JSON runs into checked records of quantlab's metrics.
+
+A run is refused (InputError, naming the file and what is missing) when it carries no quantlab
+metrics or no timing statistics, or when a field quantlab reads has the wrong shape: a comparison
+read from a half-understood file would pass or fail for the wrong reason.
+
+Benchmarks without quantlab's `variant` key (a project's own benchmarks in the same run) are
+counted and left out; a benchmark with it must carry every key quantlab gates on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from quantlab.errors import InputError
+
+# extra_info keys every quantlab benchmark carries (the plugin writes them since the first release)
+REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
+# numbers that may be null: mAP without labels, parity for a variant that has none
+OPTIONAL_NUMBERS = ("size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine", "score_cosine",
+                    "top1_agreement")
+SETUP_KEYS = ("host", "cpu", "threads", "providers", "onnxruntime", "python")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """pytest-benchmark's statistics of one benchmark, in milliseconds."""
+
+    median_ms: float
+    q1_ms: float | None
+    q3_ms: float | None
+    stddev_ms: float | None
+    rounds: int | None
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One quantlab benchmark: a variant's gate metrics and its timing."""
+
+    variant: str
+    benchmark: str  # pytest-benchmark's name, e.g. test_latency[auto]
+    speedup: float  # FP32 median / this variant's median
+    speedup_low: float | None  # 95% interval on the speedup (None: written by an older plugin)
+    speedup_high: float | None
+    gated: bool | None  # None: written by an older plugin, which did not say
+    size_bytes: int
+    metrics: dict  # the optional numbers (OPTIONAL_NUMBERS), None where absent
+    threads: int | None
+    setup: dict | None  # the plugin's `setup` dict (None: older plugin)
+    timing: Timing
+
+    @property
+    def has_interval(self) -> bool:
+        return self.speedup_low is not None and self.speedup_high is not None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pytest-benchmark JSON file, reduced to what quantlab compares."""
+
+    path: Path
+    when: datetime
+    commit: str | None
+    cpu: str | None  # machine_info's CPU brand, for runs without a `setup`
+    variants: dict[str, VariantResult]
+    foreign: int = 0  # benchmarks without quantlab metrics, left out
+
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: benchmark JSON not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a pytest-benchmark JSON file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable pytest-benchmark JSON ({exc})") from exc
+
+
+def load_run(path: str | Path) -> Run:
+    """One pytest-benchmark JSON file, checked; an unreadable or foreign one is an error, never skipped."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise InputError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
+    machine = data.get("machine_info", {})
+    if not isinstance(machine, dict):
+        raise InputError(f"{path}: 'machine_info' is {_kind(machine)}, expected an object")
+    commit = data.get("commit_info", {})
+    if not isinstance(commit, dict):
+        raise InputError(f"{path}: 'commit_info' is {_kind(commit)}, expected an object")
+    variants: dict[str, VariantResult] = {}
+    foreign = 0
+    for index, bench in enumerate(data["benchmarks"]):
+        if not isinstance(bench, dict):
+            raise InputError(f"{path}: benchmarks[{index}] is {_kind(bench)}, expected an object")
+        where = f"{path}: benchmark {bench.get('name') or f'#{index}'!r}"
+        info = bench.get("extra_info", {})
+        if not isinstance(info, dict):
+            raise InputError(f"{where}: 'extra_info' is {_kind(info)}, expected an object")
+        if "variant" not in info:
+            foreign += 1
+            continue
+        result = _variant(info, bench, where)
+        if result.variant in variants:
+            raise InputError(f"{where}: a second benchmark of variant {result.variant!r} "
+                             f"(first: {variants[result.variant].benchmark!r}); compare runs of one model")
+        variants[result.variant] = result
+    if not variants:
+        raise InputError(f"{path}: no quantlab metrics in any of its {len(data['benchmarks'])} benchmark(s) "
+                         f"(extra_info needs {', '.join(REQUIRED_KEYS)}); save runs of the quantlab suite "
+                         "with pytest --benchmark-only --benchmark-json/--benchmark-autosave")
+    brand = machine.get("cpu", {}).get("brand_raw") if isinstance(machine.get("cpu"), dict) else machine.get("cpu")
+    commit_id = commit.get("id")
+    return Run(path=path, when=_datetime(data.get("datetime"), path), cpu=brand if isinstance(brand, str) else None,
+               commit=commit_id if isinstance(commit_id, str) else None, variants=variants, foreign=foreign)
+
+
+def _variant(info: dict, bench: dict, where: str) -> VariantResult:
+    missing = [k for k in REQUIRED_KEYS if info.get(k) is None]
+    if missing:
+        raise InputError(f"{where}: extra_info lacks quantlab's {', '.join(missing)}")
+    variant = info["variant"]
+    if not isinstance(variant, str) or not variant:
+        raise InputError(f"{where}: extra_info 'variant' is {_kind(variant)}, expected a name")
+    speedup = _number(info, "speedup", where, positive=True)
+    low, high = (_number(info, k, where, positive=True, optional=True) for k in ("speedup_low", "speedup_high"))
+    if (low is None) != (high is None):
+        raise InputError(f"{where}: extra_info has only one of speedup_low and speedup_high")
+    if low is not None and not low <= high:
+        raise InputError(f"{where}: speedup interval [{low}, {high}] is empty (low above high)")
+    size = _number(info, "size_bytes", where, positive=True)
+    gated = info.get("gated")
+    if gated is not None and not isinstance(gated, bool):
+        raise InputError(f"{where}: extra_info 'gated' is {_kind(gated)}, expected true or false")
+    setup = info.get("setup")
+    if setup is not None and not isinstance(setup, dict):
+        raise InputError(f"{where}: extra_info 'setup' is {_kind(setup)}, expected an object with "
+                         f"{', '.join(SETUP_KEYS)}")
+    threads = info.get("threads")
+    return VariantResult(
+        variant=variant, benchmark=str(bench.get("name") or variant), speedup=speedup, speedup_low=low,
+        speedup_high=high, gated=gated, size_bytes=int(size),
+        metrics={k: _number(info, k, where, optional=True) for k in OPTIONAL_NUMBERS},
+        threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
+        setup=setup, timing=_timing(bench, where))
+
+
+def _timing(bench: dict, where: str) -> Timing:
+    stats = bench.get("stats")
+    if stats is None:
+        raise InputError(f"{where}: no 'stats' (timing statistics); run pytest with --benchmark-only, "
+                         "not with the benchmarks disabled")
+    if not isinstance(stats, dict):
+        raise InputError(f"{where}: 'stats' is {_kind(stats)}, expected pytest-benchmark's statistics object")
+    if stats.get("median") is None:
+        raise InputError(f"{where}: 'stats' has no 'median' (timing statistics)")
+    median = _number(stats, "median", where, positive=True, section="stats")
+    q1, q3, stddev = (_number(stats, k, where, optional=True, section="stats") for k in ("q1", "q3", "stddev"))
+    rounds = stats.get("rounds")
+    return Timing(median_ms=median * 1e3, q1_ms=None if q1 is None else q1 * 1e3,
+                  q3_ms=None if q3 is None else q3 * 1e3, stddev_ms=None if stddev is None else stddev * 1e3,
+                  rounds=rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else None)
+
+
+def _number(mapping: dict, key: str, where: str, positive: bool = False, optional: bool = False,
+            section: str = "extra_info") -> float | None:
+    value = mapping.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{where}: {section} {key!r} is {_kind(value)}, expected a finite number")
+    if positive and value <= 0:
+        raise InputError(f"{where}: {section} {key!r} is {value}, expected a number above 0")
+    return float(value)
+
+
+def _datetime(value, path: Path) -> datetime:
+    if value is None:
+        raise InputError(f"{path}: no 'datetime' (pytest-benchmark writes when the run was made)")
+    if not isinstance(value, str):
+        raise InputError(f"{path}: 'datetime' is {_kind(value)}, expected an ISO 8601 string")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{path}: 'datetime' {value!r} is not an ISO 8601 date and time") from None
+    # pytest-benchmark writes UTC with an offset; a naive one is read as UTC so runs sort together
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _kind(value) -> str:
+    """What a JSON value is, for a message: null, a list, the string 'x', the number 3."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, (bool, int, float)):
+        return f"{json.dumps(value)}"
+    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def saved_runs(folder: str | Path) -> list[Run]:
+    """Every pytest-benchmark JSON under `folder` (any machine sub-folder), oldest first; each checked."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder of saved benchmark runs")
+    runs = sorted((load_run(p) for p in folder.rglob("*.json")), key=lambda r: (r.when, r.path.name))
+    if not runs:
+        raise InputError(f"{folder}: no benchmark JSON files (save runs with --benchmark-autosave)")
+    return runs
+
+
+def newest(path: str | Path) -> Run:
+    """A file's run, or a storage folder's newest run."""
+    path = Path(path)
+    return saved_runs(path)[-1] if path.is_dir() else load_run(path)
