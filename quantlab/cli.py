@@ -477,8 +477,17 @@ def _warnings_to_console(console: Console):
         warnings.showwarning = original
 
 
+_signals_received: list[str] = []
+
+
 def _raise_on_sigterm(signum, frame):
+    _signals_received.append("SIGTERM")  # an extension being imported may turn the exception into its own
     raise Interrupted("SIGTERM")
+
+
+def _interrupted(name: str) -> int:
+    print(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
+    return 128 + getattr(signal, name)
 
 
 def _user_error(exc: BaseException) -> str | None:
@@ -503,10 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         with _warnings_to_console(console):
             return args.func(args, console)
     except KeyboardInterrupt as exc:
-        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
-        print(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
-        return 128 + getattr(signal, name)
+        return _interrupted(exc.signal_name if isinstance(exc, Interrupted) else "SIGINT")
     except Exception as exc:
+        if _signals_received:
+            return _interrupted(_signals_received[-1])
         message = _user_error(exc)
         if args.debug or message is None:
             traceback.print_exc()
