@@ -20,7 +20,7 @@ from pathlib import Path
 
 from quantlab import __version__
 from quantlab.atomicio import atomic_write_bytes, check_output_file, refuse_overwriting_inputs, staged_folder
-from quantlab.errors import ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
+from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
 
@@ -183,6 +183,7 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.demo.shapes import write_dataset
     from quantlab.gates import Budgets
     from quantlab.images import list_images
+    from quantlab.memory import can_measure
     from quantlab.pipeline import run_job
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, relocate, render_markdown, write_report
@@ -190,7 +191,11 @@ def cmd_run(args, console: Console) -> int:
     out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
-    budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup)
+    budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup,
+                      max_memory_ratio=args.max_memory_ratio)
+    if args.max_memory_ratio is not None and not can_measure():
+        raise ConfigError("--max-memory-ratio: session memory cannot be measured on this platform "
+                          "(no resource module); leave the budget off here")
     model = Path(args.model) if args.model else DEMO_MODEL
     refuse_overwriting_inputs([model, args.data, args.images, args.calib], folders=[out_dir])
     with staged_folder(out_dir, "run") as stage:
@@ -371,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-map-drop", type=_budget("max_map_drop"), default=budgets.max_map_drop)
     p.add_argument("--max-size-ratio", type=_budget("max_size_ratio"), default=budgets.max_size_ratio)
     p.add_argument("--min-speedup", type=_budget("min_speedup"), default=budgets.min_speedup)
+    p.add_argument("--max-memory-ratio", type=_budget("max_memory_ratio"),
+                   help="largest INT8/FP32 session memory ratio allowed (default: not gated)")
     _add_input_hw(p)
     p.set_defaults(func=cmd_run)
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from quantlab.errors import ConfigError
 
 # metric -> True when larger is better (a minimum), False when smaller is better (a maximum)
-HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False}
+HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
+                    "memory_ratio": False}
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def parse_check(text: str) -> Check:
 
 # budget -> the closed range of values that mean something (a NaN passes every comparison)
 BUDGET_RANGES = {"max_map_drop": (0.0, 1.0), "max_size_ratio": (0.0, 10.0), "min_speedup": (0.0, 100.0),
-                 "min_agreement": (0.0, 1.0)}
+                 "min_agreement": (0.0, 1.0), "max_memory_ratio": (0.0, 10.0)}
 
 
 def check_budget(name: str, value: float) -> float:
@@ -70,10 +71,12 @@ class Budgets:
     max_size_ratio: float = 0.30
     min_speedup: float = 1.3
     min_agreement: float = 0.95
+    max_memory_ratio: float | None = None  # INT8 session memory over FP32's; off by default
 
     def __post_init__(self):
         for name, value in self.as_dict().items():
-            check_budget(name, value)
+            if value is not None:
+                check_budget(name, value)
 
     def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
         """Checks for one INT8 variant: mAP drop with labels, detection agreement without.
@@ -82,8 +85,11 @@ class Budgets:
         """
         checks = [Check("size_ratio", self.max_size_ratio),
                   Check("map_drop", self.max_map_drop) if labelled else Check("agreement", self.min_agreement)]
+        if self.max_memory_ratio is not None:
+            checks.append(Check("memory_ratio", self.max_memory_ratio))
         return checks + ([Check("speedup", self.min_speedup)] if speed_gated else [])
 
     def as_dict(self) -> dict:
         return {"max_map_drop": self.max_map_drop, "max_size_ratio": self.max_size_ratio,
-                "min_speedup": self.min_speedup, "min_agreement": self.min_agreement}
+                "min_speedup": self.min_speedup, "min_agreement": self.min_agreement,
+                "max_memory_ratio": self.max_memory_ratio}

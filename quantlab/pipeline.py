@@ -10,6 +10,7 @@ from quantlab.bench import Latency, interleaved_latency, make_session
 from quantlab.datasets import Dataset, check_class_names
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import read_image
+from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
@@ -70,6 +71,7 @@ class JobResult:
     threads: int
     providers: tuple[str, ...]
     eval_source: str
+    memories: dict[str, MemoryUse | None]  # None where this platform cannot measure it
 
 
 def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_images: Sequence[Path],
@@ -78,7 +80,8 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
             num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
             progress: Callable[[str, int], Callable[[int], None] | None] = lambda label, total: None,
             on_variant: Callable[[Variant], None] = lambda v: None) -> JobResult:
-    """Quantize every variant, then evaluate and time them all in this one process.
+    """Quantize every variant, evaluate and time them all in this one process, and measure each
+    one's session memory in fresh child processes.
 
     Evaluation uses `dataset` (labels: mAP) or else `eval_images` (agreement and parity only).
     """
@@ -103,4 +106,5 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
     evaluations = evaluate_models(sessions, samples, hw, names, reference=FP32, progress=progress("evaluate", total))
     feed = probe_input(model_path, (dataset.images if dataset else eval_images)[0], input_hw)
     latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
-    return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), source)
+    memories = {v.name: measure_memory(v.path, hw, threads, providers) for v in variants}
+    return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), source, memories)

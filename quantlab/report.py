@@ -34,6 +34,7 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
     fp32_eval = job.evaluations[FP32].as_dict()
     size = variant.path.stat().st_size
     q = variant.quantized
+    memory, fp32_memory = job.memories.get(variant.name), job.memories.get(FP32)
     entry = {
         "name": variant.name,
         "path": str(variant.path),
@@ -41,6 +42,9 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
         "size_ratio": size / fp32_size,
         "latency_ms": {"median": latency.median_ms, "p90": latency.p90_ms, "p99": latency.p99_ms},
         "fps": latency.fps,
+        "memory": memory.as_dict() if memory else None,
+        "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
+                         if memory and fp32_memory and fp32_memory.session_bytes else None),
         "speedup": fp32_latency.median_ms / latency.median_ms,
         "map50": evaluation["map50"],
         "map50_95": evaluation["map50_95"],
@@ -137,8 +141,8 @@ def render_markdown(report: dict) -> str:
         f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}.",
         "",
         "| Model | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
-        "| Agreement | Box cos | Score cos | Quantize s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Agreement | Box cos | Score cos | Session MB | Quantize s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in report["variants"]:
         parity = next(iter((v["parity"] or {}).values()), None)
@@ -147,18 +151,23 @@ def render_markdown(report: dict) -> str:
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
-            f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
+            f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} "
+            f"| {_fmt(v['memory'] and v['memory']['session_bytes'] / MB, '.1f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
         )
-    lines += ["", "Speed change is FP32 median latency over the variant's, timed interleaved in one process.", ""]
+    lines += ["", "Speed change is FP32 median latency over the variant's, timed interleaved in one process. "
+              "Session MB is the peak resident memory an onnxruntime session adds (creation and inference), "
+              "measured in a fresh process per model (median of 3; '-' where the platform cannot measure it).", ""]
     lines += ["## Verdicts", ""]
     for v in report["variants"]:
         gate = "" if not v["gated"] else (" **FAILS: " + "; ".join(v["failures"]) + "**" if v["failures"]
                                           else " (gates pass)")
         lines.append(f"- **{v['name']}**: {v['verdict']}.{gate}")
     b = report["budgets"]
+    memory_gate = (f", session memory ratio <= {b['max_memory_ratio']}" if b.get("max_memory_ratio") is not None
+                   else "")
     lines += ["", f"Gates: size ratio <= {b['max_size_ratio']}, mAP50-95 drop <= {b['max_map_drop']} "
               f"(agreement >= {b['min_agreement']} without labels), speedup >= {b['min_speedup']}x "
-              "(static recipes). Variants not gated are shown for contrast.", ""]
+              f"(static recipes){memory_gate}. Variants not gated are shown for contrast.", ""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,107 @@
+"""The memory a deployment pays for a model: peak resident memory of an onnxruntime session
+(creation plus steady-state inference), measured in a fresh child process per model so models
+cannot pollute each other, less the same process's peak right after `import onnxruntime`.
+
+Peak RSS comes from the kernel: VmHWM in /proc/self/status on Linux (getrusage's ru_maxrss there
+carries the parent's peak across fork and exec, so a child of a big process would read that),
+`resource.getrusage` on macOS; Windows has no such standard-library call, so there the memory
+is not measured (None). onnxruntime's CPU memory
+arena is on, as in a default deployment; the setting is recorded with every measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantlab.errors import ModelError
+
+SAMPLES = 3  # child processes per model; the median is reported, the spread kept
+RUNS = 5  # inferences per child after the session is created
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """session_bytes: median over samples of peak RSS growth from creating and running the session."""
+
+    session_bytes: int
+    baseline_bytes: int  # peak RSS of the child right after importing onnxruntime
+    spread: float  # (max - min) / median of the samples
+    samples: int
+    arena: bool
+
+    def as_dict(self) -> dict:
+        return {"session_bytes": self.session_bytes, "baseline_bytes": self.baseline_bytes,
+                "spread": self.spread, "samples": self.samples, "cpu_mem_arena": self.arena}
+
+
+_PROC_STATUS = Path("/proc/self/status")
+
+
+def can_measure() -> bool:
+    if _PROC_STATUS.is_file():
+        return True
+    try:
+        import resource  # noqa: F401  (Unix only)
+    except ImportError:
+        return False
+    return True
+
+
+def _peak_rss_bytes() -> int:
+    if _PROC_STATUS.is_file():
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, other Unixes KiB
+
+
+def _child(spec: dict) -> dict:
+    """Runs in the child: import, baseline, session, inferences, peak."""
+    import numpy as np
+    import onnxruntime as ort
+
+    baseline = _peak_rss_bytes()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = spec["threads"]
+    options.enable_cpu_mem_arena = spec["arena"]
+    session = ort.InferenceSession(spec["model"], options, providers=spec["providers"])
+    feed = {session.get_inputs()[0].name: np.zeros((1, 3, *spec["input_hw"]), np.float32)}
+    for _ in range(spec["runs"]):
+        session.run(None, feed)
+    return {"baseline": baseline, "peak": _peak_rss_bytes()}
+
+
+def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int = 1,
+                   providers: Sequence[str] = ("CPUExecutionProvider",), arena: bool = True,
+                   samples: int = SAMPLES) -> MemoryUse | None:
+    """Session memory of one model, each sample in its own child process; None where unmeasurable."""
+    if not can_measure():
+        return None
+    spec = {"model": str(model_path), "input_hw": list(input_hw), "threads": threads,
+            "providers": list(providers), "arena": arena, "runs": RUNS}
+    growth, baselines = [], []
+    for _ in range(samples):
+        done = subprocess.run([sys.executable, "-m", "quantlab.memory", json.dumps(spec)],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise ModelError(f"{model_path}: its memory could not be measured: {last}")
+        result = json.loads(done.stdout)
+        growth.append(result["peak"] - result["baseline"])
+        baselines.append(result["baseline"])
+    median = int(statistics.median(growth))
+    spread = (max(growth) - min(growth)) / median if median > 0 else 0.0
+    return MemoryUse(median, int(statistics.median(baselines)), spread, samples, arena)
+
+
+if __name__ == "__main__":
+    print(json.dumps(_child(json.loads(sys.argv[1]))))
