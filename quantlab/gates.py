@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from quantlab.errors import ConfigError
 
@@ -12,22 +13,29 @@ HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_
 
 @dataclass(frozen=True)
 class Check:
-    """A bound on one variant metric; fails() returns a readable message, or None when it holds."""
+    """A bound on one variant metric; fails() returns a readable message, or None when it holds.
+
+    source: where the limit was set (an option name), quoted at the end of the message.
+    """
 
     metric: str
     limit: float
+    source: str = field(default="", compare=False)
 
     @property
     def is_minimum(self) -> bool:
         return HIGHER_IS_BETTER[self.metric]
 
     def fails(self, variant: dict) -> str | None:
+        """variant: metrics with the variant's name under 'variant' (benchmarks) or 'name' (reports)."""
         value = variant.get(self.metric)
         if value is None:
             return None  # not measured here (no labels, say): nothing to gate
         if (value < self.limit) if self.is_minimum else (value > self.limit):
             relation = "below the minimum" if self.is_minimum else "above the maximum"
-            return f"{variant['name']}: {self.metric} {value:.4g} is {relation} {self.limit:g}"
+            name = variant.get("variant", variant.get("name"))
+            source = f" ({self.source})" if self.source else ""
+            return f"{name}: {self.metric} {value:.4g} is {relation} {self.limit:g}{source}"
         return None
 
     def __str__(self) -> str:
@@ -50,12 +58,22 @@ def parse_check(text: str) -> Check:
 
 @dataclass(frozen=True)
 class Budgets:
-    """The default budgets of the suite and the CLI."""
+    """The default budgets of the suite and the CLI; each must be finite and in its range."""
 
     max_map_drop: float = 0.01
     max_size_ratio: float = 0.30
     min_speedup: float = 1.3
     min_agreement: float = 0.95
+
+    def __post_init__(self):
+        # (low, high, whether low itself is allowed): a fraction, or a positive ratio
+        ranges = {"max_map_drop": (0.0, 1.0, True), "max_size_ratio": (0.0, math.inf, False),
+                  "min_speedup": (0.0, math.inf, False), "min_agreement": (0.0, 1.0, True)}
+        for name, (low, high, low_ok) in ranges.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (value >= low if low_ok else value > low) and value <= high):
+                expected = f"from {low:g} to {high:g}" if math.isfinite(high) else f"a finite number above {low:g}"
+                raise ConfigError(f"budget {name} = {value!r} is out of range: expected {expected}")
 
     def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
         """Checks for one INT8 variant: mAP drop with labels, detection agreement without.
