@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from quantlab.errors import ConfigError
 
 # metric -> True when larger is better (a minimum), False when smaller is better (a maximum)
-HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False}
+HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
+                    "box_cosine": True, "score_cosine": True, "top1_agreement": True}
 
 
 @dataclass(frozen=True)

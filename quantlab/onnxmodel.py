@@ -84,6 +84,19 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
                      model_size_bytes(path), class_names(model))
 
 
+def inspect_detector(path: str | Path) -> ModelInfo:
+    """inspect_model, and check that the first output can be a YOLOv8 detection output (1, 4+nc, N)."""
+    path = Path(path)
+    model = load_model(path)
+    info = inspect_model(path, model)
+    output = model.graph.output[0]
+    dims = _dims(output)
+    if len(dims) != 3 or dims[0] not in (1, None) or min((d for d in dims[1:] if d), default=5) < 5:
+        raise ModelError(f"{path}: output '{output.name}' has shape {list(dims)}, expected a YOLOv8 "
+                         "detection output (1, 4+nc, N): is this a detector?")
+    return info
+
+
 def external_data_files(path: str | Path) -> list[Path]:
     """The external-data files an .onnx file names (none for a self-contained model)."""
     path = Path(path)
