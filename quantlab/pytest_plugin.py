@@ -147,5 +147,6 @@ def quantlab_static_variant():
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     """Say so when pytest-xdist ran quantlab's benchmarks untimed (pytest-benchmark turns itself off)."""
     if _SUITE in config.stash and getattr(config.option, "numprocesses", None) and not config.option.collectonly:
-        terminalreporter.write_line("quantlab: benchmarks ran once each without timing under pytest-xdist; "
-                                    "time them serially: pytest --benchmark-only (no -n)")
+        terminalreporter.write_line("quantlab: pytest-benchmark does not time under pytest-xdist, so quantlab's "
+                                    "benchmarks run once each, untimed: time them serially with "
+                                    "pytest --benchmark-only (no -n)")
