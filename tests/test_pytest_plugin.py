@@ -152,3 +152,25 @@ def test_a_command_line_budget_wins_over_the_ini_and_ini_paths_follow_the_ini(py
     result = pytester.runpytest("-p", "no:cacheprovider", "--quantlab-max-size-ratio", "0.2",
                                 str(pytester.path / "test_budget.py"))
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "collected", "count"),
+    [
+        # testpaths and the whole suite: 8 gates and 3 benchmarks (fp32, auto, dynamic)
+        ([], {"test_mine.py::test_mine", "quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
+              "quantlab/suite/benchmarks.py::test_latency[fp32]"}, 12),
+        (["-m", "quantlab", "-k", "size_ratio"], {"quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
+                                                  "quantlab/suite/gates.py::test_size_ratio_within_budget[dynamic]"}, 2),
+        (["-m", "not quantlab"], {"test_mine.py::test_mine"}, 1),
+        (["tests/test_mine.py"], {"test_mine.py::test_mine"}, 1),  # a path narrows the run, as in any pytest run
+    ],
+    ids=["default", "marker-and-keyword", "deselected", "explicit-path"],
+)
+def test_the_suite_joins_default_runs_and_follows_selection(pytester, small_data, args, collected, count):
+    _user_repo(pytester, small_data, ["testpaths = tests", "quantlab_model = model.onnx",
+                                      "quantlab_calib = data/images/calib"])
+    pytester.mkdir("tests").joinpath("test_mine.py").write_text("def test_mine():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", *args)
+    ids = {line.replace("tests/", "", 1) for line in result.stdout.lines if "::" in line}
+    assert collected <= ids and len(ids) == count, result.stdout.lines
