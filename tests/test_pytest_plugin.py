@@ -101,10 +101,14 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
         def test_their_benchmark(benchmark):
             assert not benchmark.disabled  # pytest-benchmark times it under plain pytest, as without quantlab
             benchmark.pedantic(sum, args=(range(10),), rounds=3)
+
+        def test_wants_the_suite(quantlab_variant):
+            pass
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-    assert "collected 3 items" in result.stdout.str() and "test_their_benchmark" in result.stdout.str()  # timed
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*quantlab's suite is off: name a model with --quantlab-model*"])
+    assert "collected 4 items" in result.stdout.str() and "test_their_benchmark" in result.stdout.str()  # timed
 
 
 @pytest.mark.parametrize(
