@@ -122,14 +122,16 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
         (["--quantlab-model", "model.onnx"], [], r"model\.onnx: give --quantlab-data"),
         ([], ["quantlab_model = model.onnx", "quantlab_data = nowhere/data.yaml"], r"data\.yaml not found"),
         (["--quantlab-demo", "--quantlab-recipes", "auto,fastest"], [], r"recipe 'fastest' is unknown"),
-        (["--quantlab-demo", "--quantlab-max-map-drop", "nan"], [], r"--quantlab-max-map-drop = 'nan' must be a finite"),
+        (["--quantlab-demo", "--quantlab-max-map-drop", "nan"], [], r"--quantlab-max-map-drop = 'nan' must be finite"),
         (["--quantlab-demo"], ["quantlab_min_agreement = 1.5"], r"quantlab_min_agreement: budget min_agreement = 1\.5 "
          r"is out of range"),
         (["--quantlab-demo", "--quantlab-threads", "two"], [], r"--quantlab-threads = 'two' is not an integer"),
+        (["--quantlab-demo", "--quantlab-providers", "NoSuchExecutionProvider"], [],
+         r"provider\(s\) NoSuchExecutionProvider not available"),
         (["--quantlab-data", "data/data.yaml"], [], r"--quantlab-data given, but the suite is off"),
     ],
     ids=["missing-model", "not-a-detector", "empty-calib", "no-data", "missing-data-yaml", "bad-recipe",
-         "nan-budget", "out-of-range-ini-budget", "bad-threads", "data-without-model"],
+         "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model"],
 )
 def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_data, args, ini_lines, message):
     _user_repo(pytester, small_data, ini_lines)
@@ -164,8 +166,9 @@ def test_a_command_line_budget_wins_over_the_ini_and_ini_paths_follow_the_ini(py
         # testpaths and the whole suite: 8 gates and 3 benchmarks (fp32, auto, dynamic)
         ([], {"test_mine.py::test_mine", "quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
               "quantlab/suite/benchmarks.py::test_latency[fp32]"}, 12),
-        (["-m", "quantlab", "-k", "size_ratio"], {"quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
-                                                  "quantlab/suite/gates.py::test_size_ratio_within_budget[dynamic]"}, 2),
+        (["-m", "quantlab", "-k", "size_ratio"],
+         {"quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
+          "quantlab/suite/gates.py::test_size_ratio_within_budget[dynamic]"}, 2),
         (["-m", "not quantlab"], {"test_mine.py::test_mine"}, 1),
         (["tests/test_mine.py"], {"test_mine.py::test_mine"}, 1),  # a path narrows the run, as in any pytest run
     ],

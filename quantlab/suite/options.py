@@ -59,12 +59,12 @@ BUDGET_NAMES = tuple(f.name for f in fields(Budgets))
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("quantlab", "quantlab: the model and data the regression gates run on")
     for s in SETTINGS:
-        default = f" (ini {s.key}; default {s.default})" if s.default is not None else f" (ini {s.key})"
-        if s.kind is bool:
-            group.addoption(s.flag, action="store_true", default=None, help=s.help + f" (ini {s.key})")
+        where = f" (ini {s.key}" + (f"; default {s.default})" if s.default is not None else ")")
+        if s.kind is bool:  # default None: not given, so the ini key decides
+            group.addoption(s.flag, action="store_true", default=None, help=s.help + where)
             parser.addini(s.key, s.help, type="bool", default=False)
         else:
-            group.addoption(s.flag, help=s.help + default)
+            group.addoption(s.flag, help=s.help + where)
             parser.addini(s.key, s.help, default="")
 
 
@@ -109,7 +109,7 @@ class Reader:
         if s.kind is int and value < 1:
             raise pytest.UsageError(f"quantlab: {where} = {value} must be at least 1")
         if s.kind is float and not math.isfinite(value):
-            raise pytest.UsageError(f"quantlab: {where} = {text!r} must be a finite number")
+            raise pytest.UsageError(f"quantlab: {where} = {text!r} must be finite")
         return value
 
     def enabled(self) -> bool:

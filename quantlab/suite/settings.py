@@ -89,8 +89,9 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     providers = tuple(p.strip() for p in reader.value("providers").split(",") if p.strip())
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing or not providers:
+        available = ", ".join(ort.get_available_providers())
         raise pytest.UsageError(f"quantlab: provider(s) {', '.join(missing) or '(none)'} not available in "
-                                f"onnxruntime {ort.__version__}: choose from {', '.join(ort.get_available_providers())}")
+                                f"onnxruntime {ort.__version__}: choose from {available}")
     budgets = {}
     for name in BUDGET_NAMES:
         budgets[name] = reader.value(name)
