@@ -169,10 +169,13 @@ def test_a_command_line_budget_wins_over_the_ini_and_ini_paths_follow_the_ini(py
         (["-m", "quantlab", "-k", "size_ratio"],
          {"quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
           "quantlab/suite/gates.py::test_size_ratio_within_budget[dynamic]"}, 2),
+        # --quantlab-tune adds a 'tuned' variant to every gate that takes INT8 variants, and a benchmark
+        (["--quantlab-tune", "-k", "tuned"], {"quantlab/suite/gates.py::test_static_int8_is_faster_than_fp32[tuned]",
+                                              "quantlab/suite/benchmarks.py::test_latency[tuned]"}, 5),
         (["-m", "not quantlab"], {"test_mine.py::test_mine"}, 1),
         (["tests/test_mine.py"], {"test_mine.py::test_mine"}, 1),  # a path narrows the run, as in any pytest run
     ],
-    ids=["default", "marker-and-keyword", "deselected", "explicit-path"],
+    ids=["default", "marker-and-keyword", "tune", "deselected", "explicit-path"],
 )
 def test_the_suite_joins_default_runs_and_follows_selection(pytester, small_data, args, collected, count):
     _user_repo(pytester, small_data, ["testpaths = tests", "quantlab_model = model.onnx",
