@@ -1,4 +1,4 @@
-"""The suite's root configuration: quantlab's plugin and the hypothesis profiles.
+"""The suite's root configuration: the hypothesis profiles (quantlab's plugin comes by its entry point).
 
 HYPOTHESIS_PROFILE=thorough runs many more property examples than the fast default.
 """
@@ -6,8 +6,6 @@ HYPOTHESIS_PROFILE=thorough runs many more property examples than the fast defau
 import os
 
 from hypothesis import HealthCheck, settings
-
-pytest_plugins = ["quantlab.pytest_plugin"]
 
 settings.register_profile("fast", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None)

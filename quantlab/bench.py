@@ -1,7 +1,9 @@
-"""Latency measurement: pre-built sessions, warm-up, interleaved runs, percentiles."""
+"""Latency measurement: pre-built sessions, warm-up, interleaved runs, percentiles, same-run speedups."""
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from quantlab.cpu import detect_cpu
 from quantlab.errors import ModelError, first_line
 from quantlab.onnxmodel import external_data_files
 
@@ -74,9 +77,9 @@ def check_runs(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, 
             raise ModelError(f"{name}: onnxruntime cannot run it on a {shape} input: {first_line(exc)}") from exc
 
 
-def interleaved_latency(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray],
-                        runs: int = 100, warmup: int = 10, progress=None) -> dict[str, Latency]:
-    """Time each session `runs` times, rotating the order every round so drift hits all alike."""
+def _interleaved_samples(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray],
+                         runs: int, warmup: int, progress=None) -> dict[str, list[float]]:
+    """Per-run milliseconds of each session, rotating the order every round so drift hits all alike."""
     names = list(sessions)
     for name in names:
         for _ in range(warmup):
@@ -90,4 +93,63 @@ def interleaved_latency(sessions: Mapping[str, ort.InferenceSession], feed: Mapp
             samples[name].append((time.perf_counter() - started) * 1000.0)
         if progress is not None:
             progress(1)
+    return samples
+
+
+def interleaved_latency(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray],
+                        runs: int = 100, warmup: int = 10, progress=None) -> dict[str, Latency]:
+    """Time each session `runs` times, rotating the order every round so drift hits all alike."""
+    samples = _interleaved_samples(sessions, feed, runs, warmup, progress)
     return {name: Latency.from_samples(s) for name, s in samples.items()}
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """reference median latency / candidate median latency, with a 95% interval [low, high]."""
+
+    ratio: float
+    low: float
+    high: float
+    blocks: int
+    rounds: int
+
+
+def _ratio_of_medians(reference_ms: np.ndarray, candidate_ms: np.ndarray) -> float:
+    return float(np.median(reference_ms) / np.median(candidate_ms))
+
+
+def interleaved_speedup(reference: ort.InferenceSession, candidate: ort.InferenceSession,
+                        feed: Mapping[str, np.ndarray], blocks: int = 10, rounds: int = 20,
+                        warmup: int = 10, resamples: int = 2000, seed: int = 0) -> Speedup:
+    """How much faster `candidate` runs than `reference`, both timed interleaved in this process.
+
+    ratio: median of every reference run / median of every candidate run (blocks x rounds each).
+    Interval: a percentile bootstrap over whole blocks (resampling blocks, not runs, keeps the
+    slow drift of a shared machine inside the spread): the 2.5th and 97.5th percentiles of the
+    same ratio of medians over `resamples` block resamples, seeded so a run is reproducible.
+    """
+    sessions = {"reference": reference, "candidate": candidate}
+    per_block = [_interleaved_samples(sessions, feed, rounds, warmup if b == 0 else 0) for b in range(blocks)]
+    reference_ms = np.array([block["reference"] for block in per_block])  # (blocks, rounds)
+    candidate_ms = np.array([block["candidate"] for block in per_block])
+    picks = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
+    boot = np.median(reference_ms[picks].reshape(resamples, -1), axis=1) / np.median(
+        candidate_ms[picks].reshape(resamples, -1), axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return Speedup(_ratio_of_medians(reference_ms, candidate_ms), float(low), float(high), blocks, rounds)
+
+
+def _host_id() -> str:
+    """16 hex chars of sha256(hostname + /etc/machine-id): tells machines apart without naming them."""
+    machine_id = Path("/etc/machine-id")
+    try:
+        text = machine_id.read_text()
+    except OSError:
+        text = ""
+    return hashlib.sha256((platform.node() + text).encode()).hexdigest()[:16]
+
+
+def bench_setup(threads: int, providers: Sequence[str]) -> dict:
+    """What a latency depends on besides the model: host, CPU, threads, providers, versions."""
+    return {"host": _host_id(), "cpu": detect_cpu().model, "threads": int(threads), "providers": list(providers),
+            "onnxruntime": ort.__version__, "python": platform.python_version()}

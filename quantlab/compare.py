@@ -33,6 +33,10 @@ The noise model, and why:
   quartile above the baseline's third quartile by more than 20%.
 * Size, mAP, agreement and score parity are deterministic for a given model, data and
   onnxruntime: small fixed tolerances suffice.
+* Session memory (peak RSS a session adds, median of 3 fresh processes) moves little on one
+  onnxruntime build, but it does move (allocator and arena growth): it may grow by 10% plus the
+  spread both runs measured among their own samples, and only between runs of the same
+  onnxruntime version and execution providers (another build allocates differently).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class Tolerances:
     map_loss: float = 0.005  # absolute loss of mAP50-95
     agreement_loss: float = 0.01  # absolute loss of detection agreement
     score_cosine_loss: float = 0.01  # absolute loss of score-channel cosine
+    memory_growth: float = 0.10  # relative growth of session memory, beyond the measured spread
 
 
 class Status(enum.Enum):
@@ -119,6 +124,9 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
             row = _absolute_row(name, metric, base.metrics.get(metric), cand.metrics.get(metric), limit, gated)
             if row is not None:
                 out.rows.append(row)
+        memory = _memory_row(name, base, cand, tol, gated)
+        if memory is not None:
+            out.rows.append(memory)
         out.rows.append(_latency_row(name, base, cand, tol))
     for name in candidate.variants.keys() - baseline.variants.keys():
         out.rows.append(Row(name, "present", "no", "yes", "-", "-", Status.NOT_GATED, "new variant"))
@@ -233,6 +241,26 @@ def _absolute_row(name: str, metric: str, base: float | None, cand: float | None
     if base - cand > limit:
         return Row(name, metric, *cells, Status.REGRESSION, f"{metric} lost {base - cand:.4f} (allowed {limit:g})")
     return Row(name, metric, *cells, Status.OK)
+
+
+def _memory_row(name: str, base: VariantResult, cand: VariantResult, tol: Tolerances, gated: bool) -> Row | None:
+    """Session memory, allowed to grow by the tolerance plus both runs' sample spread; None if unmeasured."""
+    b, c = base.metrics.get("memory_bytes"), cand.metrics.get("memory_bytes")
+    if b is None or c is None:
+        return None
+    limit = tol.memory_growth + (base.metrics.get("memory_spread") or 0.0) + (cand.metrics.get("memory_spread") or 0.0)
+    cells = (_num(b), _num(c), _change(b, c), f"+{limit:.0%}" if gated else "-")
+    if not gated:
+        return Row(name, "memory_bytes", *cells, Status.NOT_GATED, _not_gated_reason(name))
+    facts = [{k: (v.setup or {}).get(k) for k in ("onnxruntime", "providers")} for v in (base, cand)]
+    if facts[0] != facts[1] or None in facts[0].values():
+        return Row(name, "memory_bytes", *cells, Status.NOT_GATED,
+                   "not like for like: another onnxruntime or providers (or a run that does not say)")
+    growth = (c - b) / b if b else 0.0
+    if growth > limit:
+        return Row(name, "memory_bytes", *cells, Status.REGRESSION,
+                   f"session memory grew by {growth:.1%} (allowed {limit:.0%} with the measured spread)")
+    return Row(name, "memory_bytes", *cells, Status.OK)
 
 
 def _not_gated_reason(name: str) -> str:

@@ -3,33 +3,40 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from quantlab.errors import ConfigError
 
 # metric -> True when larger is better (a minimum), False when smaller is better (a maximum)
 HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
-                    "memory_ratio": False}
+                    "memory_ratio": False, "box_cosine": True, "score_cosine": True, "top1_agreement": True}
 
 
 @dataclass(frozen=True)
 class Check:
-    """A bound on one variant metric; fails() returns a readable message, or None when it holds."""
+    """A bound on one variant metric; fails() returns a readable message, or None when it holds.
+
+    source: where the limit was set (an option name), quoted at the end of the message.
+    """
 
     metric: str
     limit: float
+    source: str = field(default="", compare=False)
 
     @property
     def is_minimum(self) -> bool:
         return HIGHER_IS_BETTER[self.metric]
 
     def fails(self, variant: dict) -> str | None:
+        """variant: metrics with the variant's name under 'variant' (benchmarks) or 'name' (reports)."""
         value = variant.get(self.metric)
         if value is None:
             return None  # not measured here (no labels, say): nothing to gate
         if (value < self.limit) if self.is_minimum else (value > self.limit):
             relation = "below the minimum" if self.is_minimum else "above the maximum"
-            return f"{variant['name']}: {self.metric} {value:.4g} is {relation} {self.limit:g}"
+            name = variant.get("variant", variant.get("name"))
+            source = f" ({self.source})" if self.source else ""
+            return f"{name}: {self.metric} {value:.4g} is {relation} {self.limit:g}{source}"
         return None
 
     def __str__(self) -> str:
@@ -65,7 +72,7 @@ def check_budget(name: str, value: float) -> float:
 
 @dataclass(frozen=True)
 class Budgets:
-    """The default budgets of the suite and the CLI."""
+    """The default budgets of the suite and the CLI; each must be finite and in its range."""
 
     max_map_drop: float = 0.01
     max_size_ratio: float = 0.30

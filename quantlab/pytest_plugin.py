@@ -1,249 +1,152 @@
-"""quantlab's pytest plugin: options, session-built artifacts, and variant parametrisation.
+"""quantlab's pytest plugin, registered through the `pytest11` entry point.
 
-Use it in any repository with `pytest_plugins = ["quantlab.pytest_plugin"]` in a conftest.py.
-Tests ask for `variant` (fp32 and every INT8 build), `int8_variant`, or `static_variant`
-(speed-gated), and for the session fixtures `quantlab_suite` and `quantlab_artifacts`.
+Inert until a model is named: `--quantlab-model PATH` or `quantlab_model = PATH` in the ini file
+(or `--quantlab-demo` for the embedded demo model). Then it checks its settings once (a bad one is
+pytest's usage error, exit 4), and adds quantlab's own gates and benchmarks (quantlab.suite, marked
+`quantlab`) to every run that collects its default paths, so a user repository copies no test file.
+
+Fixtures, all namespaced: `quantlab_suite` (the settings), `quantlab_artifacts` (variants built once
+per content hash, shared by pytest-xdist workers), `quantlab_metrics` (a variant's gate metrics),
+and `quantlab_variant` / `quantlab_int8_variant` / `quantlab_static_variant`, parametrised with the
+suite's variants.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from dataclasses import dataclass
+import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from quantlab.bench import Latency, interleaved_latency, make_session
-from quantlab.datasets import Dataset, load_dataset
-from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
-from quantlab.gates import Budgets
-from quantlab.images import list_images
-from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
-from quantlab.pipeline import FP32, Variant, build_variant, probe_input, variant_names
-from quantlab.quantize import read_metadata
-from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
-from quantlab.tune import tune
+from quantlab.suite.options import Reader, add_options
 
-TUNED = "tuned"
-
-_BUDGETS = Budgets()
-_BUDGET_OPTIONS = (
-    ("max_map_drop", _BUDGETS.max_map_drop, "largest mAP50-95 drop allowed against FP32 (with labels)"),
-    ("max_size_ratio", _BUDGETS.max_size_ratio, "largest INT8/FP32 file-size ratio allowed"),
-    ("min_speedup", _BUDGETS.min_speedup, "smallest FP32/INT8 median-latency ratio, same run"),
-)
+SUITE_DIR = Path(__file__).resolve().parent / "suite"
+SUITE_MODULES = ("gates", "benchmarks")
+_SUITE = pytest.StashKey()
+_OFF = "quantlab's suite is off: name a model with --quantlab-model (ini quantlab_model) or --quantlab-demo"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("quantlab", "quantlab: the model and data the regression gates run on")
-    group.addoption("--model", help="FP32 ONNX model (default: the embedded demo model)")
-    group.addoption("--data", help="Ultralytics data.yaml; its val split gives mAP (default: demo data)")
-    group.addoption("--calib", help="calibration image folder (default: the demo calib split, or "
-                                    "the dataset's images)")
-    group.addoption("--num-calib", type=int, default=100, help="calibration images sampled (default 100)")
-    group.addoption("--recipes", default="auto", help="gated recipes, comma-separated (default auto)")
-    group.addoption("--threads", type=int, default=1, help="intra-op threads of every session (default 1)")
-    group.addoption("--providers", default="CPUExecutionProvider",
-                    help="onnxruntime execution providers, comma-separated")
-    group.addoption("--tune", action="store_true",
-                    help="also gate a 'tuned' variant: the first recipe with its most sensitive layers "
-                         "returned to float until --max-map-drop holds (quantlab tune)")
-    for name, default, text in _BUDGET_OPTIONS:
-        flag = "--" + name.replace("_", "-")
-        group.addoption(flag, type=float, help=f"{text} (ini quantlab_{name}; default {default})")
-        parser.addini(f"quantlab_{name}", help=text, default=str(default))
+    add_options(parser)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in ("slow: builds or evaluates several models",
-                   "benchmark: latency benchmarks (run by pytest --benchmark-only)",
-                   "gpu: needs a GPU execution provider"):
-        config.addinivalue_line("markers", marker)
-    # Plain `pytest` runs each benchmark once, as a functional test; --benchmark-only times them.
-    option = config.option
-    if hasattr(option, "benchmark_disable") and not (
-            option.benchmark_only or option.benchmark_enable or option.benchmark_json
-            or option.benchmark_autosave or option.benchmark_save):
-        option.benchmark_disable = True
+    reader = Reader(config)
+    if config.option.help:
+        return
+    if not reader.enabled():
+        if reader.stray_flags():
+            raise pytest.UsageError(f"quantlab: {', '.join(reader.stray_flags())} given, but the suite is off: "
+                                    "name the model with --quantlab-model (or --quantlab-demo)")
+        return
+    for module, extra in (("filelock", "test"), ("pytest_benchmark", "test")):
+        if importlib.util.find_spec(module) is None:
+            raise pytest.UsageError(f"quantlab: the suite needs {module}: pip install 'quantlab[{extra}]'")
+    from quantlab.suite.settings import read_suite
+
+    config.stash[_SUITE] = read_suite(config)
+    config.addinivalue_line("markers", "quantlab: quantlab's regression gates and benchmarks (select: -m quantlab)")
 
 
-@dataclass(frozen=True)
-class SuiteConfig:
-    """The model, data and budgets this run gates."""
+class SuiteModule(pytest.Module):
+    """A module of quantlab.suite, imported by its package name whatever pytest's import mode."""
 
-    model: Path
-    dataset: Dataset | None  # labelled evaluation; None means agreement on the calibration images
-    calib_images: tuple[Path, ...]
-    num_calib: int
-    recipes: tuple[str, ...]
-    threads: int
-    providers: tuple[str, ...]
-    budgets: Budgets
-    tune: bool = False
-
-    @property
-    def variants(self) -> list[str]:
-        return _variants(self.recipes, self.tune)
-
-    @property
-    def int8_variants(self) -> list[str]:
-        return [v for v in self.variants if v != FP32]
-
-    @property
-    def static_variants(self) -> list[str]:
-        return [v for v in self.int8_variants if _is_static(v)]
+    def _getobj(self):
+        return importlib.import_module(f"quantlab.suite.{self.path.stem}")
 
 
-def _variants(recipes: tuple[str, ...], tune: bool) -> list[str]:
-    return variant_names(recipes) + ([TUNED] if tune else [])
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]):
+    """Add the suite before -k, -m, --deselect and the other plugins' hooks select from the items.
 
-
-def _is_static(name: str) -> bool:
-    return name == TUNED or resolve_recipe(name).mode is Mode.STATIC
-
-
-def _budgets(config: pytest.Config) -> Budgets:
-    values = {}
-    for name, _, _ in _BUDGET_OPTIONS:
-        given = config.getoption(name)
-        values[name] = given if given is not None else float(config.getini(f"quantlab_{name}"))
-    return Budgets(**values)
-
-
-def _recipes(config: pytest.Config) -> tuple[str, ...]:
-    return tuple(parse_recipe_list(config.getoption("recipes")))
+    Only when pytest collects its default paths (testpaths or the current folder): `pytest FILE`
+    runs that file alone, as ever.
+    """
+    if _SUITE in config.stash and config.args_source is not pytest.Config.ArgsSource.ARGS:
+        collected = {item.path for item in items}
+        for name in SUITE_MODULES:
+            path = SUITE_DIR / f"{name}.py"
+            if path not in collected:
+                module = SuiteModule.from_parent(session, path=path, nodeid=f"quantlab/suite/{name}.py")
+                items.extend(session.genitems(module))
+    return (yield)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrise `variant`, `int8_variant` and `static_variant` with readable ids."""
-    names = _variants(_recipes(metafunc.config), metafunc.config.getoption("tune"))
-    choices = {
-        "variant": names,
-        "int8_variant": [n for n in names if n != FP32],
-        "static_variant": [n for n in names if n != FP32 and _is_static(n)],
-    }
+    """Parametrise the quantlab_*variant fixtures with the suite's variants, readable ids."""
+    suite = metafunc.config.stash.get(_SUITE, None)
+    if suite is None:
+        return
+    choices = {"quantlab_variant": suite.variants, "quantlab_int8_variant": suite.int8_variants,
+               "quantlab_static_variant": suite.static_variants}
     for fixture, values in choices.items():
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, values, ids=values)
 
 
 @pytest.fixture(scope="session")
-def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SuiteConfig:
-    """The suite's settings; with no --model/--data, the demo model and freshly generated demo data."""
-    from quantlab.demo import DEMO_MODEL
+def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The suite's settings; the demo model without data gets the demo data, generated once per run."""
+    suite = request.config.stash.get(_SUITE, None)
+    if suite is None:
+        pytest.skip(_OFF)
+    if suite.calib_images:
+        return suite
+    from dataclasses import replace
+
+    from quantlab.datasets import load_dataset
     from quantlab.demo.shapes import write_dataset
+    from quantlab.images import list_images
+    from quantlab.suite.store import ArtifactStore, content_key, shared_root
 
-    config = request.config
-    model = Path(config.getoption("model")) if config.getoption("model") else DEMO_MODEL
-    data, calib = config.getoption("data"), config.getoption("calib")
-    dataset = load_dataset(data) if data else None
-    if not data and not calib and not config.getoption("model"):
-        data_yaml = write_dataset(tmp_path_factory.mktemp("demo-data"), splits=("val", "calib"))
-        dataset = load_dataset(data_yaml)
-        calib = data_yaml.parent / "images" / "calib"
-    if calib:
-        calib_images = list_images(calib, recursive=True)
-    elif dataset is not None:
-        calib_images = list(dataset.images)
-    else:
-        raise pytest.UsageError("--model without --data needs --calib DIR (images to calibrate and compare on)")
-    return SuiteConfig(model, dataset, tuple(calib_images), config.getoption("num_calib"), _recipes(config),
-                       config.getoption("threads"), tuple(config.getoption("providers").split(",")),
-                       _budgets(config), config.getoption("tune"))
-
-
-class Artifacts:
-    """Builds each variant once per session; a failed build re-raises its real error for every test."""
-
-    def __init__(self, suite: SuiteConfig, workdir: Path):
-        self.suite = suite
-        self.workdir = workdir
-        self.info: ModelInfo = inspect_model(suite.model)
-        self.input_hw = resolve_input_hw(self.info)
-        self._variants: dict[str, Variant | BaseException] = {}
-        self._sessions: dict = {}
-        self._evaluations: dict[str, EvalResult] = {}
-
-    def variant(self, name: str) -> Variant:
-        if name not in self._variants:
-            try:
-                self._variants[name] = self._tuned() if name == TUNED else build_variant(
-                    name, self.suite.model, self.workdir, self.suite.calib_images, self.suite.num_calib)
-            except Exception as exc:  # remembered, so every test that needs it fails with the cause
-                self._variants[name] = exc
-        built = self._variants[name]
-        if isinstance(built, BaseException):
-            raise built
-        return built
-
-    def _tuned(self) -> Variant:
-        """The first recipe, tuned until the suite's accuracy budget holds."""
-        suite = self.suite
-        recipe = resolve_recipe(suite.recipes[0]).replace(num_calib=suite.num_calib)
-        budget = suite.budgets.max_map_drop if suite.dataset else 1 - suite.budgets.min_agreement
-        path = self.workdir / f"{suite.model.stem}.{TUNED}.onnx"
-        tune(suite.model, path, recipe, suite.calib_images, suite.dataset, suite.calib_images, max_loss=budget,
-             threads=suite.threads)
-        return Variant(TUNED, path)
-
-    def session(self, name: str):
-        if name not in self._sessions:
-            self._sessions[name] = make_session(self.variant(name).path, self.suite.threads, self.suite.providers)
-        return self._sessions[name]
-
-    def evaluation(self, name: str) -> EvalResult:
-        """Evaluate `name` (with every suite variant not yet evaluated, in one pass) against FP32."""
-        if name not in self._evaluations:
-            others = [n for n in self.suite.int8_variants if n not in self._evaluations and self._builds(n)]
-            wanted = list(dict.fromkeys([FP32, name, *others]))
-            sessions = {n: self.session(n) for n in wanted}
-            suite = self.suite
-            samples = labelled_samples(suite.dataset) if suite.dataset else unlabelled_samples(suite.calib_images)
-            names = suite.dataset.names if suite.dataset else self.info.class_names
-            self._evaluations.update(evaluate_models(sessions, samples, self.input_hw, names, reference=FP32))
-        return self._evaluations[name]
-
-    def _builds(self, name: str) -> bool:
-        """Whether `name` builds; its failure stays for the tests that ask for it by name."""
-        try:
-            self.variant(name)
-        except Exception:
-            return False
-        return True
-
-    @functools.cached_property
-    def feed(self) -> dict:
-        """A fixed preprocessed input: the first calibration image."""
-        return probe_input(self.suite.model, self.suite.calib_images[0])
-
-    def latency(self, names: list[str], runs: int = 100) -> dict[str, Latency]:
-        """Interleaved latencies of `names`, measured now in this process."""
-        return interleaved_latency({n: self.session(n) for n in names}, self.feed, runs=runs)
-
-    def metrics(self, name: str) -> dict:
-        """The gate metrics of one variant, as the report and benchmark extra_info spell them."""
-        variant = self.variant(name)
-        evaluation, fp32 = self.evaluation(name), self.evaluation(FP32)
-        parity = next(iter((evaluation.parity or {}).values()), None) or {}
-        size = variant.path.stat().st_size
-        return {
-            "variant": name,
-            "size_bytes": size,
-            "size_ratio": size / self.info.size_bytes,
-            "map50": evaluation.map.map50 if evaluation.map else None,
-            "map50_95": evaluation.map.map50_95 if evaluation.map else None,
-            "map_drop": fp32.map.map50_95 - evaluation.map.map50_95 if evaluation.map else None,
-            "agreement": evaluation.agreement,
-            "box_cosine": parity.get("boxes", {}).get("cosine"),
-            "score_cosine": parity.get("scores", {}).get("cosine"),
-            "top1_agreement": parity.get("top1_agreement"),
-            "recipe": json.loads(read_metadata(variant.path)["recipe"]) if name != FP32 else None,
-        }
+    data_yaml = ArtifactStore(shared_root(tmp_path_factory)).build_once(
+        content_key("demo-data", splits=["val", "calib"]), "data.yaml",
+        lambda target: write_dataset(target.parent, splits=("val", "calib")))
+    return replace(suite, dataset=load_dataset(data_yaml),
+                   calib_images=tuple(list_images(data_yaml.parent / "images" / "calib")))
 
 
 @pytest.fixture(scope="session")
-def quantlab_artifacts(quantlab_suite: SuiteConfig, tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
-    return Artifacts(quantlab_suite, tmp_path_factory.mktemp("artifacts"))
+def quantlab_artifacts(quantlab_suite, tmp_path_factory: pytest.TempPathFactory):
+    from quantlab.suite.artifacts import Artifacts
+    from quantlab.suite.store import ArtifactStore, shared_root
 
+    return Artifacts(quantlab_suite, ArtifactStore(shared_root(tmp_path_factory)))
+
+
+@pytest.fixture
+def quantlab_metrics(quantlab_artifacts):
+    """metrics(variant) -> the gate metrics; a variant that cannot be built fails its test in one line."""
+    from quantlab.errors import QuantlabError
+
+    def metrics(name: str) -> dict:
+        __tracebackhide__ = True
+        try:
+            return quantlab_artifacts.metrics(name)
+        except QuantlabError as exc:
+            pytest.fail(f"{name}: {exc}", pytrace=False)
+    return metrics
+
+
+@pytest.fixture
+def quantlab_variant():
+    pytest.skip(_OFF)
+
+
+@pytest.fixture
+def quantlab_int8_variant():
+    pytest.skip(_OFF)
+
+
+@pytest.fixture
+def quantlab_static_variant():
+    pytest.skip(_OFF)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Say so when pytest-xdist ran quantlab's benchmarks untimed (pytest-benchmark turns itself off)."""
+    if _SUITE in config.stash and getattr(config.option, "numprocesses", None) and not config.option.collectonly:
+        terminalreporter.write_line("quantlab: pytest-benchmark does not time under pytest-xdist, so quantlab's "
+                                    "benchmarks run once each, untimed: time them serially with "
+                                    "pytest --benchmark-only (no -n)")

@@ -35,7 +35,8 @@ def _stats(median_ms: float, spread: float = 0.02) -> dict:
 
 
 def _bench(variant: str, *, speedup: float, interval: float | None = 0.03, median_ms: float, gated: bool,
-           size: int, map50_95: float | None = 0.73, setup: dict | None = SETUP, old: bool = False) -> dict:
+           size: int, map50_95: float | None = 0.73, setup: dict | None = SETUP, old: bool = False,
+           memory: int | None = None) -> dict:
     """One quantlab benchmark; `interval` is the speedup's relative 95% half-width; old=True: an older plugin's."""
     info = {"variant": variant, "size_bytes": size, "size_ratio": size / 8_410_227, "map50": 0.93,
             "map50_95": map50_95, "map_drop": None if map50_95 is None else 0.737 - map50_95, "agreement": 0.99,
@@ -45,6 +46,8 @@ def _bench(variant: str, *, speedup: float, interval: float | None = 0.03, media
     if not old:
         low, high = (1.0, 1.0) if variant == "fp32" else (speedup * (1 - interval), speedup * (1 + interval))
         info.update(speedup_low=low, speedup_high=high, gated=gated, setup=copy.deepcopy(setup))
+        if memory is not None:
+            info.update(memory_bytes=memory, memory_spread=0.01, memory_ratio=memory / 33_300_000)
     return {"group": "yolov8n_shapes_pruned.onnx", "name": f"test_latency[{variant}]",
             "fullname": f"quantlab/suite/test_benchmarks.py::test_latency[{variant}]", "params": {"variant": variant},
             "param": variant, "extra_info": info, "options": {"timer": "perf_counter", "min_rounds": 5},
@@ -52,7 +55,7 @@ def _bench(variant: str, *, speedup: float, interval: float | None = 0.03, media
 
 
 def _run(speedup=1.9, interval=0.03, size=2_440_000, map50_95=0.734, median_ms=6.7, dynamic_ms=40.0,
-         setup=SETUP, when="2026-11-01T10:00:00.000000+00:00", old=False) -> dict:
+         setup=SETUP, when="2026-11-01T10:00:00.000000+00:00", old=False, memory=24_300_000) -> dict:
     """A run of fp32, auto (gated) and dynamic (contrast, gated false)."""
     return {"machine_info": copy.deepcopy(MACHINE),
             "commit_info": {"id": "abcdef1234567890", "time": when, "dirty": False, "project": "quantlab",
@@ -62,7 +65,7 @@ def _run(speedup=1.9, interval=0.03, size=2_440_000, map50_95=0.734, median_ms=6
                 _bench("fp32", speedup=1.0, median_ms=12.7, gated=False, size=8_410_227, map50_95=0.737,
                        setup=setup, old=old),
                 _bench("auto", speedup=speedup, interval=interval, median_ms=median_ms, gated=True, size=size,
-                       map50_95=map50_95, setup=setup, old=old),
+                       map50_95=map50_95, setup=setup, old=old, memory=memory),
                 _bench("dynamic", speedup=0.33, median_ms=dynamic_ms, gated=False, size=2_280_000,
                        map50_95=0.735, setup=setup, old=old),
             ]}
@@ -117,10 +120,18 @@ OTHER_HOST = {**SETUP, "host": "fedcba9876543210"}
         # nor one with other execution providers
         (_run(speedup=1.2, setup={**SETUP, "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}), 0,
          "auto", "speedup", "not gated: not like for like: providers"),
+        # session memory 20% larger: past 10% + the two runs' 1% spreads
+        (_run(memory=int(24_300_000 * 1.2)), 1, "auto", "memory_bytes", "REGRESSION: session memory grew by 20.0%"),
+        # 8% larger: inside 10% + spreads
+        (_run(memory=int(24_300_000 * 1.08)), 0, "auto", "memory_bytes", "ok"),
+        # another onnxruntime allocates differently: not like for like
+        (_run(memory=int(24_300_000 * 1.2), setup={**SETUP, "onnxruntime": "1.31.1"}), 0, "auto", "memory_bytes",
+         "not gated: not like for like"),
     ],
     ids=["rerun-within-noise", "int8-25pct-slower", "loss-inside-noise", "size-increase", "map-drop",
          "slower-same-setup", "slightly-slower-same-setup", "slower-other-host", "contrast-slower",
-         "speedup-other-cpu", "speedup-other-providers"],
+         "speedup-other-cpu", "speedup-other-providers", "memory-growth", "memory-within-tolerance",
+         "memory-other-onnxruntime"],
 )
 def test_compare_gates_each_metric(tmp_path, capsys, candidate, exit_code, row_variant, metric, result):
     code, out = _compare(tmp_path, capsys, _run(), candidate)

@@ -43,16 +43,15 @@ def test_the_suite_runs_on_another_model_in_an_awkward_path(tmp_path, demo_model
     model = tmp_path / "내 모델 folder" / "my model.onnx"
     model.parent.mkdir()
     shutil.copyfile(demo_model, model)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
-               str(ROOT / "tests" / "test_gates.py"), str(ROOT / "tests" / "test_benchmarks.py"),
-               "--model", str(model), "--data", str(demo_data), "--calib", str(demo_data.parent / "images" / "calib"),
-               "--num-calib", "32"]
-    gates = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--quantlab-model", str(model),
+               "--quantlab-data", str(demo_data), "--quantlab-calib", str(demo_data.parent / "images" / "calib"),
+               "--quantlab-num-calib", "32"]
+    gates = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert gates.returncode == 0, gates.stdout[-3000:]
     assert re.search(r"\b1[0-9] passed", gates.stdout)
     bench_json = tmp_path / "bench.json"
     bench = subprocess.run([*command, "--benchmark-only", f"--benchmark-json={bench_json}"],
-                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert bench.returncode == 0, bench.stdout[-3000:]
     runs = json.loads(bench_json.read_text())["benchmarks"]
     assert {b["extra_info"]["variant"] for b in runs} == {"fp32", "auto", "dynamic"}

@@ -1,12 +1,14 @@
 """Recipes: string-to-enum conversion, validation with the valid choices, auto by CPU."""
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from quantlab.cpu import CpuInfo, parse_cpuinfo
 from quantlab.errors import ConfigError
-from quantlab.gates import Check, parse_check
+from quantlab.gates import Budgets, Check, parse_check
 from quantlab.recipes import PRESETS, QType, Recipe, auto_recipe, parse_recipe_list, resolve_recipe
 
 
@@ -62,9 +64,33 @@ def test_gate_strings_round_trip(metric, limit, suffix):
 def test_gate_checks_read_like_sentences():
     assert parse_check("speedup:1.3x").fails({"name": "auto", "speedup": 1.1}) == (
         "auto: speedup 1.1 is below the minimum 1.3")
+    # benchmark metrics name the variant under 'variant'; the source names the option that set the limit
+    assert Check("size_ratio", 0.1, source="--quantlab-max-size-ratio").fails(
+        {"variant": "auto", "size_ratio": 0.291}) == (
+        "auto: size_ratio 0.291 is above the maximum 0.1 (--quantlab-max-size-ratio)")
     assert parse_check("map_drop:0.01").fails({"name": "auto", "map_drop": 0.005}) is None
     with pytest.raises(ConfigError, match="METRIC:LIMIT"):
         parse_check("fastness:2")
+
+
+@pytest.mark.parametrize(
+    ("changes", "raises"),
+    [
+        ({}, None),  # the defaults
+        ({"max_map_drop": 0.0, "min_agreement": 1.0}, None),  # the strictest fractions
+        ({"max_map_drop": float("nan")}, "max_map_drop = nan is out of range"),
+        ({"max_map_drop": -0.01}, "max_map_drop = -0.01"),
+        ({"min_agreement": 1.5}, "min_agreement = 1.5 is out of range: expected from 0 to 1"),
+        ({"max_size_ratio": 0.0}, "max_size_ratio = 0.0"),  # nothing is smaller than nothing
+        ({"min_speedup": float("inf")}, "min_speedup = inf is out of range: expected a finite number above 0"),
+    ],
+)
+def test_budgets_must_be_finite_and_in_range(changes, raises):
+    if raises is None:
+        Budgets(**changes)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(raises)):
+            Budgets(**changes)
 
 
 def test_cpuinfo_parsing_x86_and_arm():

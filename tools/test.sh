@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up .venv if needed, then run `pytest` (functional gates and
 # unit tests) and `pytest --benchmark-only` (latency, with its same-run speed gate).
-# Extra arguments go to both pytest runs, e.g. `bash tools/test.sh --model my.onnx --data data.yaml`.
+# Extra arguments go to both pytest runs, e.g. `bash tools/test.sh --quantlab-model my.onnx --quantlab-data data.yaml`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then

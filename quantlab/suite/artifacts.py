@@ -1,0 +1,184 @@
+"""The suite's session artifacts: variants and their gate metrics built once per content hash
+(shared by pytest-xdist workers through the store), sessions and same-run speedups per process."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from quantlab.atomicio import atomic_write_bytes
+from quantlab.bench import Speedup, interleaved_speedup, make_session
+from quantlab.calibration import sample_images
+from quantlab.datasets import label_path
+from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
+from quantlab.memory import MemoryUse, measure_memory
+from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
+from quantlab.pipeline import FP32, Variant, build_variant, probe_input
+from quantlab.quantize import read_metadata
+from quantlab.recipes import resolve_recipe
+from quantlab.suite.settings import TUNED, SuiteConfig
+from quantlab.suite.store import ArtifactStore, content_key, file_digest
+from quantlab.tune import tune
+
+
+class Artifacts:
+    """Builds each variant once per run (once per session per worker at most, through the store);
+    a failed build re-raises its real error for every test that needs it."""
+
+    def __init__(self, suite: SuiteConfig, store: ArtifactStore):
+        self.suite = suite
+        self.store = store
+        self.info: ModelInfo = inspect_model(suite.model)
+        self.input_hw = resolve_input_hw(self.info)
+        self._variants: dict[str, Variant | BaseException] = {}
+        self._sessions: dict = {}
+        self._evaluations: dict[str, EvalResult] = {}
+        self._speedups: dict[str, Speedup] = {}
+        self._shared_metrics: dict[str, dict | None] | None = None
+        self._memories: dict[str, MemoryUse | None] = {}
+
+    @functools.cached_property
+    def _model_digest(self) -> str:
+        return file_digest([self.suite.model, *external_data_files(self.suite.model)])
+
+    def _key(self, name: str) -> str:
+        """The content hash of one INT8 build: model bytes, recipe, calibration sample, versions."""
+        suite = self.suite
+        recipe = resolve_recipe(suite.recipes[0] if name == TUNED else name).replace(num_calib=suite.num_calib)
+        sample = sample_images(suite.calib_images, recipe.num_calib, recipe.seed)
+        parts = {"model": self._model_digest, "recipe": recipe.settings(), "calib": file_digest(sample)}
+        if name == TUNED:
+            evaluated = suite.dataset.images if suite.dataset else suite.calib_images
+            parts.update(tuned=self._tune_budget(), evaluated=file_digest(evaluated))
+        return content_key(name, **parts)
+
+    def variant(self, name: str) -> Variant:
+        if name not in self._variants:
+            try:
+                self._variants[name] = self._build(name)
+            except Exception as exc:  # remembered, so every test that needs it fails with the cause
+                self._variants[name] = exc
+        built = self._variants[name]
+        if isinstance(built, BaseException):
+            raise built
+        return built
+
+    def _build(self, name: str) -> Variant:
+        suite = self.suite
+        if name == FP32:
+            return Variant(FP32, suite.model)
+        filename = f"{suite.model.stem}.{name}.onnx"
+        if name == TUNED:
+            path = self.store.build_once(self._key(name), filename, self._tune)
+        else:
+            path = self.store.build_once(self._key(name), filename, lambda target: build_variant(
+                name, suite.model, target.parent, suite.calib_images, suite.num_calib))
+        return Variant(name, path)
+
+    def _tune_budget(self) -> float:
+        budgets = self.suite.budgets
+        return budgets.max_map_drop if self.suite.dataset else 1 - budgets.min_agreement
+
+    def _tune(self, path: Path) -> None:
+        """The first recipe, tuned until the suite's accuracy budget holds."""
+        suite = self.suite
+        recipe = resolve_recipe(suite.recipes[0]).replace(num_calib=suite.num_calib)
+        tune(suite.model, path, recipe, suite.calib_images, suite.dataset, suite.calib_images,
+             max_loss=self._tune_budget(), threads=suite.threads)
+
+    def session(self, name: str):
+        if name not in self._sessions:
+            self._sessions[name] = make_session(self.variant(name).path, self.suite.threads, self.suite.providers)
+        return self._sessions[name]
+
+    def evaluation(self, name: str) -> EvalResult:
+        """Evaluate `name` (with every suite variant not yet evaluated, in one pass) against FP32."""
+        if name not in self._evaluations:
+            others = [n for n in self.suite.int8_variants if n not in self._evaluations and self._builds(n)]
+            wanted = list(dict.fromkeys([FP32, name, *others]))
+            sessions = {n: self.session(n) for n in wanted}
+            suite = self.suite
+            samples = labelled_samples(suite.dataset) if suite.dataset else unlabelled_samples(suite.calib_images)
+            names = suite.dataset.names if suite.dataset else self.info.class_names
+            self._evaluations.update(evaluate_models(sessions, samples, self.input_hw, names, reference=FP32))
+        return self._evaluations[name]
+
+    def _builds(self, name: str) -> bool:
+        """Whether `name` builds; its failure stays for the tests that ask for it by name."""
+        try:
+            self.variant(name)
+        except Exception:
+            return False
+        return True
+
+    @functools.cached_property
+    def feed(self) -> dict:
+        """A fixed preprocessed input: the first calibration image."""
+        return probe_input(self.suite.model, self.suite.calib_images[0])
+
+    def speedup(self, name: str) -> Speedup:
+        """FP32 / `name` median latency, interleaved in this process, with its 95% interval.
+
+        Measured once per variant: the speed gate and the benchmark's extra_info share it.
+        """
+        if name == FP32:
+            return Speedup(1.0, 1.0, 1.0, 0, 0)
+        if name not in self._speedups:
+            self._speedups[name] = interleaved_speedup(self.session(FP32), self.session(name), self.feed)
+        return self._speedups[name]
+
+    def metrics(self, name: str) -> dict:
+        """The gate metrics of one variant, measured once per run for every variant (see _write_metrics)."""
+        if self._shared_metrics is None:
+            path = self.store.build_once(self._metrics_key(), "metrics.json", self._write_metrics)
+            self._shared_metrics = json.loads(path.read_text())
+        shared = self._shared_metrics.get(name)
+        return shared if shared is not None else self._measure(name)  # a failed build raises its error here
+
+    def _metrics_key(self) -> str:
+        """Every variant's content hash and the evaluation images and labels."""
+        suite = self.suite
+        if suite.dataset:
+            evaluated = [*suite.dataset.images, *(p for p in map(label_path, suite.dataset.images) if p.is_file())]
+        else:
+            evaluated = list(suite.calib_images)
+        return content_key("metrics", variants={n: self._key(n) for n in suite.int8_variants},
+                           fp32=self._model_digest, evaluated=file_digest(evaluated))
+
+    def _write_metrics(self, path: Path) -> None:
+        """{variant: metrics, or null when it does not build} as JSON, written atomically."""
+        metrics = {n: self._measure(n) if self._builds(n) else None for n in self.suite.variants}
+        atomic_write_bytes(path, json.dumps(metrics).encode())
+
+    def _measure(self, name: str) -> dict:
+        """The gate metrics of one variant, as the report and benchmark extra_info spell them."""
+        variant = self.variant(name)
+        evaluation, fp32 = self.evaluation(name), self.evaluation(FP32)
+        parity = next(iter((evaluation.parity or {}).values()), None) or {}
+        size = variant.path.stat().st_size
+        memory, fp32_memory = self.memory(name), self.memory(FP32)
+        return {
+            "variant": name,
+            "size_bytes": size,
+            "size_ratio": size / self.info.size_bytes,
+            "map50": evaluation.map.map50 if evaluation.map else None,
+            "map50_95": evaluation.map.map50_95 if evaluation.map else None,
+            "map_drop": fp32.map.map50_95 - evaluation.map.map50_95 if evaluation.map else None,
+            "agreement": evaluation.agreement,
+            "box_cosine": parity.get("boxes", {}).get("cosine"),
+            "score_cosine": parity.get("scores", {}).get("cosine"),
+            "top1_agreement": parity.get("top1_agreement"),
+            "recipe": json.loads(read_metadata(variant.path)["recipe"]) if name != FP32 else None,
+            "memory_bytes": memory.session_bytes if memory else None,
+            "memory_spread": memory.spread if memory else None,
+            "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
+                             if memory and fp32_memory and fp32_memory.session_bytes else None),
+        }
+
+    def memory(self, name: str) -> MemoryUse | None:
+        """Session memory of `name`, measured in fresh child processes (None where unmeasurable)."""
+        if name not in self._memories:
+            self._memories[name] = measure_memory(self.variant(name).path, self.input_hw, self.suite.threads,
+                                                  self.suite.providers)
+        return self._memories[name]

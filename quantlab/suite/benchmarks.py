@@ -1,0 +1,46 @@
+"""Latency benchmarks with pytest-benchmark: one group per model, FP32 first, every variant alike.
+
+`pytest --benchmark-only` (or any --benchmark-json/-save/-autosave/-enable) times them; otherwise
+each runs once, as a functional test (the user's own benchmarks are left as pytest-benchmark set them).
+The gate metrics and the interleaved same-run speedup ride along in extra_info, so the saved JSON
+is the history `quantlab compare` reads.
+"""
+
+import pytest
+
+from quantlab.bench import bench_setup
+from quantlab.ortcompat import ORT_VERSION
+
+ROUNDS = 100
+
+pytestmark = pytest.mark.quantlab
+
+
+def _timing_asked_for(config: pytest.Config) -> bool:
+    option = config.option
+    return bool(option.benchmark_only or option.benchmark_enable or option.benchmark_json
+                or option.benchmark_autosave or option.benchmark_save)
+
+
+def test_latency(benchmark, request, quantlab_suite, quantlab_artifacts, quantlab_metrics, quantlab_variant):
+    artifacts, suite, variant = quantlab_artifacts, quantlab_suite, quantlab_variant
+    if not _timing_asked_for(request.config):
+        benchmark.disabled = True  # this benchmark only: run once, untimed
+    session, feed = artifacts.session(variant), artifacts.feed
+    metrics = quantlab_metrics(variant)
+    benchmark.group = suite.model.name
+    outputs = benchmark.pedantic(session.run, args=(None, feed), rounds=ROUNDS, warmup_rounds=10, iterations=1)
+    if not (outputs[0].ndim == 3 and outputs[0].shape[0] == 1):
+        pytest.fail(f"{variant}: output of shape {list(outputs[0].shape)}, not a YOLOv8 detection output",
+                    pytrace=False)
+    if benchmark.disabled:
+        return
+    speedup = artifacts.speedup(variant)
+    benchmark.extra_info.update(
+        metrics, onnxruntime=ORT_VERSION, threads=suite.threads, speedup=speedup.ratio,
+        speedup_low=speedup.low, speedup_high=speedup.high, gated=suite.gated(variant),
+        setup=bench_setup(suite.threads, suite.providers))
+    if variant in suite.static_variants:
+        failure = suite.check("speedup").fails({"variant": variant, "speedup": speedup.ratio})
+        if failure:
+            pytest.fail(failure, pytrace=False)

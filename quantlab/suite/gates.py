@@ -1,0 +1,61 @@
+"""The regression gates: every INT8 variant against FP32 on the suite's model and data.
+
+Budgets come from --quantlab-max-size-ratio, --quantlab-max-map-drop, --quantlab-min-agreement and
+--quantlab-min-speedup (or the quantlab_* ini keys). A failure is one sentence: variant, metric, value, budget.
+"""
+
+import pytest
+
+from quantlab.gates import Check
+from quantlab.pipeline import FP32
+
+# Output parity bounds for a well-quantized YOLOv8 (head in float), measured on the demo model
+# with margin: box channels are pixel coordinates, score channels are probabilities.
+PARITY_BOUNDS = (Check("box_cosine", 0.999, source="parity bound"),
+                 Check("score_cosine", 0.98, source="parity bound"),
+                 Check("top1_agreement", 0.95, source="parity bound"))
+
+pytestmark = pytest.mark.quantlab
+
+
+def _holds(*failures: str | None) -> None:
+    """Fail with every message given, one line each and no traceback."""
+    __tracebackhide__ = True
+    failed = [f for f in failures if f]
+    if failed:
+        pytest.fail("\n".join(failed), pytrace=False)
+
+
+def test_size_ratio_within_budget(quantlab_suite, quantlab_metrics, quantlab_int8_variant):
+    _holds(quantlab_suite.check("size_ratio").fails(quantlab_metrics(quantlab_int8_variant)))
+
+
+def test_accuracy_within_budget(quantlab_suite, quantlab_metrics, quantlab_int8_variant):
+    """mAP50-95 drop against FP32 with labels; detection agreement with FP32 without."""
+    metrics = quantlab_metrics(quantlab_int8_variant)
+    _holds(quantlab_suite.check("map_drop" if metrics["map_drop"] is not None else "agreement").fails(metrics))
+
+
+def test_memory_within_budget(quantlab_suite, quantlab_metrics, quantlab_int8_variant):
+    """Session memory over FP32's, when --quantlab-max-memory-ratio is given."""
+    if quantlab_suite.budgets.max_memory_ratio is None:
+        pytest.skip("no --quantlab-max-memory-ratio budget")
+    _holds(quantlab_suite.check("memory_ratio").fails(quantlab_metrics(quantlab_int8_variant)))
+
+
+def test_output_parity_with_fp32(quantlab_metrics, quantlab_int8_variant):
+    metrics = quantlab_metrics(quantlab_int8_variant)
+    _holds(*(check.fails(metrics) for check in PARITY_BOUNDS))
+
+
+def test_fp32_agrees_with_itself(quantlab_metrics):
+    """Agreement (None only when FP32 detects nothing at all) and output cosines of 1, to rounding."""
+    metrics = quantlab_metrics(FP32)
+    _holds(*(Check(metric, 1 - 1e-6, source="FP32 against itself").fails(metrics)
+             for metric in ("agreement", "box_cosine", "score_cosine")))
+
+
+def test_static_int8_is_faster_than_fp32(quantlab_suite, quantlab_artifacts, quantlab_static_variant):
+    """A ratio of medians from interleaved runs in this process, never an absolute time."""
+    speedup = quantlab_artifacts.speedup(quantlab_static_variant)
+    _holds(quantlab_suite.check("speedup").fails({"variant": quantlab_static_variant, "speedup": speedup.ratio}))

@@ -1,0 +1,122 @@
+"""The suite's options: `--quantlab-*` on the command line, `quantlab_*` in the ini file.
+
+A command-line value wins over the ini value, which wins over the default. Relative paths on the
+command line resolve against the current folder, those in an ini file against the ini file's folder.
+Light on purpose: pytest imports it in every run of every repository where quantlab is installed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pytest
+
+from quantlab.gates import Budgets
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option: --quantlab-<name> on the command line, quantlab_<name> in the ini file."""
+
+    name: str
+    kind: type  # Path, str, int, float or bool (a flag)
+    help: str
+    default: object = None
+
+    @property
+    def flag(self) -> str:
+        return "--quantlab-" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        return "quantlab_" + self.name
+
+
+_BUDGETS = Budgets()
+SETTINGS = (
+    Setting("model", Path, "FP32 ONNX detector to gate; giving it turns the suite on"),
+    Setting("demo", bool, "gate quantlab's embedded demo model (on generated shapes unless data/calib are given)"),
+    Setting("data", Path, "Ultralytics data.yaml; its val split gives mAP"),
+    Setting("calib", Path, "calibration image folder (default: the data.yaml's val images)"),
+    Setting("num_calib", int, "calibration images sampled", 100),
+    Setting("recipes", str, "gated recipes, comma-separated", "auto"),
+    Setting("threads", int, "intra-op threads of every session", 1),
+    Setting("providers", str, "onnxruntime execution providers, comma-separated", "CPUExecutionProvider"),
+    Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "
+                          "returned to float until the accuracy budget holds (quantlab tune)"),
+    Setting("max_map_drop", float, "largest mAP50-95 drop allowed against FP32 (with labels)", _BUDGETS.max_map_drop),
+    Setting("max_size_ratio", float, "largest INT8/FP32 file-size ratio allowed", _BUDGETS.max_size_ratio),
+    Setting("min_speedup", float, "smallest FP32/INT8 median-latency ratio, same run", _BUDGETS.min_speedup),
+    Setting("min_agreement", float, "smallest detection agreement with FP32 (without labels)",
+            _BUDGETS.min_agreement),
+    Setting("max_memory_ratio", float, "largest INT8/FP32 session-memory ratio allowed (default: not gated)"),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+BUDGET_NAMES = tuple(f.name for f in fields(Budgets))
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("quantlab", "quantlab: the model and data the regression gates run on")
+    for s in SETTINGS:
+        where = f" (ini {s.key}" + (f"; default {s.default})" if s.default is not None else ")")
+        if s.kind is bool:  # default None: not given, so the ini key decides
+            group.addoption(s.flag, action="store_true", default=None, help=s.help + where)
+            parser.addini(s.key, s.help, type="bool", default=False)
+        else:
+            group.addoption(s.flag, help=s.help + where)
+            parser.addini(s.key, s.help, default="")
+
+
+class Reader:
+    """Values of one pytest config: the command line first, then the ini file, then the default."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def given(self, name: str) -> str | None:
+        """Where `name` was set: its flag, its ini key, or None."""
+        s = BY_NAME[name]
+        if self.config.getoption(s.key) is not None:
+            return s.flag
+        return s.key if self.config.getini(s.key) not in ("", False) else None
+
+    def value(self, name: str):
+        s = BY_NAME[name]
+        cli = self.config.getoption(s.key)
+        if s.kind is bool:
+            return bool(cli) or bool(self.config.getini(s.key))
+        if cli is not None:
+            return self._convert(s, cli, s.flag, self.config.invocation_params.dir)
+        ini = self.config.getini(s.key)
+        if ini != "":
+            return self._convert(s, ini, f"{s.key} in {self.config.inipath}", self._ini_dir())
+        return s.default
+
+    def _ini_dir(self) -> Path:
+        return self.config.inipath.parent if self.config.inipath else self.config.rootpath
+
+    @staticmethod
+    def _convert(s: Setting, text: str, where: str, base: Path):
+        if s.kind is Path:
+            path = Path(text).expanduser()
+            return path if path.is_absolute() else base / path
+        try:
+            value = s.kind(text)
+        except ValueError:
+            kind = "an integer" if s.kind is int else "a number"
+            raise pytest.UsageError(f"quantlab: {where} = {text!r} is not {kind}") from None
+        if s.kind is int and value < 1:
+            raise pytest.UsageError(f"quantlab: {where} = {value} must be at least 1")
+        if s.kind is float and not math.isfinite(value):
+            raise pytest.UsageError(f"quantlab: {where} = {text!r} must be finite")
+        return value
+
+    def enabled(self) -> bool:
+        """The suite is on once a model is named (option or ini key) or the demo is asked for."""
+        return self.given("model") is not None or self.value("demo")
+
+    def stray_flags(self) -> list[str]:
+        """The --quantlab-* options given on the command line."""
+        return [s.flag for s in SETTINGS if self.config.getoption(s.key) is not None]

@@ -1,0 +1,110 @@
+"""The suite's settings, read from its options and checked once, at configure time.
+
+Every problem is a pytest.UsageError ("quantlab: <file or option>: <cause>"): one line, exit 4,
+before anything is collected. Only cheap checks: the files exist and decode, names and numbers
+are valid; nothing is quantized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from quantlab.datasets import Dataset, check_class_names, load_dataset
+from quantlab.demo import DEMO_MODEL
+from quantlab.errors import QuantlabError
+from quantlab.gates import Budgets, Check
+from quantlab.images import list_images
+from quantlab.memory import can_measure
+from quantlab.onnxmodel import inspect_model
+from quantlab.pipeline import FP32, variant_names
+from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
+from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
+
+TUNED = "tuned"
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """The model, data and budgets this run gates; calib_images empty means: generate the demo data."""
+
+    model: Path
+    dataset: Dataset | None  # labelled evaluation; None means agreement on the calibration images
+    calib_images: tuple[Path, ...]
+    num_calib: int
+    recipes: tuple[str, ...]
+    threads: int
+    providers: tuple[str, ...]
+    budgets: Budgets
+    tune: bool = False
+
+    @property
+    def variants(self) -> list[str]:
+        return variant_names(self.recipes) + ([TUNED] if self.tune else [])
+
+    @property
+    def int8_variants(self) -> list[str]:
+        return [v for v in self.variants if v != FP32]
+
+    @property
+    def static_variants(self) -> list[str]:
+        return [v for v in self.int8_variants if v == TUNED or resolve_recipe(v).mode is Mode.STATIC]
+
+    def gated(self, name: str) -> bool:
+        """A variant the user asked for (a --quantlab-recipes entry, or tuned), not fp32 or the contrast."""
+        return name != FP32 and (name in self.recipes or name == TUNED)
+
+    def check(self, metric: str) -> Check:
+        """The budget on `metric`, naming the option that sets it."""
+        budget = {"map_drop": "max_map_drop", "size_ratio": "max_size_ratio", "speedup": "min_speedup",
+                  "agreement": "min_agreement", "memory_ratio": "max_memory_ratio"}[metric]
+        return Check(metric, getattr(self.budgets, budget), source=BY_NAME[budget].flag)
+
+
+def read_suite(config: pytest.Config) -> SuiteConfig:
+    """The checked settings of a suite that is on (see options.Reader.enabled)."""
+    reader = Reader(config)
+    try:
+        return _checked(reader, reader.value("model") or DEMO_MODEL)
+    except QuantlabError as exc:
+        raise pytest.UsageError(f"quantlab: {exc}") from None
+
+
+def _checked(reader: Reader, model: Path) -> SuiteConfig:
+    """Every cheap check: the files exist and decode, the names and numbers are valid. Nothing is built."""
+    info = inspect_model(model)
+    data, calib = reader.value("data"), reader.value("calib")
+    dataset = load_dataset(data) if data else None
+    if dataset is not None:
+        check_class_names(dataset, info.class_names, model)
+    if calib:
+        calib_images = tuple(list_images(calib, recursive=True))
+    elif dataset is not None:
+        calib_images = tuple(dataset.images)
+    elif model.resolve() == DEMO_MODEL:
+        calib_images = ()  # the demo model on demo data, generated once the session starts
+    else:
+        raise pytest.UsageError(f"quantlab: {model}: give --quantlab-data (a data.yaml: mAP) or "
+                                "--quantlab-calib (an image folder: agreement with FP32) to gate it on")
+    providers = tuple(p.strip() for p in reader.value("providers").split(",") if p.strip())
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing or not providers:
+        available = ", ".join(ort.get_available_providers())
+        raise pytest.UsageError(f"quantlab: provider(s) {', '.join(missing) or '(none)'} not available in "
+                                f"onnxruntime {ort.__version__}: choose from {available}")
+    budgets = {}
+    for name in BUDGET_NAMES:
+        budgets[name] = reader.value(name)
+        try:
+            Budgets(**{name: budgets[name]})
+        except QuantlabError as exc:
+            raise pytest.UsageError(f"quantlab: {reader.given(name)}: {exc}") from None
+    if budgets["max_memory_ratio"] is not None and not can_measure():
+        raise pytest.UsageError(f"quantlab: {reader.given('max_memory_ratio')}: session memory cannot be "
+                                "measured on this platform (no resource module); leave the budget off here")
+    return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
+                       tuple(parse_recipe_list(reader.value("recipes"))), reader.value("threads"), providers,
+                       Budgets(**budgets), reader.value("tune"))

@@ -1,0 +1,186 @@
+"""The pytest plugin as a user meets it: an empty repository, the entry point, one pytest.ini.
+
+Only test_a_fresh_repository_gets_the_gates_and_readable_failures quantizes (forcing every gate
+to fail); the others check configuration, which quantizes nothing.
+"""
+
+import json
+import re
+import shutil
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from quantlab.demo import DEMO_MODEL
+from quantlab.demo.shapes import write_dataset
+
+pytest_plugins = ["pytester"]
+
+# quantlab's gates use only these lines: one sentence each
+FAILURE_SENTENCE = r"{variant}: {metric} [-0-9.e]+ is {relation} {limit} \({option}\)"
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A 24-image labelled val split and 16 calibration images of the demo dataset."""
+    return write_dataset(tmp_path_factory.mktemp("small"), splits=("val", "calib"), sizes={"val": 24, "calib": 16})
+
+
+def _user_repo(pytester, small_data, ini_lines=()):
+    """An empty repository holding a model, data and a pytest.ini with `ini_lines`."""
+    shutil.copyfile(DEMO_MODEL, pytester.path / "model.onnx")
+    shutil.copytree(small_data.parent, pytester.path / "data")
+    (pytester.path / "data" / "data.yaml").write_text(small_data.read_text().replace(str(small_data.parent), "."))
+    pytester.makefile(".ini", pytest="\n".join(["[pytest]", *ini_lines]))
+
+
+def _not_a_detector(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "tiny", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.slow
+def test_a_fresh_repository_gets_the_gates_and_readable_failures(pytester, small_data):
+    """The README's minimal setup, every gate forced to fail: one sentence each, extra_info complete.
+
+    ort-default (onnxruntime's defaults, head quantized) is blind and slow: its accuracy fails any budget.
+    """
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_data = data/data.yaml"])
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-ra", "--quantlab-calib", "data/images/calib", "--quantlab-num-calib", "8",
+        "--quantlab-recipes", "ort-default", "--quantlab-max-size-ratio", "0.1", "--quantlab-min-speedup", "100",
+        "--benchmark-json", "bench.json", timeout=900)
+    out = result.stdout.str()
+    sentences = {
+        "size_ratio": FAILURE_SENTENCE.format(variant="ort-default", metric="size_ratio", relation="above the maximum",
+                                              limit=r"0\.1", option="--quantlab-max-size-ratio"),
+        "map_drop": FAILURE_SENTENCE.format(variant="ort-default", metric="map_drop", relation="above the maximum",
+                                            limit=r"0\.01", option="--quantlab-max-map-drop"),
+        "speedup": FAILURE_SENTENCE.format(variant="ort-default", metric="speedup", relation="below the minimum",
+                                           limit="100", option="--quantlab-min-speedup"),
+    }
+    failures = out.split("= FAILURES =")[1].split("short test summary")[0]
+    sections = dict(re.findall(r"^_{3,} (\S+) _{3,}\n(.*?)(?=^_{3,} |^-{3,}|\Z)", failures, re.MULTILINE | re.DOTALL))
+    for test, metric in [("test_size_ratio_within_budget", "size_ratio"), ("test_accuracy_within_budget", "map_drop"),
+                         ("test_static_int8_is_faster_than_fp32", "speedup"), ("test_latency", "speedup")]:
+        assert re.fullmatch(sentences[metric], sections[f"{test}[ort-default]"].strip()), (test, failures)
+    assert all(len(body.splitlines()) < 15 for body in sections.values()), failures
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and "passed" in result.parseoutcomes()
+
+    benchmarks = {b["extra_info"]["variant"]: b["extra_info"] for b in
+                  json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
+    assert set(benchmarks) == {"fp32", "ort-default", "dynamic"}
+    keys = {"variant", "size_bytes", "size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine",
+            "score_cosine", "top1_agreement", "recipe", "onnxruntime", "threads", "speedup", "speedup_low",
+            "speedup_high", "gated", "setup"}
+    assert all(keys <= set(info) for info in benchmarks.values())
+    fp32, gated, contrast = benchmarks["fp32"], benchmarks["ort-default"], benchmarks["dynamic"]
+    assert (fp32["speedup"], fp32["speedup_low"], fp32["speedup_high"], fp32["gated"]) == (1.0, 1.0, 1.0, False)
+    assert gated["gated"] and not contrast["gated"]
+    assert gated["speedup_low"] <= gated["speedup"] <= gated["speedup_high"]
+    assert set(gated["setup"]) == {"host", "cpu", "threads", "providers", "onnxruntime", "python"}
+    assert gated["setup"]["threads"] == 1 and gated["setup"]["providers"] == ["CPUExecutionProvider"]
+
+
+def test_the_plugin_is_inert_until_a_model_is_named(pytester):
+    """A user's own --model option, `variant` parametrisation and benchmarks are left alone."""
+    pytester.makeconftest("""
+        def pytest_addoption(parser):
+            parser.addoption("--model", default="theirs.onnx")
+    """)
+    pytester.makepyfile(test_user="""
+        import pytest
+
+        @pytest.mark.parametrize("variant", ["a", "b"])
+        def test_their_variants(variant, request):
+            assert request.config.getoption("model") == "theirs.onnx"
+
+        def test_their_benchmark(benchmark):
+            assert not benchmark.disabled  # pytest-benchmark times it under plain pytest, as without quantlab
+            benchmark.pedantic(sum, args=(range(10),), rounds=3)
+
+        def test_wants_the_suite(quantlab_variant):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*quantlab's suite is off: name a model with --quantlab-model*"])
+    assert "collected 4 items" in result.stdout.str() and "test_their_benchmark" in result.stdout.str()  # timed
+
+
+@pytest.mark.parametrize(
+    ("args", "ini_lines", "message"),
+    [
+        # the model file is named even when no data or calibration folder is given
+        (["--quantlab-model", "absent.onnx"], [], r"absent\.onnx: model file not found"),
+        (["--quantlab-model", "relu.onnx", "--quantlab-calib", "data/images/calib"], [], r"relu\.onnx: output 'y' "
+         r"has shape \[1, 3, 8, 8\], expected a YOLOv8 detection output"),
+        (["--quantlab-model", "model.onnx", "--quantlab-calib", "empty"], [], r"empty: no images"),
+        (["--quantlab-model", "model.onnx"], [], r"model\.onnx: give --quantlab-data"),
+        ([], ["quantlab_model = model.onnx", "quantlab_data = nowhere/data.yaml"], r"data\.yaml not found"),
+        (["--quantlab-demo", "--quantlab-recipes", "auto,fastest"], [], r"recipe 'fastest' is unknown"),
+        (["--quantlab-demo", "--quantlab-max-map-drop", "nan"], [], r"--quantlab-max-map-drop = 'nan' must be finite"),
+        (["--quantlab-demo"], ["quantlab_min_agreement = 1.5"], r"quantlab_min_agreement: budget min_agreement = 1\.5 "
+         r"is out of range"),
+        (["--quantlab-demo", "--quantlab-threads", "two"], [], r"--quantlab-threads = 'two' is not an integer"),
+        (["--quantlab-demo", "--quantlab-providers", "NoSuchExecutionProvider"], [],
+         r"provider\(s\) NoSuchExecutionProvider not available"),
+        (["--quantlab-data", "data/data.yaml"], [], r"--quantlab-data given, but the suite is off"),
+    ],
+    ids=["missing-model", "not-a-detector", "empty-calib", "no-data", "missing-data-yaml", "bad-recipe",
+         "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model"],
+)
+def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_data, args, ini_lines, message):
+    _user_repo(pytester, small_data, ini_lines)
+    _not_a_detector(pytester.path / "relu.onnx")
+    (pytester.path / "empty").mkdir()
+    pytester.makepyfile(test_collected="open('collected', 'w').close()")
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1 and re.match(r"ERROR: quantlab: .*" + message, errors[0]), result.stderr.lines
+    assert not (pytester.path / "collected").exists()
+
+
+def test_a_command_line_budget_wins_over_the_ini_and_ini_paths_follow_the_ini(pytester, small_data, monkeypatch):
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib",
+                                      "quantlab_max_size_ratio = 0.5", "quantlab_min_speedup = 1.1"])
+    pytester.makepyfile(test_budget="""
+        def test_budgets(quantlab_suite):
+            assert quantlab_suite.budgets.max_size_ratio == 0.2  # the command line's
+            assert quantlab_suite.budgets.min_speedup == 1.1  # the ini's
+            assert len(quantlab_suite.calib_images) == 16
+    """)
+    monkeypatch.chdir(pytester.mkdir("elsewhere"))  # ini paths resolve against the ini's folder, not here
+    result = pytester.runpytest("-p", "no:cacheprovider", "--quantlab-max-size-ratio", "0.2",
+                                str(pytester.path / "test_budget.py"))
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "collected", "count"),
+    [
+        # testpaths and the whole suite: 8 gates and 3 benchmarks (fp32, auto, dynamic)
+        ([], {"test_mine.py::test_mine", "quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
+              "quantlab/suite/benchmarks.py::test_latency[fp32]"}, 12),
+        (["-m", "quantlab", "-k", "size_ratio"],
+         {"quantlab/suite/gates.py::test_size_ratio_within_budget[auto]",
+          "quantlab/suite/gates.py::test_size_ratio_within_budget[dynamic]"}, 2),
+        # --quantlab-tune adds a 'tuned' variant to every gate that takes INT8 variants, and a benchmark
+        (["--quantlab-tune", "-k", "tuned"], {"quantlab/suite/gates.py::test_static_int8_is_faster_than_fp32[tuned]",
+                                              "quantlab/suite/benchmarks.py::test_latency[tuned]"}, 5),
+        (["-m", "not quantlab"], {"test_mine.py::test_mine"}, 1),
+        (["tests/test_mine.py"], {"test_mine.py::test_mine"}, 1),  # a path narrows the run, as in any pytest run
+    ],
+    ids=["default", "marker-and-keyword", "tune", "deselected", "explicit-path"],
+)
+def test_the_suite_joins_default_runs_and_follows_selection(pytester, small_data, args, collected, count):
+    _user_repo(pytester, small_data, ["testpaths = tests", "quantlab_model = model.onnx",
+                                      "quantlab_calib = data/images/calib"])
+    pytester.mkdir("tests").joinpath("test_mine.py").write_text("def test_mine():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", *args)
+    ids = {line.replace("tests/", "", 1) for line in result.stdout.lines if "::" in line}
+    assert collected <= ids and len(ids) == count, result.stdout.lines
