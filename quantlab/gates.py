@@ -57,16 +57,19 @@ def parse_check(text: str) -> Check:
     return Check(metric, value)
 
 
-# budget -> the closed range of values that mean something (a NaN passes every comparison)
-BUDGET_RANGES = {"max_map_drop": (0.0, 1.0), "max_size_ratio": (0.0, 10.0), "min_speedup": (0.0, 100.0),
-                 "min_agreement": (0.0, 1.0), "max_memory_ratio": (0.0, 10.0)}
+# budget -> the range of values that mean something: a fraction [0, 1], or a ratio (0, high]
+# (a NaN passes every comparison; a size ratio of 0 fails every model)
+BUDGET_RANGES = {"max_map_drop": "[0, 1]", "min_agreement": "[0, 1]", "max_size_ratio": "(0, 10]",
+                 "min_speedup": "(0, 100]", "max_memory_ratio": "(0, 10]"}
 
 
 def check_budget(name: str, value: float) -> float:
     """`value` if it is a finite number within the budget's range; else ConfigError naming both."""
-    low, high = BUDGET_RANGES[name]
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"budget {name.replace('_', '-')} = {value!r} is not a number in [{low:g}, {high:g}]")
+    interval = BUDGET_RANGES[name]
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above_low = value >= low if interval[0] == "[" else value > low
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not (above_low and value <= high):
+        raise ConfigError(f"budget {name.replace('_', '-')} = {value!r} is not a number in {interval}")
     return float(value)
 
 

@@ -78,11 +78,13 @@ def test_gate_checks_read_like_sentences():
     [
         ({}, None),  # the defaults
         ({"max_map_drop": 0.0, "min_agreement": 1.0}, None),  # the strictest fractions
-        ({"max_map_drop": float("nan")}, "max_map_drop = nan is out of range"),
-        ({"max_map_drop": -0.01}, "max_map_drop = -0.01"),
-        ({"min_agreement": 1.5}, "min_agreement = 1.5 is out of range: expected from 0 to 1"),
-        ({"max_size_ratio": 0.0}, "max_size_ratio = 0.0"),  # nothing is smaller than nothing
-        ({"min_speedup": float("inf")}, "min_speedup = inf is out of range: expected a finite number above 0"),
+        ({"max_map_drop": float("nan")}, "max-map-drop = nan is not a number in [0, 1]"),
+        ({"max_map_drop": -0.01}, "max-map-drop = -0.01"),
+        ({"min_agreement": 1.5}, "min-agreement = 1.5 is not a number in [0, 1]"),
+        ({"max_size_ratio": 0.0}, "max-size-ratio = 0.0 is not a number in (0, 10]"),  # nothing is smaller
+        ({"min_speedup": float("inf")}, "min-speedup = inf is not a number in (0, 100]"),
+        ({"max_memory_ratio": None}, None),  # off by default
+        ({"max_memory_ratio": 0.0}, "max-memory-ratio = 0.0"),
     ],
 )
 def test_budgets_must_be_finite_and_in_range(changes, raises):

@@ -66,7 +66,7 @@ def test_groups_pair_each_conv_with_its_silu(prepared):
 def test_bypassing_every_node_gives_back_the_float_model(tmp_path, prepared, fragile, calib_images):
     """The known answer for the bypass: with no Q/DQ left in the way, INT8 equals FP32."""
     quantized = quantize_model(fragile[0], tmp_path / "q.onnx", resolve_recipe("auto").replace(num_calib=8),
-                               calib_images).output_path
+                               calib_images, force=True).output_path  # fragile by design: may fail its self-check
     qdq = onnx.load(str(quantized))
     everything = [n.name for n in qdq.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
     feed = {"images": letterbox(read_image(calib_images[0]), (192, 320))[0]}
@@ -78,7 +78,7 @@ def test_bypassing_every_node_gives_back_the_float_model(tmp_path, prepared, fra
 def test_sensitivity_finds_the_widened_layer_first(tmp_path, prepared, fragile, calib_images):
     path, first, second = fragile
     quantized = quantize_model(path, tmp_path / "q.onnx", resolve_recipe("auto").replace(num_calib=16),
-                               calib_images).output_path
+                               calib_images, force=True).output_path  # fragile by design: may fail its self-check
     feeds = [{"images": letterbox(read_image(p), (192, 320))[0]} for p in calib_images[-8:]]
     ranked = rank_sensitivity(quantized, prepared, feeds, layer_groups(prepared))
     assert ranked[0].nodes[0] == first, [s.nodes[0] for s in ranked[:5]]
