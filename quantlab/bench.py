@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime as ort
 
 from quantlab.cpu import detect_cpu
-from quantlab.errors import ModelError, first_line
+from quantlab.errors import ConfigError, ModelError, first_line
 from quantlab.onnxmodel import external_data_files
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -55,6 +55,17 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     return options
 
 
+def parse_providers(text: str) -> tuple[str, ...]:
+    """'CUDAExecutionProvider,CPUExecutionProvider' -> a tuple, each one available in this onnxruntime."""
+    providers = tuple(p.strip() for p in text.split(",") if p.strip())
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing or not providers:
+        raise ConfigError(f"execution provider(s) {', '.join(missing) or '(none)'} not available in onnxruntime "
+                          f"{ort.__version__}: choose from {', '.join(available)}")
+    return providers
+
+
 def make_session(path: str | Path, threads: int = 1,
                  providers: Sequence[str] = DEFAULT_PROVIDERS) -> ort.InferenceSession:
     """An InferenceSession; a self-contained model's bytes are read by Python so any path works
@@ -62,9 +73,13 @@ def make_session(path: str | Path, threads: int = 1,
     path = Path(path)
     source = str(path) if external_data_files(path) else path.read_bytes()
     try:
-        return ort.InferenceSession(source, session_options(threads), providers=list(providers))
+        session = ort.InferenceSession(source, session_options(threads), providers=list(providers))
     except Exception as exc:  # onnxruntime's error types share no base class but Exception
         raise ModelError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from exc
+    if session.get_providers()[0] != providers[0]:  # e.g. TensorRT listed but its libraries absent
+        raise ConfigError(f"{path}: {providers[0]} was asked for, but onnxruntime fell back to "
+                          f"{session.get_providers()[0]}: a timing would be of the wrong device")
+    return session
 
 
 def check_runs(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray]) -> None:

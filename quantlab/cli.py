@@ -124,10 +124,10 @@ def cmd_eval(args, console: Console) -> int:
     dataset, images = _dataset_or_images(args)
     if dataset:
         check_class_names(dataset, info.class_names, Path(args.model))
-    sessions = {args.model: make_session(args.model, args.threads)}
+    sessions = {args.model: make_session(args.model, args.threads, args.providers)}
     if args.reference:
         inspect_model(args.reference)
-        sessions[args.reference] = make_session(args.reference, args.threads)
+        sessions[args.reference] = make_session(args.reference, args.threads, args.providers)
     samples = labelled_samples(dataset) if dataset else unlabelled_samples(images)
     names = dataset.names if dataset else info.class_names
     total = len(dataset.images) if dataset else len(images)
@@ -157,7 +157,7 @@ def cmd_bench(args, console: Console) -> int:
         check_output_file(args.json, inputs=args.models)
     if len({i.input_name for i in infos}) > 1:
         raise InputError("the models have different input names; bench compares models of one input")
-    sessions = {str(info.path): make_session(info.path, args.threads) for info in infos}
+    sessions = {str(info.path): make_session(info.path, args.threads, args.providers) for info in infos}
     hw = resolve_input_hw(infos[0], _hw(args.input_hw))
     feed = {infos[0].input_name: np.random.default_rng(0).random((1, 3, *hw), dtype=np.float32)}
     check_runs(sessions, feed)
@@ -170,6 +170,7 @@ def cmd_bench(args, console: Console) -> int:
                     f"{first.median_ms / lat.median_ms:7.2f}x")
     if args.json:
         _write_json(args.json, {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
+                                "providers": list(args.providers),
                                 "models": {n: {**lat.as_dict(), "fps": lat.fps} for n, lat in latencies.items()}})
     return EXIT_OK
 
@@ -206,7 +207,7 @@ def cmd_run(args, console: Console) -> int:
         dataset, images = _dataset_or_images(args)
         calib = list_images(args.calib, recursive=True) if args.calib else list(dataset.images if dataset else images)
         job = run_job(model, stage, [*recipes, *contrast], calib, dataset, images, threads=args.threads,
-                      runs=args.runs, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
+                      runs=args.runs, providers=args.providers, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
                       progress=console.progress,
                       on_variant=lambda v: console.say(f"built {v.name}: {out_dir / v.path.name}")
                       if v.quantized else None)
@@ -344,6 +345,20 @@ def _add_data_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
 
 
+def _add_providers(p: argparse.ArgumentParser) -> None:
+    from quantlab.bench import parse_providers
+
+    def parse(text: str) -> tuple[str, ...]:
+        try:
+            return parse_providers(text)
+        except QuantlabError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    p.add_argument("--providers", type=parse, default=("CPUExecutionProvider",), metavar="EP[,EP...]",
+                   help="onnxruntime execution providers in priority order (default CPUExecutionProvider); "
+                        "a fallback to another provider is an error")
+
+
 def _add_input_hw(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-hw", type=_count(32), nargs=2, metavar=("H", "W"),
                    help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
@@ -379,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory-ratio", type=_budget("max_memory_ratio"),
                    help="largest INT8/FP32 session memory ratio allowed (default: not gated)")
     _add_input_hw(p)
+    _add_providers(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")
@@ -406,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the metrics here")
     p.add_argument("--threads", type=_count(1), default=1)
     _add_input_hw(p)
+    _add_providers(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tune", help="return the most sensitive layers to float until an accuracy budget holds")
@@ -430,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_count(0), default=10)
     p.add_argument("--json", help="write the latencies here")
     _add_input_hw(p)
+    _add_providers(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("compare", help="compare two pytest-benchmark JSON runs (or a storage folder)")

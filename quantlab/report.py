@@ -8,12 +8,14 @@ import json
 import platform
 from pathlib import Path
 
+import onnxruntime as ort
+
 from quantlab import __version__
+from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.pipeline import FP32, JobResult, Variant
-from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.recipes import Mode, QType
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
@@ -23,7 +25,8 @@ MB = 1e6
 def machine_facts(threads: int, providers: tuple[str, ...]) -> dict:
     cpu = detect_cpu()
     return {"cpu": cpu.model, "arch": cpu.arch, "flags": cpu.notable_flags(), "vnni": cpu.has_vnni,
-            "cores": cpu.cores, "onnxruntime": ORT_VERSION, "provider": providers[0], "threads": threads,
+            "cores": cpu.cores, "onnxruntime": ORT_VERSION, "provider": providers[0], "providers": list(providers),
+            "device": ort.get_device(), "threads": threads,
             "python": platform.python_version()}
 
 

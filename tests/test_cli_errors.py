@@ -72,7 +72,8 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, demo_model, demo_data, 
     ["bench", "M", "--runs", "0"],
     ["eval", "M", "--images", "D", "--input-hw", "0", "0"],
     ["quantize", "M", "-o", "x.onnx", "--num-calib", "-1"],
-], ids=["runs-0", "input-hw-0", "num-calib-negative"])
+    ["run", "--providers", "NoSuchExecutionProvider"],
+], ids=["runs-0", "input-hw-0", "num-calib-negative", "unknown-provider"])
 def test_numeric_options_are_checked_when_parsed(args, capsys):
     with pytest.raises(SystemExit) as caught:
         main(args)
