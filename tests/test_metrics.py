@@ -114,12 +114,12 @@ def test_parity_accumulates_over_images_not_averages_per_image():
     """Image 1 is opposite (1 vs -1), image 2 agrees (2 vs 2): one cosine over both is 3/5, not (-1 + 1)/2;
     the largest error, from image 1, is still the maximum after image 2."""
     probs = np.full((ANCHORS, 1), 0.5)
-    first = np.zeros((ANCHORS, 4))
-    first[0, 0] = 2
-    second_out, second_ref = np.zeros((ANCHORS, 4)), np.zeros((ANCHORS, 4))
-    second_out[0, 1], second_ref[0, 1] = 1, -1
-    parity = OutputParity().update(_yolo(second_out, probs), _yolo(second_ref, probs))
-    result = parity.update(_yolo(first, probs), _yolo(first, probs)).compute()
+    agreeing = np.zeros((ANCHORS, 4))
+    agreeing[0, 0] = 2
+    opposite_out, opposite_ref = np.zeros((ANCHORS, 4)), np.zeros((ANCHORS, 4))
+    opposite_out[0, 1], opposite_ref[0, 1] = 1, -1
+    parity = OutputParity().update(_yolo(opposite_out, probs), _yolo(opposite_ref, probs))
+    result = parity.update(_yolo(agreeing, probs), _yolo(agreeing, probs)).compute()
     assert result["boxes"]["cosine"] == pytest.approx(0.6)
     assert result["boxes"]["max_abs"] == 2.0 and result["boxes"]["mean_abs"] == pytest.approx(2 / (2 * 4 * ANCHORS))
 
