@@ -1,12 +1,9 @@
 """Recipes: string-to-enum conversion, validation with the valid choices, auto by CPU."""
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from quantlab.cpu import CpuInfo, parse_cpuinfo
 from quantlab.errors import ConfigError
-from quantlab.gates import Check, parse_check
 from quantlab.recipes import PRESETS, QType, Recipe, auto_recipe, parse_recipe_list, resolve_recipe
 
 
@@ -50,21 +47,6 @@ def test_recipe_lists_are_checked():
     with pytest.raises(ConfigError, match="unknown: choose auto or one of"):
         parse_recipe_list("auto,fastest")
     assert resolve_recipe("ort-default").keep_head_float is False
-
-
-@given(metric=st.sampled_from(["speedup", "size_ratio", "map_drop", "agreement"]),
-       limit=st.floats(0.001, 100, allow_nan=False), suffix=st.sampled_from(["", "x"]))
-def test_gate_strings_round_trip(metric, limit, suffix):
-    check = parse_check(f"{metric}:{limit!r}{suffix if metric == 'speedup' else ''}")
-    assert check == Check(metric, limit)
-
-
-def test_gate_checks_read_like_sentences():
-    assert parse_check("speedup:1.3x").fails({"name": "auto", "speedup": 1.1}) == (
-        "auto: speedup 1.1 is below the minimum 1.3")
-    assert parse_check("map_drop:0.01").fails({"name": "auto", "map_drop": 0.005}) is None
-    with pytest.raises(ConfigError, match="METRIC:LIMIT"):
-        parse_check("fastness:2")
 
 
 def test_cpuinfo_parsing_x86_and_arm():
