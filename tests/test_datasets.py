@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from quantlab.datasets import LabelWarning, label_path, load_dataset, read_labels
-from quantlab.errors import DatasetError
+from quantlab.errors import DatasetError, ImageError
 
 
 def _dataset(tmp_path, labels: dict[str, str], names=("a", "b")):
@@ -74,3 +74,86 @@ def test_unusable_data_yaml_names_the_file(tmp_path, content, message):
     with pytest.raises(DatasetError, match=message) as info:
         load_dataset(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "box", "cls"),
+    [
+        ("1 0.5 0.5 1 1", [0, 0, 200, 100], 1),  # the whole image: 0 and 1 are inside [0, 1]
+        ("0 0 0 0.1 0.2", [-10, -10, 10, 10], 0),  # a centre on the corner is still a valid label
+        ("1.0 0.25 0.75 0.5 0.5", [0, 50, 100, 100], 1),  # a class written as a float
+        ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6", [20, 20, 100, 60], 0),  # a 4-point polygon: its bounding box
+    ],
+    ids=["full-image", "corner", "float-class", "polygon-4"],
+)
+def test_valid_label_lines_at_the_edges(tmp_path, line, box, cls):
+    _dataset(tmp_path, {"one": f"{line}\n\n"})  # a trailing blank line is no label
+    labels = read_labels(tmp_path / "images" / "val" / "one.png", (100, 200), 2)
+    np.testing.assert_allclose(labels.boxes, [box], atol=1e-4)
+    assert labels.class_ids.tolist() == [cls] and labels.boxes.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("-1 0.5 0.5 0.1 0.1", "class -1 is not one of 0..1"),
+        ("0.5 0.5 0.5 0.1 0.1", "class 0.5 is not one of 0..1"),
+        ("0 -0.01 0.5 0.1 0.1", "outside"),
+        ("0 0.5 0.5 0.1 0.1 0.2", "got 6 values"),  # a polygon needs pairs
+    ],
+    ids=["negative-class", "fractional-class", "negative-coordinate", "odd-polygon"],
+)
+def test_more_bad_label_lines(tmp_path, line, problem):
+    _dataset(tmp_path, {"one": f"{line}\n"})
+    with pytest.warns(LabelWarning, match=rf"one.txt:1: .*{problem}"):
+        labels = read_labels(tmp_path / "images" / "val" / "one.png", (100, 100), 2)
+    assert len(labels.boxes) == 0
+
+
+def test_relative_path_is_relative_to_the_yaml_not_the_working_directory(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "imgs" / "val").mkdir(parents=True)
+    (root / "imgs" / "val" / "x.jpg").write_bytes(b"")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "data.yaml").write_text(yaml.safe_dump({"path": "../data", "val": "imgs/val", "names": ["a"]}))
+    monkeypatch.chdir(tmp_path)  # anywhere but the yaml's folder
+    dataset = load_dataset(tmp_path / "cfg" / "data.yaml")
+    assert [p.resolve() for p in dataset.images] == [(root / "imgs" / "val" / "x.jpg").resolve()]
+
+
+def test_absolute_path_lists_and_txt_splits(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"{sub}.png").write_bytes(b"")
+    (tmp_path / "list.txt").write_text("b/b.png\n\n" + str(tmp_path / "a" / "a.png") + "\nnotes.md\n")
+    spec = {"path": str(tmp_path), "val": ["b", "a"], "test": "list.txt", "names": {0: "x", "1": "y"}}
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "data.yaml").write_text(yaml.safe_dump(spec))
+    val = load_dataset(tmp_path / "elsewhere" / "data.yaml")
+    assert [p.name for p in val.images] == ["a.png", "b.png"] and val.names == {0: "x", 1: "y"}
+    test = load_dataset(tmp_path / "elsewhere" / "data.yaml", split="test")
+    assert [p.name for p in test.images] == ["a.png", "b.png"]  # relative lines from `path`; not images: dropped
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "message"),
+    [
+        ({"val": "images", "names": "a b"}, DatasetError, "'names' must be a list or a mapping"),
+        ({"val": "list.txt", "names": ["a"]}, DatasetError, "the 'val' split has no images"),
+        ({"val": "empty", "names": ["a"]}, ImageError, r"empty: no images .* only 1 other files \(\.txt\)"),
+    ],
+    ids=["bad-names", "empty-list", "empty-folder"],
+)
+def test_unusable_splits_and_names(tmp_path, spec, error, message):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "x.png").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    (tmp_path / "list.txt").write_text("notes.md\n")
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(error, match=message):
+        load_dataset(tmp_path / "data.yaml")
+
+
+def test_label_path_outside_an_images_folder_is_beside_the_image(tmp_path):
+    assert label_path(tmp_path / "pics" / "a.JPG") == tmp_path / "pics" / "a.txt"
