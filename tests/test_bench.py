@@ -112,10 +112,17 @@ def test_statistics_known_answers(samples_ms, median, p90, p99, mean):
                                  "mean": latency.mean_ms, "runs": len(samples_ms)}
 
 
-@pytest.mark.parametrize("threads", [1, 3])
+def test_default_rounds_and_warmups(fake_timing):
+    make, log = fake_timing
+    interleaved_latency(make({"fp32": [1] * 100, "auto": [1] * 100}, warmup=10), FEED)
+    assert log.count("fp32") == log.count("auto") == 110  # 10 warm-ups and 100 timed runs each
+
+
+@pytest.mark.parametrize("threads", [None, 1, 3])
 def test_every_session_is_configured_alike(threads):
-    options = session_options(threads)
-    assert options.intra_op_num_threads == threads and options.inter_op_num_threads == 1
+    options = session_options() if threads is None else session_options(threads)
+    assert options.intra_op_num_threads == (threads or 1) and options.inter_op_num_threads == 1
+    assert options.log_severity_level == 3  # errors only: no warnings on every session
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
@@ -149,6 +156,7 @@ def test_sessions_open_from_bytes_unless_the_model_has_external_data(tmp_path, m
 
     monkeypatch.setattr(bench.ort, "InferenceSession", spy)
     session = make_session(path, threads=2)
-    assert calls == [(source_type, 2, ["CPUExecutionProvider"])]
+    make_session(path)
+    assert calls == [(source_type, 2, ["CPUExecutionProvider"]), (source_type, 1, ["CPUExecutionProvider"])]
     out = session.run(None, {"x": np.ones((1, 4), np.float32)})[0]
     np.testing.assert_array_equal(out, [[2, 3, 4, 5]])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from quantlab.detections import MAX_NMS_CANDIDATES, PREDICT_NMS, VAL_NMS, NmsSettings, decode, split_output
+from quantlab.detections import MAX_NMS_CANDIDATES, PREDICT_NMS, Detections, VAL_NMS, NmsSettings, decode, split_output
 from quantlab.errors import ModelError
 from quantlab.preprocess import fit
 
@@ -58,9 +58,14 @@ def test_boxes_map_back_through_the_letterbox():
     np.testing.assert_allclose(dets.boxes[0], [270, 215, 370, 265], atol=1e-3)
 
 
-def test_non_detection_outputs_are_refused():
-    with pytest.raises(ModelError, match="not a YOLOv8 detection output"):
-        split_output(np.zeros((1, 1000), np.float32))
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1000), (2, 8, 100), (1, 4, 100), (1, 100, 4), (1, 1, 8, 100)],
+    ids=["2-d", "batch-of-2", "4-channels", "4-channels-transposed", "4-d"],
+)
+def test_non_detection_outputs_are_refused(shape):
+    with pytest.raises(ModelError, match=rf"output of shape \[{', '.join(map(str, shape))}\] is not a YOLOv8"):
+        split_output(np.zeros(shape, np.float32))
 
 
 def _pair(shift, width=100, first_class=0, second_class=0):
@@ -125,5 +130,6 @@ def test_only_the_top_30000_candidates_enter_nms():
 
 
 def test_empty_output_gives_typed_empty_detections():
-    dets = decode(_output([]), IDENTITY, VAL_NMS)
-    assert len(dets) == 0 and dets.boxes.shape == (0, 4) and dets.class_ids.dtype == np.int64
+    for dets in (decode(_output([]), IDENTITY, VAL_NMS), Detections.empty()):
+        assert len(dets) == 0 and dets.boxes.shape == (0, 4) and dets.scores.shape == dets.class_ids.shape == (0,)
+        assert (dets.boxes.dtype, dets.scores.dtype, dets.class_ids.dtype) == (np.float32, np.float32, np.int64)

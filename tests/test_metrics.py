@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from quantlab.detections import Detections
-from quantlab.metrics import DetectionMAP, OutputParity
+from quantlab.metrics import DetectionMAP, MapResult, OutputParity
 
 NAMES = {0: "a", 1: "b"}
 
@@ -42,10 +42,27 @@ def test_half_the_objects_found_gives_half_the_ap():
     assert result.map50 == pytest.approx(0.5, abs=0.01)
 
 
-def test_a_wrong_class_is_a_miss_and_no_predictions_score_zero():
+def test_a_wrong_class_is_a_miss_and_no_predictions_score_zero(capsys):
     truth = np.array([[10, 10, 50, 50]], np.float32)
     assert DetectionMAP(NAMES).update(_dets(truth, [0.9], [1]), truth, [0]).compute().map50 == 0.0
-    assert DetectionMAP(NAMES).update(Detections.empty(), truth, [0]).compute().map50_95 == 0.0
+    assert DetectionMAP(NAMES).update(Detections.empty(), truth, [0]).compute() == MapResult(
+        0.0, 0.0, {"a": 0.0, "b": 0.0}, 1)
+    assert capsys.readouterr().out == ""  # pycocotools' progress printing is silenced
+
+
+def test_iou_0_52_counts_at_0_50_only():
+    """map50 is the AP at IoU 0.50 exactly: the first of the ten thresholds, not the second (0.55)."""
+    truth = [10, 10, 110, 110]
+    result = DetectionMAP(NAMES).update(_dets([_shifted(truth, 0.52)], [0.9], [0]), np.array([truth]), [0]).compute()
+    assert result.map50 == pytest.approx(1.0) and result.map50_95 == pytest.approx(0.1)
+
+
+def test_detections_count_only_in_their_own_image():
+    """The object of image 1 found in image 2 (same place) is a miss in image 1 and a false positive in 2."""
+    box = np.array([[10, 10, 50, 50]], np.float32)
+    result = (DetectionMAP(NAMES).update(Detections.empty(), box, [0])
+              .update(_dets(box, [0.9], [0]), np.zeros((0, 4)), []).compute())
+    assert result.map50 == 0.0 and result.images == 2
 
 
 def test_parity_separates_box_and_score_channels():
@@ -79,7 +96,7 @@ def test_classes_without_targets_are_left_out_of_the_mean():
 
 
 def test_map_without_targets_is_refused():
-    with pytest.raises(ValueError, match="without any target"):
+    with pytest.raises(ValueError, match="^mAP is undefined without any target box$"):
         DetectionMAP(NAMES).update(_dets([[0, 0, 5, 5]], [0.9], [0]), np.zeros((0, 4)), []).compute()
 
 
@@ -130,14 +147,15 @@ def test_parity_accumulates_over_images_not_averages_per_image():
         (0.0, 0.0, 1.0),  # both all-zero: identical
         (0.0, 0.3, 0.0),  # the candidate lost every score
         (0.3, 0.0, 0.0),  # scores out of nothing
+        (0.01, 0.02, 1.0),  # tiny but parallel: norms below 1 are still a cosine
     ],
-    ids=["both-zero", "output-zero", "reference-zero"],
+    ids=["both-zero", "output-zero", "reference-zero", "tiny"],
 )
-def test_parity_cosine_of_zero_channels(output, reference, cosine):
+def test_parity_cosine_of_zero_and_tiny_channels(output, reference, cosine):
     boxes = np.ones((ANCHORS, 4))
     result = OutputParity().update(_yolo(boxes, np.full((ANCHORS, 2), output)),
                                    _yolo(boxes, np.full((ANCHORS, 2), reference))).compute()
-    assert result["scores"]["cosine"] == cosine
+    assert result["scores"]["cosine"] == pytest.approx(cosine)
 
 
 def test_top1_agreement_counts_anchors_the_reference_is_confident_about():
@@ -149,3 +167,9 @@ def test_top1_agreement_counts_anchors_the_reference_is_confident_about():
     assert result["top1_agreement"] == pytest.approx(2 / 3)
     nothing_confident = OutputParity().update(_yolo(boxes, output), _yolo(boxes, np.full((ANCHORS, 2), 0.1)))
     assert nothing_confident.compute()["top1_agreement"] is None
+    # over images: 2 of 3, then 0 of 1 confident anchors agree -> 2 of 4
+    parity = OutputParity().update(_yolo(boxes, output), _yolo(boxes, reference))
+    other = np.zeros((ANCHORS, 2))
+    other[0] = (0.0, 0.9)
+    parity.update(_yolo(boxes, other[:, ::-1]), _yolo(boxes, other))
+    assert parity.compute()["top1_agreement"] == pytest.approx(2 / 4)

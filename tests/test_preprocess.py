@@ -37,6 +37,7 @@ targets = st.tuples(st.integers(8, 640), st.integers(8, 640))
 )
 def test_letterbox_geometry_matches_hand_computation(image_hw, input_hw, scale, content_hw, pad_left, pad_top):
     geometry, new_hw = fit(image_hw, input_hw)
+    assert (geometry.image_hw, geometry.input_hw) == (image_hw, input_hw)
     assert geometry.scale == pytest.approx(scale)
     assert new_hw == content_hw
     assert (geometry.pad_left, geometry.pad_top) == (pad_left, pad_top)
@@ -107,8 +108,12 @@ def test_boxes_map_with_scale_and_padding_known_answer():
     np.testing.assert_allclose(letterbox_box, [[72, 20, 152, 100]], rtol=1e-6)
     np.testing.assert_allclose(boxes_to_image(letterbox_box, geometry), image_box, rtol=1e-6)
     geometry, _ = fit((100, 480), (192, 320))  # scale 2/3, 62 px on top
-    np.testing.assert_allclose(boxes_to_letterbox(np.array([[30, 30, 60, 90]], np.float32), geometry),
-                               [[20, 82, 40, 122]], rtol=1e-6)
+    two_boxes = np.array([[30, 30, 60, 90], [0, 0, 480, 100]], np.float64)
+    mapped = boxes_to_letterbox(two_boxes, geometry)
+    np.testing.assert_allclose(mapped, [[20, 82, 40, 122], [0, 62, 320, 128.667]], rtol=1e-5)
+    back = boxes_to_image(mapped.astype(np.float64), geometry)
+    assert mapped.dtype == back.dtype == np.float32  # any input dtype, float32 out
+    np.testing.assert_allclose(back, two_boxes, rtol=1e-5)
 
 
 def test_boxes_to_image_clips_to_the_image():
