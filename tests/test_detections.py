@@ -133,3 +133,14 @@ def test_empty_output_gives_typed_empty_detections():
     for dets in (decode(_output([]), IDENTITY, VAL_NMS), Detections.empty()):
         assert len(dets) == 0 and dets.boxes.shape == (0, 4) and dets.scores.shape == dets.class_ids.shape == (0,)
         assert (dets.boxes.dtype, dets.scores.dtype, dets.class_ids.dtype) == (np.float32, np.float32, np.int64)
+
+
+def test_ties_keep_the_earlier_anchor():
+    """Equal scores: the sort is stable, so of two overlapping boxes the lower anchor index survives
+    (numpy's default sort reorders ties among 40 candidates with two score levels)."""
+    rows = [(20 + 30 * (i % 10), 20 + 60 * (i // 10), 20, 20, 0, (0.5, 0.6)[i % 2]) for i in range(20)]
+    rows += [(cx + 1, cy, w, h, cls, prob) for cx, cy, w, h, cls, prob in rows]  # IoU 0.90 twins, anchors 20..39
+    dets = decode(_output(rows, anchors=40), IDENTITY, PREDICT_NMS)
+    expected = np.array([[cx - 10, cy - 10, cx + 10, cy + 10] for cx, cy, *_ in rows[:20]], np.float32)
+    order = np.lexsort((dets.boxes[:, 0], dets.boxes[:, 1]))
+    np.testing.assert_array_equal(dets.boxes[order], expected[np.lexsort((expected[:, 0], expected[:, 1]))])

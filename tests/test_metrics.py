@@ -173,3 +173,12 @@ def test_top1_agreement_counts_anchors_the_reference_is_confident_about():
     other[0] = (0.0, 0.9)
     parity.update(_yolo(boxes, other[:, ::-1]), _yolo(boxes, other))
     assert parity.compute()["top1_agreement"] == pytest.approx(2 / 4)
+
+
+def test_parity_accumulates_in_float64_whatever_the_output_dtype():
+    """Box pixels up to 300 in float16: their squares overflow float16 (max 65504) unless widened first."""
+    boxes = np.full((ANCHORS, 4), 300.0)
+    probs = np.full((ANCHORS, 1), 0.5)
+    output = _yolo(boxes, probs).astype(np.float16)
+    result = OutputParity().update(output, output.copy()).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(1.0)
