@@ -55,3 +55,33 @@ def test_cpuinfo_parsing_x86_and_arm():
     assert parse_cpuinfo(x86) == ("Intel Xeon", frozenset({"fpu", "avx2", "avx512_vnni"}))
     assert parse_cpuinfo(arm)[1] == frozenset({"fp", "asimd", "asimddp"})
     assert _cpu("x86_64", "avx512_vnni").has_vnni and not _cpu("x86_64", "avx2").has_vnni
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"mode": "dynamic", "activation_type": "s8"}, "dynamic quantization computes U8 activations"),
+        ({"quant_format": "qlinear"}, r"QuantFormat 'qlinear' is not valid: choose one of qdq, qoperator"),
+        ({"calibrate_method": "kl"}, "CalibMethod 'kl' is not valid: choose one of minmax, entropy, percentile"),
+        ({"num_calib": -3}, "num_calib must be at least 1, got -3"),
+    ],
+    ids=["dynamic-s8", "format", "calibration", "negative-calib"],
+)
+def test_invalid_settings_name_the_value_and_the_choices(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Recipe("x", **changes)
+
+
+def test_enum_values_and_names_in_any_case():
+    recipe = Recipe("x", mode="DYNAMIC", quant_format="QOperator", calibrate_method="Entropy")
+    assert (recipe.mode.value, recipe.quant_format.value, recipe.calibrate_method.value) == (
+        "dynamic", "qoperator", "entropy")
+    assert recipe.settings()["mode"] == "dynamic" and recipe.settings()["exclude_nodes"] == []
+
+
+def test_a_recipe_passes_through_and_auto_records_its_source():
+    custom = Recipe("mine", per_channel=False)
+    assert resolve_recipe(custom) is custom
+    auto = resolve_recipe("auto", _cpu("x86_64", "avx2"))
+    assert auto == PRESETS["u8s8-rr"].replace(name="auto")  # the preset's settings, renamed
+    assert auto.description.startswith("auto on x86_64: u8s8-rr (")
