@@ -1,71 +1,162 @@
-"""Same-run speedup: interleaved calls, a ratio of medians, a block-bootstrap interval; the setup record."""
+"""Latency measurement (quantlab.bench): interleaved rounds in a rotating order, robust statistics, sessions alike.
 
-import re
+Fake sessions log their calls and a fake clock gives each call a known duration, so the order of calls
+and the statistics are exact, whatever the machine's load.
+"""
 
+import types
+
+import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from quantlab import bench
+from quantlab.bench import Latency, interleaved_latency, make_session, session_options
+
+WARMUP_MS = 1000.0  # a warm-up call is slow; it must never reach the statistics
 
 
 class FakeClock:
-    """perf_counter for bench: advances only when a fake session runs."""
-
     def __init__(self):
         self.now_s = 0.0
 
-    def __call__(self) -> float:
+    def perf_counter(self) -> float:
         return self.now_s
 
 
 class FakeSession:
-    """Records each call in a shared log and takes the next of its durations (ms), cycling."""
+    """run() logs its name in a shared log and takes `durations_ms[i]` on the fake clock for the i-th timed call."""
 
-    def __init__(self, name: str, durations_ms: list[float], clock: FakeClock, log: list[str]):
-        self.name, self.durations_ms, self.clock, self.log = name, durations_ms, clock, log
+    def __init__(self, name, durations_ms, clock, log, warmup):
+        self.name, self.durations_ms, self.clock, self.log, self.warmup = name, list(durations_ms), clock, log, warmup
         self.calls = 0
 
     def run(self, output_names, feed):
-        self.clock.now_s += self.durations_ms[self.calls % len(self.durations_ms)] / 1000.0
-        self.calls += 1
+        assert output_names is None and feed is FEED  # every model gets the same, pre-built input
         self.log.append(self.name)
+        timed = self.calls - self.warmup
+        self.clock.now_s += (WARMUP_MS if timed < 0 else self.durations_ms[timed]) / 1000.0
+        self.calls += 1
+        return [np.zeros((1, 8, 10), np.float32)]
+
+
+FEED = {"images": np.zeros((1, 3, 8, 8), np.float32)}
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(bench.time, "perf_counter", fake)
-    return fake
+def fake_timing(monkeypatch):
+    clock, log = FakeClock(), []
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+
+    def sessions(durations_ms: dict, warmup: int):
+        return {name: FakeSession(name, d, clock, log, warmup) for name, d in durations_ms.items()}
+    return sessions, log
 
 
-def test_speedup_is_a_ratio_of_medians_of_interleaved_runs(clock):
-    log = []
-    # one run in five is a 50x outlier: the median ignores it, a mean would not (ratio of means ~0.36)
-    reference = FakeSession("fp32", [10.0, 10.0, 10.0, 10.0, 500.0], clock, log)
-    candidate = FakeSession("int8", [5.0, 5.0, 5.0, 5.0, 4000.0], clock, log)
-    speedup = bench.interleaved_speedup(reference, candidate, {}, blocks=4, rounds=10, warmup=3)
-    assert speedup.ratio == pytest.approx(2.0)
-    assert speedup.low == pytest.approx(2.0) and speedup.high == pytest.approx(2.0)
-    assert (speedup.blocks, speedup.rounds) == (4, 10)
-    timed = log[2 * 3:]  # after each session's warm-up
-    assert len(timed) == 2 * 4 * 10
-    # interleaved: every round calls both sessions once, never one session's runs back to back
-    rounds = [set(timed[i:i + 2]) for i in range(0, len(timed), 2)]
-    assert rounds == [{"fp32", "int8"}] * len(rounds)
+def test_rounds_rotate_the_order_after_all_warmups(fake_timing):
+    make, log = fake_timing
+    sessions = make({"fp32": [1] * 5, "auto": [1] * 5, "dynamic": [1] * 5}, warmup=2)
+    interleaved_latency(sessions, FEED, runs=5, warmup=2)
+    warmups, rounds = log[:6], log[6:]
+    assert warmups == ["fp32", "fp32", "auto", "auto", "dynamic", "dynamic"]
+    assert [rounds[i:i + 3] for i in range(0, 15, 3)] == [
+        ["fp32", "auto", "dynamic"],
+        ["auto", "dynamic", "fp32"],  # each round starts one model later, so drift hits all alike
+        ["dynamic", "fp32", "auto"],
+        ["fp32", "auto", "dynamic"],
+        ["auto", "dynamic", "fp32"],
+    ]
 
 
-def test_speedup_interval_spans_the_block_ratios(clock):
-    log = []
-    # the candidate drifts slower block after block (each block is 10 rounds): the interval must widen
-    candidate_ms = [5.0] * 10 + [6.0] * 10 + [7.0] * 10 + [8.0] * 10
-    speedup = bench.interleaved_speedup(FakeSession("fp32", [10.0], clock, log),
-                                        FakeSession("int8", candidate_ms, clock, log), {},
-                                        blocks=4, rounds=10, warmup=0)
-    assert 10 / 8 <= speedup.low < speedup.ratio < speedup.high <= 10 / 5
-    assert speedup.ratio == pytest.approx(10 / 6.5)
+def test_each_call_is_timed_alone_and_reported_by_its_median(fake_timing):
+    make, _ = fake_timing
+    durations = {"fp32": [9, 30, 10, 11, 12], "auto": [5, 1, 7, 6, 100]}
+    sessions = make(durations, warmup=3)
+    progress = []
+    latency = interleaved_latency(sessions, FEED, runs=5, warmup=3, progress=progress.append)
+    # medians 11 and 6; the minimum (9, 1) or the mean (14.4, 23.8) would be other numbers
+    assert latency["fp32"].median_ms == pytest.approx(11.0) and latency["auto"].median_ms == pytest.approx(6.0)
+    assert latency["fp32"].mean_ms == pytest.approx(14.4) and latency["auto"].mean_ms == pytest.approx(23.8)
+    assert latency["auto"].p99_ms == pytest.approx(np.percentile(durations["auto"], 99))
+    assert latency["fp32"].runs == latency["auto"].runs == 5
+    assert progress == [1] * 5  # one tick per round
 
 
-def test_bench_setup_names_the_machine_without_revealing_it():
-    setup = bench.bench_setup(2, ["CPUExecutionProvider"])
-    assert re.fullmatch(r"[0-9a-f]{16}", setup["host"])
-    assert setup["threads"] == 2 and setup["providers"] == ["CPUExecutionProvider"]
-    assert {"cpu", "onnxruntime", "python"} <= set(setup)
+def test_one_model_alone_is_measured_too(fake_timing):
+    make, log = fake_timing
+    latency = interleaved_latency(make({"fp32": [3, 1, 2]}, warmup=0), FEED, runs=3, warmup=0)
+    assert log == ["fp32"] * 3 and latency["fp32"].median_ms == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("samples_ms", "median", "p90", "p99", "mean"),
+    [
+        # odd count: the middle value; p90 at rank 3.6 = 4 + 0.6 * 96, p99 at rank 3.96 = 4 + 0.96 * 96
+        ([100, 2, 4, 1, 3], 3.0, 61.6, 96.16, 22.0),
+        # even count: the mean of the two middle values
+        ([1, 2, 3, 10], 2.5, 7.9, 9.79, 4.0),
+        # one sample: every statistic is that sample
+        ([7.5], 7.5, 7.5, 7.5, 7.5),
+    ],
+    ids=["odd", "even", "one"],
+)
+def test_statistics_known_answers(samples_ms, median, p90, p99, mean):
+    latency = Latency.from_samples(samples_ms)
+    assert (latency.median_ms, latency.p90_ms, latency.p99_ms, latency.mean_ms) == pytest.approx(
+        (median, p90, p99, mean))
+    assert latency.runs == len(samples_ms)
+    assert latency.fps == pytest.approx(1000.0 / median)  # frames per second from the median, not the mean
+    assert latency.as_dict() == {"median": latency.median_ms, "p90": latency.p90_ms, "p99": latency.p99_ms,
+                                 "mean": latency.mean_ms, "runs": len(samples_ms)}
+
+
+def test_default_rounds_and_warmups(fake_timing):
+    make, log = fake_timing
+    interleaved_latency(make({"fp32": [1] * 100, "auto": [1] * 100}, warmup=10), FEED)
+    assert log.count("fp32") == log.count("auto") == 110  # 10 warm-ups and 100 timed runs each
+
+
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_every_session_is_configured_alike(threads):
+    options = session_options() if threads is None else session_options(threads)
+    assert options.intra_op_num_threads == (threads or 1) and options.inter_op_num_threads == 1
+    assert options.log_severity_level == 3  # errors only: no warnings on every session
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def _add_model(path, external: bool):
+    """y = x + w, w a (1, 4) initializer of 1..4, saved with its weights in `<name>.data` when external."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    w = numpy_helper.from_array(np.arange(1, 5, dtype=np.float32).reshape(1, 4), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "add", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(path), save_as_external_data=external, location=f"{path.name}.data",
+                    size_threshold=0)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("external", "source_type"),
+    [(False, bytes), (True, str)],  # bytes: any path works; a path: onnxruntime finds the data files beside it
+    ids=["self-contained", "external-data"],
+)
+def test_sessions_open_from_bytes_unless_the_model_has_external_data(tmp_path, monkeypatch, external, source_type):
+    folder = tmp_path / "모델 folder"
+    folder.mkdir()
+    path = _add_model(folder / "add.onnx", external)
+    calls, real = [], ort.InferenceSession
+
+    def spy(source, options, providers):
+        calls.append((type(source), options.intra_op_num_threads, providers))
+        return real(source, options, providers=providers)
+
+    monkeypatch.setattr(bench.ort, "InferenceSession", spy)
+    session = make_session(path, threads=2)
+    make_session(path)
+    assert calls == [(source_type, 2, ["CPUExecutionProvider"]), (source_type, 1, ["CPUExecutionProvider"])]
+    out = session.run(None, {"x": np.ones((1, 4), np.float32)})[0]
+    np.testing.assert_array_equal(out, [[2, 3, 4, 5]])

@@ -1,12 +1,17 @@
 """The calibration reader: seeded sampling, lazy one-image-at-a-time reading, rewind."""
 
+import hashlib
 import tracemalloc
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images
+from quantlab.errors import SkippedImageWarning
+from quantlab.images import read_image
+from quantlab.preprocess import letterbox
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +57,37 @@ def test_reader_memory_stays_bounded(image_folder):
     one_tensor = 3 * 96 * 128 * 4
     assert count == 300
     assert peak < 10 * one_tensor
+
+
+def test_fewer_than_one_image_is_refused(image_folder):
+    with pytest.raises(ValueError, match="num_images must be at least 1, got 0"):
+        sample_images(image_folder, 0, seed=0)
+
+
+def test_asking_for_exactly_all_takes_all_in_order(image_folder):
+    assert sample_images(list(reversed(image_folder[:7])), 7, seed=5) == image_folder[:7]
+
+
+def test_the_digest_is_over_file_names_in_order():
+    """The record of which images calibrated a model: sha256 of the names, one per line."""
+    paths = [Path("/a/x/1.png"), Path("/b/2.png")]
+    assert sample_digest(paths) == hashlib.sha256(b"1.png\n2.png").hexdigest()
+    assert sample_digest(paths) == sample_digest([Path("/elsewhere/1.png"), Path("2.png")])
+
+
+def test_reader_feeds_the_letterboxed_sampled_images_in_order(image_folder):
+    reader = ImageCalibrationReader(image_folder, "images", (96, 128), num_images=3, seed=1)
+    assert reader.paths == sample_images(image_folder, 3, seed=1) and len(reader) == 3
+    for path in reader.paths:
+        np.testing.assert_array_equal(reader.get_next()["images"], letterbox(read_image(path), (96, 128))[0])
+
+
+def test_unreadable_images_are_skipped_with_a_warning_and_not_counted(tmp_path, image_folder):
+    broken = tmp_path / "img_000_broken.png"
+    broken.write_bytes(b"not a png")
+    reader = ImageCalibrationReader([image_folder[0], broken, image_folder[1]], "x", (32, 32), num_images=3)
+    with pytest.warns(SkippedImageWarning, match="img_000_broken.png"):
+        fed = [reader.get_next() for _ in range(3)]
+    assert [f is None for f in fed] == [False, False, True] and reader.used == 2
+    reader.rewind()
+    assert reader.used == 0 and reader.get_next() is not None and reader.used == 1

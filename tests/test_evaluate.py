@@ -1,13 +1,18 @@
-"""Evaluation on the demo model: self-agreement, the broken-head case, and the model card's mAP."""
+"""Evaluation: exact answers from fake sessions with hand-made outputs; the demo model's broken-head case and mAP."""
 
-import tracemalloc
+import types
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import yaml
 
 from quantlab.bench import make_session
-from quantlab.datasets import load_dataset
+from quantlab.datasets import Labels, load_dataset
 from quantlab.demo import load_card
-from quantlab.evaluate import evaluate_models, labelled_samples, unlabelled_samples
+from quantlab.evaluate import Sample, evaluate_models, labelled_samples, unlabelled_samples
+from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
 
@@ -35,16 +40,8 @@ def results(sessions, dataset):
     return evaluate_models(sessions, labelled_samples(dataset), INPUT_HW, dataset.names, reference="fp32")
 
 
-def test_fp32_against_itself_is_perfect(results):
-    fp32 = results["fp32"]
-    assert fp32.agreement == 1.0
-    parity = fp32.parity["output0"]
-    assert parity["boxes"]["cosine"] == pytest.approx(1.0) and parity["scores"]["max_abs"] == 0.0
-    assert parity["top1_agreement"] == 1.0
-
-
-@pytest.mark.slow
 def test_fp32_map_matches_ultralytics_val_in_the_model_card(results):
+    """Not slow: `results` is built for the broken-head test anyway."""
     card = load_card()["ultralytics_val"]
     assert results["fp32"].map.map50_95 == pytest.approx(card["map50_95"], abs=0.02)
     assert results["fp32"].map.map50 == pytest.approx(card["map50"], abs=0.02)
@@ -67,10 +64,139 @@ def test_unlabelled_images_give_agreement_but_no_map(sessions, calib_images):
     assert results["auto"].map is None and results["auto"].agreement > 0.9 and results["auto"].images == 20
 
 
-def test_evaluation_streams_images(sessions, dataset):
-    """200 decoded images would hold ~70 MB; the evaluation holds one image plus small detections."""
-    tracemalloc.start()
-    evaluate_models({"fp32": sessions["fp32"]}, labelled_samples(dataset), INPUT_HW, dataset.names)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert peak < 25e6
+# --- fake sessions: outputs built by hand, so every number has a known answer -------------------
+
+FAKE_HW = (96, 160)
+FAKE_NAMES = {0: "a", 1: "b", 2: "c"}
+
+
+def _output(rows, anchors=20):
+    """(1, 4+3, anchors) from (cx, cy, w, h, class, prob) rows in input pixels."""
+    out = np.zeros((1, 7, anchors), np.float32)
+    for i, (cx, cy, w, h, cls, prob) in enumerate(rows):
+        out[0, :4, i] = (cx, cy, w, h)
+        out[0, 4 + cls, i] = prob
+    return out
+
+
+# The reference model's view of the image. The two class-0 boxes overlap at IoU 0.67: both survive NMS
+# at 0.7. The class-1 box scores 0.1: below predict's 0.25, so it is no object of the reference.
+REFERENCE_ROWS = [(40, 40, 30, 30, 0, 0.9), (46, 40, 30, 30, 0, 0.8), (120, 60, 20, 20, 2, 0.6),
+                  (120, 20, 10, 10, 1, 0.1)]
+
+
+class FakeSession:
+    """Logs each input tensor it is given and returns its fixed output."""
+
+    def __init__(self, output):
+        self.output, self.inputs = output, []
+
+    def get_inputs(self):
+        return [types.SimpleNamespace(name="images")]
+
+    def get_outputs(self):
+        return [types.SimpleNamespace(name="output0")]
+
+    def run(self, output_names, feed):
+        assert output_names == ["output0"] and list(feed) == ["images"]
+        self.inputs.append(feed["images"])
+        return [self.output]
+
+
+def _fake_sessions():
+    # every box 2 px to the right (IoU 0.88), and the reference's 0.1 box scored 0
+    shifted = [(cx + 2, cy, w, h, cls, prob if prob > 0.25 else 0.0) for cx, cy, w, h, cls, prob in REFERENCE_ROWS]
+    wrong_class = [(cx, cy, w, h, (cls + 1) % 3, prob) for cx, cy, w, h, cls, prob in REFERENCE_ROWS]
+    return {"fp32": FakeSession(_output(REFERENCE_ROWS)), "close": FakeSession(_output(shifted)),
+            "blind": FakeSession(_output(wrong_class))}
+
+
+def _image():
+    return np.random.default_rng(0).integers(0, 256, (*FAKE_HW, 3), dtype=np.uint8)
+
+
+def test_every_model_is_compared_with_the_reference_not_with_itself():
+    sessions = _fake_sessions()
+    # labels: the first class-0 box, the class-2 box, and the class-1 box the reference scores only 0.1
+    truth = Labels(np.array([[25, 25, 55, 55], [110, 50, 130, 70], [115, 15, 125, 25]], np.float32),
+                   np.array([0, 2, 1]))
+    samples = [Sample(Path("one.png"), _image(), truth), Sample(Path("two.png"), _image(), truth)]
+    results = evaluate_models(sessions, samples, FAKE_HW, FAKE_NAMES, reference="fp32")
+    fp32, close, blind = results["fp32"], results["close"], results["blind"]
+    # agreement: mAP50 against the reference's predict-default detections
+    assert fp32.agreement == pytest.approx(1.0) and close.agreement == pytest.approx(1.0)
+    assert blind.agreement == 0.0
+    # parity against the reference's raw output: the blind model's scores sit in other channels
+    assert fp32.parity["output0"]["scores"] == {"cosine": pytest.approx(1.0), "max_abs": 0.0, "mean_abs": 0.0}
+    assert blind.parity["output0"]["scores"]["cosine"] == pytest.approx(0.0)
+    assert blind.parity["output0"]["top1_agreement"] == 0.0 and close.parity["output0"]["top1_agreement"] == 1.0
+    assert close.parity["output0"]["boxes"]["max_abs"] == pytest.approx(2.0)  # every cx moved 2 px
+    # mAP against the labels, for each model on its own, with val's conf 0.001: the 0.1 box counts
+    assert fp32.map.map50 == pytest.approx(1.0) and blind.map.map50 == 0.0
+    assert close.map.map50 == pytest.approx(2 / 3)  # two of three classes found
+    assert {r.images for r in results.values()} == {2}
+
+
+def test_every_model_gets_the_same_letterboxed_tensor_once_per_image():
+    sessions = _fake_sessions()
+    image = _image()
+    evaluate_models(sessions, [Sample(Path("one.png"), image, None)], FAKE_HW, FAKE_NAMES, reference="fp32")
+    expected, _ = letterbox(image, FAKE_HW)
+    for session in sessions.values():
+        assert len(session.inputs) == 1
+        np.testing.assert_array_equal(session.inputs[0], expected)
+
+
+def test_without_labels_or_reference_nothing_is_invented():
+    sessions = _fake_sessions()
+    unlabelled = evaluate_models(sessions, [Sample(Path("one.png"), _image(), None)], FAKE_HW, FAKE_NAMES,
+                                 reference="fp32")
+    assert unlabelled["close"].map is None and unlabelled["close"].agreement == pytest.approx(1.0)
+    alone = evaluate_models(sessions, [Sample(Path("one.png"), _image(), None)], FAKE_HW, FAKE_NAMES)
+    assert {(r.map, r.agreement, r.parity) for r in alone.values()} == {(None, None, None)}
+    assert alone["fp32"].as_dict()["map50_95"] is None
+
+
+def test_an_unknown_reference_is_named():
+    with pytest.raises(ValueError, match="reference 'int8' is not one of the sessions: fp32, close, blind"):
+        evaluate_models(_fake_sessions(), [], FAKE_HW, FAKE_NAMES, reference="int8")
+
+
+def test_a_model_agrees_exactly_with_itself_even_when_anchors_have_second_labels():
+    """Agreement takes one label per box: the 0.45 second label of a class-0 box would otherwise outrank
+    the true class-1 box (0.4) and cost class 1 half its AP."""
+    output = _output([(40, 40, 30, 30, 0, 0.9), (120, 60, 20, 20, 1, 0.4)])
+    output[0, 4 + 1, 0] = 0.45
+    results = evaluate_models({"fp32": FakeSession(output)}, [Sample(Path("one.png"), _image(), None)],
+                              FAKE_HW, FAKE_NAMES, reference="fp32")
+    assert results["fp32"].agreement == pytest.approx(1.0)
+
+
+def test_evaluation_streams_samples_one_at_a_time():
+    """Each sample is evaluated before the next is read: memory holds one image, whatever the count."""
+    session = FakeSession(_output(REFERENCE_ROWS))
+    runs_when_read = []
+
+    def samples():
+        for i in range(5):
+            runs_when_read.append(len(session.inputs))
+            yield Sample(Path(f"{i}.png"), _image(), None)
+
+    evaluate_models({"fp32": session}, samples(), FAKE_HW, FAKE_NAMES, reference="fp32")
+    assert runs_when_read == [0, 1, 2, 3, 4]
+
+
+def test_labelled_samples_read_each_image_when_it_is_reached(tmp_path):
+    """An image changed on disk after the first sample was taken is read as it is now: nothing read ahead."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for stem, value in (("a", 10), ("b", 20)):
+        cv2.imwrite(str(tmp_path / "images" / f"{stem}.png"), np.full((8, 8, 3), value, np.uint8))
+        (tmp_path / "labels" / f"{stem}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"val": "images", "names": ["a"]}))
+    samples = labelled_samples(load_dataset(tmp_path / "data.yaml"))
+    first = next(samples)
+    cv2.imwrite(str(tmp_path / "images" / "b.png"), np.full((8, 8, 3), 99, np.uint8))
+    second = next(samples)
+    assert (first.image.max(), second.image.max()) == (10, 99)
+    np.testing.assert_array_equal(second.labels.boxes, [[2, 2, 6, 6]])

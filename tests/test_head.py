@@ -70,3 +70,12 @@ def test_user_passes_merge_with_the_head_pass(demo_onnx, changes, expect):
 def test_unknown_node_names_are_listed(demo_onnx):
     with pytest.raises(ConfigError, match="not_a_node"):
         float_nodes(demo_onnx, resolve_recipe("auto").replace(exclude_nodes=("not_a_node",)))
+
+
+def test_an_explicit_include_beats_every_exclusion(demo_onnx):
+    """Precedence: a node both excluded (by the user or the head pass) and included is quantized."""
+    _, head = yolov8_head_pass(demo_onnx)
+    first_conv = next(n.name for n in demo_onnx.graph.node if n.op_type == "Conv")
+    head_node = sorted(head)[0]
+    recipe = resolve_recipe("auto").replace(exclude_nodes=(first_conv,), include_nodes=(first_conv, head_node))
+    assert float_nodes(demo_onnx, recipe) == head - {head_node}

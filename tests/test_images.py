@@ -66,3 +66,44 @@ def test_folder_without_images_names_folder_and_contents(tmp_path, setup, messag
 def test_missing_folder_is_an_image_error(tmp_path):
     with pytest.raises(ImageError, match="not a directory"):
         list_images(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (np.full((6, 5), 77, np.uint8), np.full((6, 5, 3), 77, np.uint8)),  # grayscale -> 3 equal channels
+        (np.full((6, 5, 3), 200 * 257, np.uint16), np.full((6, 5, 3), 200, np.uint8)),  # 16-bit scaled to 8-bit
+        (np.dstack([np.full((6, 5, 3), 9, np.uint8), np.zeros((6, 5), np.uint8)]), np.full((6, 5, 3), 9, np.uint8)),
+    ],
+    ids=["gray", "16-bit", "bgra"],
+)
+def test_every_png_decodes_to_8bit_bgr(tmp_path, image, expected):
+    ok, data = cv2.imencode(".png", image)
+    (tmp_path / "x.png").write_bytes(data.tobytes())
+    decoded = read_image(tmp_path / "x.png")
+    assert decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_images_in_sub_folders_are_left_out_unless_recursive(tmp_path):
+    _write_jpg(tmp_path / "top.jpg")
+    _write_jpg(tmp_path / "sub" / "deep.TIF")
+    assert [p.name for p in list_images(tmp_path)] == ["top.jpg"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True)] == [
+        "sub/deep.TIF", "top.jpg"]
+
+
+def test_images_are_read_one_at_a_time(tmp_path):
+    """iter_images reads a file only when it is reached: nothing is read ahead or held."""
+    first, second = _write_jpg(tmp_path / "a.jpg", value=10), _write_jpg(tmp_path / "b.jpg", value=20)
+    images = iter_images([first, second])
+    assert next(images)[0] == first
+    _write_jpg(second, value=240)
+    path, image = next(images)
+    assert path == second and abs(int(image.mean()) - 240) <= 2
+
+
+def test_an_empty_file_is_an_image_error_naming_it(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageError, match="empty.png: not a decodable image"):
+        read_image(tmp_path / "empty.png")

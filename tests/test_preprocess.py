@@ -26,14 +26,29 @@ targets = st.tuples(st.integers(8, 640), st.integers(8, 640))
         ((319, 320), (320, 320), 1.0, (319, 320), 0, 0),
         # wide thin image: width-limited, pad (192-1)/2 = 95.5 -> top round(95.4)=95
         ((1, 320), (192, 320), 1.0, (1, 320), 0, 95),
+        # rounding edge: 333 * 0.384 = 127.87 -> 128 wide (truncation gives 127); pad round(95.9) = 96
+        ((500, 333), (192, 320), 0.384, (192, 128), 96, 0),
+        # rounding edge: 100 * 2/3 = 66.67 -> 67 high (truncation gives 66); pad round(62.4) = 62 (63 for 66)
+        ((100, 480), (192, 320), 2 / 3, (67, 320), 0, 62),
+        # a 1-px-wide sliver keeps one column (0.064 would round to 0); pad round(159.5 - 0.1) = 159
+        ((3000, 1), (192, 320), 0.064, (192, 1), 159, 0),
     ],
-    ids=["landscape", "square", "portrait", "odd-pad", "one-row"],
+    ids=["landscape", "square", "portrait", "odd-pad", "one-row", "round-up-width", "round-up-height", "sliver"],
 )
 def test_letterbox_geometry_matches_hand_computation(image_hw, input_hw, scale, content_hw, pad_left, pad_top):
     geometry, new_hw = fit(image_hw, input_hw)
+    assert (geometry.image_hw, geometry.input_hw) == (image_hw, input_hw)
     assert geometry.scale == pytest.approx(scale)
     assert new_hw == content_hw
     assert (geometry.pad_left, geometry.pad_top) == (pad_left, pad_top)
+
+
+def test_content_occupies_exactly_the_rounded_size_at_a_rounding_edge():
+    """333 x 0.384 = 127.87: the content is 128 columns (96..223), padding 96 left and 96 right."""
+    tensor, geometry = letterbox(np.full((500, 333, 3), 7, np.uint8), (192, 320))
+    content_columns = np.nonzero(tensor[0, 0, 100] != np.float32(PAD_VALUE) / np.float32(255))[0]
+    assert (content_columns.min(), content_columns.max()) == (96, 223)
+    assert geometry.scale == pytest.approx(0.384)
 
 
 def test_letterbox_pixels_match_ultralytics_recipe():
@@ -59,9 +74,16 @@ def test_letterbox_shape_range_and_padding(image_hw, input_hw):
         assert np.all(tensor[..., : g.pad_top, :] == pad)
     content = tensor[0, 0] != pad
     rows, cols = np.nonzero(content)
+    assert (rows.min(), cols.min()) == (g.pad_top, g.pad_left)  # content starts right after the padding
     content_h, content_w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-    # the content keeps the aspect ratio to within one pixel
-    assert abs(content_w - image_hw[1] * g.scale) <= 1 and abs(content_h - image_hw[0] * g.scale) <= 1
+    # the content size is the scaled size rounded to the nearest pixel (never truncated), at least 1 px
+    assert content_w == max(1, round(image_hw[1] * g.scale)) and content_h == max(1, round(image_hw[0] * g.scale))
+    assert abs(content_w - image_hw[1] * g.scale) <= 0.5 or content_w == 1
+    assert abs(content_h - image_hw[0] * g.scale) <= 0.5 or content_h == 1
+    # the limiting side fills the input; the padding is split evenly, the odd pixel going right/bottom
+    assert content_h == input_hw[0] or content_w == input_hw[1]
+    assert 0 <= (input_hw[1] - content_w) - 2 * g.pad_left <= 1
+    assert 0 <= (input_hw[0] - content_h) - 2 * g.pad_top <= 1
 
 
 @given(image_hw=sizes, input_hw=targets, data=st.data())
@@ -76,6 +98,22 @@ def test_boxes_round_trip_within_one_pixel(image_hw, input_hw, data):
     back = boxes_to_image(boxes_to_letterbox(box, geometry), geometry)
     # one letterbox pixel, seen from the original image, is 1/scale pixels wide
     assert np.all(np.abs(back - box) <= max(1.0, 1e-3 / geometry.scale))
+
+
+def test_boxes_map_with_scale_and_padding_known_answer():
+    """Scale 0.4, 32 px left: image x 100 -> 32 + 40 = 72; image y 50 -> 20 (no top padding)."""
+    geometry, _ = fit((480, 640), (192, 320))
+    image_box = np.array([[100, 50, 300, 250]], np.float32)
+    letterbox_box = boxes_to_letterbox(image_box, geometry)
+    np.testing.assert_allclose(letterbox_box, [[72, 20, 152, 100]], rtol=1e-6)
+    np.testing.assert_allclose(boxes_to_image(letterbox_box, geometry), image_box, rtol=1e-6)
+    geometry, _ = fit((100, 480), (192, 320))  # scale 2/3, 62 px on top
+    two_boxes = np.array([[30, 30, 60, 90], [0, 0, 480, 100]], np.float64)
+    mapped = boxes_to_letterbox(two_boxes, geometry)
+    np.testing.assert_allclose(mapped, [[20, 82, 40, 122], [0, 62, 320, 128.667]], rtol=1e-5)
+    back = boxes_to_image(mapped.astype(np.float64), geometry)
+    assert mapped.dtype == back.dtype == np.float32  # any input dtype, float32 out
+    np.testing.assert_allclose(back, two_boxes, rtol=1e-5)
 
 
 def test_boxes_to_image_clips_to_the_image():

