@@ -76,7 +76,7 @@ def cmd_demo_data(args, console: Console) -> int:
 
 def cmd_quantize(args, console: Console) -> int:
     from quantlab.images import list_images
-    from quantlab.quantize import quantize_model
+    from quantlab.quantize import METADATA_PREFIX, quantize_model
     from quantlab.recipes import Mode, resolve_recipe
 
     recipe = resolve_recipe("dynamic" if args.mode == "dynamic" and args.recipe == "auto" else args.recipe)
@@ -97,8 +97,8 @@ def cmd_quantize(args, console: Console) -> int:
         console.say(f"calibrated on {result.num_calib} of {len(calib)} images")
     console.say(f"size: {result.source_size_bytes / 1e6:.2f} MB -> {result.size_bytes / 1e6:.2f} MB "
                 f"({result.size_ratio:.2f}x), {result.seconds:.1f} s")
-    if "opset_converted" in (converted := {k.split(".", 1)[1]: v for k, v in result.metadata.items()}):
-        console.say(f"opset raised {converted['opset_converted']} (per-channel quantization needs opset 13)")
+    if opset_change := result.metadata.get(f"{METADATA_PREFIX}opset_converted"):
+        console.say(f"opset raised {opset_change} (per-channel quantization needs opset 13)")
     check = result.self_check
     console.say(f"self-check against FP32: {check.summary()}: {'passed' if check.passed else 'FAILED'}")
     console.say(f"wrote {result.output_path}")
@@ -111,10 +111,9 @@ def cmd_quantize(args, console: Console) -> int:
 
 def cmd_eval(args, console: Console) -> int:
     from quantlab.bench import make_session
+    from quantlab.datasets import check_class_names
     from quantlab.evaluate import evaluate_models, labelled_samples, unlabelled_samples
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
-
-    from quantlab.datasets import check_class_names
 
     info = inspect_model(args.model)
     if args.json:

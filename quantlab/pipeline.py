@@ -38,8 +38,10 @@ def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True) -> 
 
 
 def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
-                  num_calib: int | None = None, input_hw: tuple[int, int] | None = None) -> Variant:
-    """FP32 as given, or the model quantized with the recipe called `name` into out_dir.
+                  num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
+                  exclude_nodes: Sequence[str] = ()) -> Variant:
+    """FP32 as given, or the model quantized with the recipe called `name` (plus `exclude_nodes`
+    kept in float) into out_dir.
 
     A build that fails its self-check is kept (force): the gates and the report judge it.
     """
@@ -49,6 +51,8 @@ def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequ
     recipe = resolve_recipe(name)
     if num_calib is not None:
         recipe = recipe.replace(num_calib=num_calib)
+    if exclude_nodes:
+        recipe = recipe.replace(exclude_nodes=tuple(recipe.exclude_nodes) + tuple(exclude_nodes))
     output = Path(out_dir) / f"{model_path.stem}.{name}.onnx"
     return Variant(name, output, quantize_model(model_path, output, recipe, calib_images, input_hw, force=True))
 

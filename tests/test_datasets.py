@@ -150,7 +150,7 @@ def test_absolute_path_lists_and_txt_splits(tmp_path):
 @pytest.mark.parametrize(
     ("spec", "error", "message"),
     [
-        ({"val": "images", "names": "a b"}, DatasetError, "data.yaml: 'names' must be a list or a mapping"),
+        ({"val": "images", "names": "a b"}, DatasetError, "data.yaml: 'names' must be a non-empty list or a mapping"),
         ({"val": "notes.md", "names": ["a"]}, DatasetError, "split entry 'notes.md' is neither an image folder"),
         ({"val": "list.txt", "names": ["a"]}, DatasetError, "the 'val' split has no images"),
         ({"val": "empty", "names": ["a"]}, ImageError, r"empty: no images .* only 1 other files \(\.txt\)"),

@@ -129,9 +129,12 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
         (["--quantlab-demo", "--quantlab-providers", "NoSuchExecutionProvider"], [],
          r"provider\(s\) NoSuchExecutionProvider not available"),
         (["--quantlab-data", "data/data.yaml"], [], r"--quantlab-data given, but the suite is off"),
+        (["--quantlab-demo", "--quantlab-exclude", "/model.0/conv/Conv,no_such_node"], [],
+         r"--quantlab-exclude: node\(s\) no_such_node not in"),
     ],
     ids=["missing-model", "not-a-detector", "empty-calib", "no-data", "missing-data-yaml", "bad-recipe",
-         "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model"],
+         "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model",
+         "unknown-exclude-node"],
 )
 def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_data, args, ini_lines, message):
     _user_repo(pytester, small_data, ini_lines)

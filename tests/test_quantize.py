@@ -404,21 +404,22 @@ def _fail_renaming(monkeypatch, failure):
 
 
 @pytest.mark.parametrize(
-    ("inject", "failure"),
+    ("inject", "failure", "raised"),
     [
-        (_fail_writing_halfway, OSError(28, "No space left on device")),
-        (_fail_writing_halfway, KeyboardInterrupt()),
-        (_fail_renaming, OSError(18, "Invalid cross-device link")),
+        # an OS failure becomes one OutputError naming the file and the cause
+        (_fail_writing_halfway, OSError(28, "No space left on device"), (OutputError, "No space left on device")),
+        (_fail_writing_halfway, KeyboardInterrupt(), (KeyboardInterrupt, None)),
+        (_fail_renaming, OSError(18, "Invalid cross-device link"), (OutputError, "int8.onnx: cannot write")),
     ],
     ids=["disk-full-mid-write", "interrupt-mid-write", "rename-fails"],
 )
 def test_a_failed_write_keeps_the_previous_output_whole(tmp_path, demo_model, fake_onnxruntime, monkeypatch,
-                                                         inject, failure):
+                                                         inject, failure, raised):
     out = tmp_path / "out"
     out.mkdir()
     (out / "int8.onnx").write_bytes(b"previous result")
     inject(monkeypatch, failure)
-    with pytest.raises(type(failure)):
+    with pytest.raises(raised[0], match=raised[1]):
         quantize_model(demo_model, out / "int8.onnx", _recipe("dynamic"))
     assert sorted(p.name for p in out.iterdir()) == ["int8.onnx"]  # no temporary file left
     assert (out / "int8.onnx").read_bytes() == b"previous result"

@@ -16,7 +16,7 @@ from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
 from quantlab.pipeline import FP32, Variant, build_variant, probe_input
 from quantlab.quantize import read_metadata
-from quantlab.recipes import resolve_recipe
+from quantlab.recipes import Recipe, resolve_recipe
 from quantlab.suite.settings import TUNED, SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune
@@ -45,13 +45,21 @@ class Artifacts:
     def _key(self, name: str) -> str:
         """The content hash of one INT8 build: model bytes, recipe, calibration sample, versions."""
         suite = self.suite
-        recipe = resolve_recipe(suite.recipes[0] if name == TUNED else name).replace(num_calib=suite.num_calib)
+        recipe = self._recipe(name)
         sample = sample_images(suite.calib_images, recipe.num_calib, recipe.seed)
         parts = {"model": self._model_digest, "recipe": recipe.settings(), "calib": file_digest(sample)}
         if name == TUNED:
             evaluated = suite.dataset.images if suite.dataset else suite.calib_images
             parts.update(tuned=self._tune_budget(), evaluated=file_digest(evaluated))
         return content_key(name, **parts)
+
+    def _recipe(self, name: str) -> Recipe:
+        """The recipe `name` builds with: the suite's calibration count, and its float nodes when gated."""
+        suite = self.suite
+        recipe = resolve_recipe(suite.recipes[0] if name == TUNED else name).replace(num_calib=suite.num_calib)
+        if suite.gated(name) and suite.exclude:
+            recipe = recipe.replace(exclude_nodes=tuple(recipe.exclude_nodes) + suite.exclude)
+        return recipe
 
     def variant(self, name: str) -> Variant:
         if name not in self._variants:
@@ -73,7 +81,8 @@ class Artifacts:
             path = self.store.build_once(self._key(name), filename, self._tune)
         else:
             path = self.store.build_once(self._key(name), filename, lambda target: build_variant(
-                name, suite.model, target.parent, suite.calib_images, suite.num_calib))
+                name, suite.model, target.parent, suite.calib_images, suite.num_calib,
+                exclude_nodes=self._recipe(name).exclude_nodes))
         return Variant(name, path)
 
     def _tune_budget(self) -> float:
@@ -83,7 +92,7 @@ class Artifacts:
     def _tune(self, path: Path) -> None:
         """The first recipe, tuned until the suite's accuracy budget holds."""
         suite = self.suite
-        recipe = resolve_recipe(suite.recipes[0]).replace(num_calib=suite.num_calib)
+        recipe = self._recipe(TUNED)
         tune(suite.model, path, recipe, suite.calib_images, suite.dataset, suite.calib_images,
              max_loss=self._tune_budget(), threads=suite.threads)
 

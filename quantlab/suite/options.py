@@ -42,6 +42,8 @@ SETTINGS = (
     Setting("calib", Path, "calibration image folder (default: the data.yaml's val images)"),
     Setting("num_calib", int, "calibration images sampled", 100),
     Setting("recipes", str, "gated recipes, comma-separated", "auto"),
+    Setting("exclude", str, "node names every gated recipe keeps in float, comma-separated (as quantlab "
+                            "quantize --exclude, or the list quantlab tune prints)"),
     Setting("threads", int, "intra-op threads of every session", 1),
     Setting("providers", str, "onnxruntime execution providers, comma-separated", "CPUExecutionProvider"),
     Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "

@@ -19,7 +19,7 @@ from quantlab.errors import QuantlabError
 from quantlab.gates import Budgets, Check
 from quantlab.images import list_images
 from quantlab.memory import can_measure
-from quantlab.onnxmodel import inspect_model
+from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.pipeline import FP32, variant_names
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
 from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
@@ -40,6 +40,7 @@ class SuiteConfig:
     providers: tuple[str, ...]
     budgets: Budgets
     tune: bool = False
+    exclude: tuple[str, ...] = ()  # nodes every gated recipe keeps in float
 
     @property
     def variants(self) -> list[str]:
@@ -76,6 +77,10 @@ def read_suite(config: pytest.Config) -> SuiteConfig:
 def _checked(reader: Reader, model: Path) -> SuiteConfig:
     """Every cheap check: the files exist and decode, the names and numbers are valid. Nothing is built."""
     info = inspect_model(model)
+    exclude = tuple(n.strip() for n in (reader.value("exclude") or "").split(",") if n.strip())
+    unknown = sorted(set(exclude) - {n.name for n in load_model(model, load_external_data=False).graph.node})
+    if unknown:
+        raise pytest.UsageError(f"quantlab: {reader.given('exclude')}: node(s) {', '.join(unknown)} not in {model}")
     data, calib = reader.value("data"), reader.value("calib")
     dataset = load_dataset(data) if data else None
     if dataset is not None:
@@ -107,4 +112,4 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
                                 "measured on this platform (no resource module); leave the budget off here")
     return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
                        tuple(parse_recipe_list(reader.value("recipes"))), reader.value("threads"), providers,
-                       Budgets(**budgets), reader.value("tune"))
+                       Budgets(**budgets), reader.value("tune"), exclude)
