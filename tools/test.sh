@@ -22,4 +22,4 @@ fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 .venv/bin/python -m pytest "$@"
 mkdir -p .benchmarks
-.venv/bin/python -m pytest --benchmark-only --benchmark-json=.benchmarks/latest.json "$@"
+.venv/bin/python -m pytest --benchmark-only -rfE --benchmark-json=.benchmarks/latest.json "$@"
