@@ -4,6 +4,7 @@ Fake sessions log their calls and a fake clock gives each call a known duration,
 and the statistics are exact, whatever the machine's load.
 """
 
+import re
 import types
 
 import numpy as np
@@ -160,3 +161,33 @@ def test_sessions_open_from_bytes_unless_the_model_has_external_data(tmp_path, m
     assert calls == [(source_type, 2, ["CPUExecutionProvider"]), (source_type, 1, ["CPUExecutionProvider"])]
     out = session.run(None, {"x": np.ones((1, 4), np.float32)})[0]
     np.testing.assert_array_equal(out, [[2, 3, 4, 5]])
+
+
+def test_speedup_is_a_ratio_of_medians_of_interleaved_runs(fake_timing):
+    """One run in five is a 50x outlier: the median ignores it, a mean would not (ratio of means ~0.36)."""
+    make, log = fake_timing
+    sessions = make({"fp32": [10.0, 10.0, 10.0, 10.0, 500.0] * 8, "int8": [5.0, 5.0, 5.0, 5.0, 4000.0] * 8}, warmup=3)
+    speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=10, warmup=3)
+    assert speedup.ratio == pytest.approx(2.0)
+    assert speedup.low == pytest.approx(2.0) and speedup.high == pytest.approx(2.0)
+    assert (speedup.blocks, speedup.rounds) == (4, 10)
+    timed = log[2 * 3:]  # after each session's warm-up
+    assert len(timed) == 2 * 4 * 10
+    # interleaved: every round calls both sessions once, never one session's runs back to back
+    assert [set(timed[i:i + 2]) for i in range(0, len(timed), 2)] == [{"fp32", "int8"}] * (len(timed) // 2)
+
+
+def test_speedup_interval_spans_the_block_ratios(fake_timing):
+    """The candidate drifts slower block after block (10 rounds each): the interval must widen."""
+    make, _ = fake_timing
+    sessions = make({"fp32": [10.0] * 40, "int8": [5.0] * 10 + [6.0] * 10 + [7.0] * 10 + [8.0] * 10}, warmup=0)
+    speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=10, warmup=0)
+    assert 10 / 8 <= speedup.low < speedup.ratio < speedup.high <= 10 / 5
+    assert speedup.ratio == pytest.approx(10 / 6.5)
+
+
+def test_bench_setup_names_the_machine_without_revealing_it():
+    setup = bench.bench_setup(2, ["CPUExecutionProvider"])
+    assert re.fullmatch(r"[0-9a-f]{16}", setup["host"])
+    assert setup["threads"] == 2 and setup["providers"] == ["CPUExecutionProvider"]
+    assert {"cpu", "onnxruntime", "python"} <= set(setup)
