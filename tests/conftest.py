@@ -40,3 +40,10 @@ def model_copy(tmp_path, demo_model):
 @pytest.fixture(scope="session")
 def demo_onnx(demo_model):
     return onnx.load(str(demo_model))
+
+
+@pytest.fixture
+def outside_xdist(monkeypatch):
+    """A pytest started from this test must not believe it is an xdist worker (under `pytest -n`)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)

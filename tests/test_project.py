@@ -95,6 +95,7 @@ def test_the_workflow_lint_can_fail(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("outside_xdist")
 def test_the_suite_runs_on_another_model_in_an_awkward_path(tmp_path, demo_model, demo_data):
     """What a user does: point `pytest` and `pytest --benchmark-only` at their own model and data."""
     model = tmp_path / "내 모델 folder" / "my model.onnx"

@@ -16,6 +16,7 @@ from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.usefixtures("outside_xdist")  # each test starts a pytest of its own
 
 # quantlab's gates use only these lines: one sentence each
 FAILURE_SENTENCE = r"{variant}: {metric} [-0-9.e]+ is {relation} {limit} \({option}\)"
