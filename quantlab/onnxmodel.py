@@ -68,12 +68,23 @@ def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+# Ops that put the selection of boxes inside the graph: an end-to-end export's (1, 300, 6) rows are
+# already boxes, scores and classes, and read as a raw output they would look like 2 classes
+END_TO_END_OPS = frozenset({"NonMaxSuppression", "TopK"})
+
+
 def _check_task(model: onnx.ModelProto, path: Path) -> None:
-    """Refuse what quantlab would decode wrongly: Ultralytics tasks other than detect."""
-    task = _metadata(model).get("task")
+    """Refuse what quantlab would decode wrongly: Ultralytics tasks other than detect, end-to-end exports."""
+    meta = _metadata(model)
+    task = meta.get("task")
     if task and task != "detect":
         raise ModelError(f"{path}: an Ultralytics '{task}' model; quantlab evaluates detect models only "
                          "(its outputs would be misread)")
+    selection = next((n for n in model.graph.node if n.op_type in END_TO_END_OPS), None)
+    if meta.get("end2end") == "True" or selection is not None:
+        found = f"node '{selection.name}' is {selection.op_type}" if selection is not None else "end2end=True"
+        raise ModelError(f"{path}: an end-to-end export ({found}: boxes are selected inside the model); "
+                         "re-export the raw head (Ultralytics: end2end=False, nms=False)")
     output = model.graph.output[0]
     dims = _dims(output)
     if len(dims) != 3:

@@ -1,6 +1,7 @@
 """Never a silent wrong verdict: models quantlab would get wrong are refused in one line, and every
 quantized model passes a self-check against FP32 before it is written."""
 
+import numpy as np
 import onnx
 import pytest
 
@@ -79,6 +80,7 @@ def test_a_fixed_batch_of_4_is_refused_with_the_shape(tmp_path, demo_onnx):
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("task", "segment", "'segment' model"),  # Ultralytics says what it is: its output would be misread
     ("names", "{0: 'a', 1: 'b'}", "lists 2 classes but its output has 4"),  # a pose/seg output without task
+    ("end2end", "True", "an end-to-end export"),  # YOLOv10/YOLO26 end2end: (1, 300, 6) rows are boxes already
 ])
 def test_models_whose_outputs_would_be_misread_are_refused(tmp_path, demo_onnx, key, value, message):
     edited = onnx.ModelProto()
@@ -86,6 +88,17 @@ def test_models_whose_outputs_would_be_misread_are_refused(tmp_path, demo_onnx, 
     onnx.helper.set_model_props(edited, {**{p.key: p.value for p in edited.metadata_props}, key: value})
     with pytest.raises(ModelError, match=message):
         inspect_model(_save(edited, tmp_path / "m.onnx"))
+
+
+def test_an_export_with_nms_inside_is_refused(tmp_path, demo_onnx):
+    """nms=True exports end in NonMaxSuppression, end2end ones in TopK: their (1, 300, 6) reads as 2 classes."""
+    edited = onnx.ModelProto()
+    edited.CopyFrom(demo_onnx)
+    edited.graph.initializer.append(onnx.numpy_helper.from_array(np.array([300], np.int64), "k"))
+    edited.graph.node.append(onnx.helper.make_node("TopK", ["output0", "k"], ["top_values", "top_indices"],
+                                                   axis=2, name="/model.23/TopK"))
+    with pytest.raises(ModelError, match="end-to-end export .*'/model.23/TopK' is TopK"):
+        inspect_model(_save(edited, tmp_path / "e2e.onnx"))
 
 
 @pytest.mark.slow
