@@ -80,12 +80,33 @@ def refuse_overwriting_inputs(inputs: Iterable[str | Path], files: Iterable[str 
                                   "replaced; choose another output folder")
 
 
+def _check_parents_are_folders(path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{path}: {parent} is a file, not a folder")
+            return
+
+
+def refuse_same_outputs(*paths: str | Path) -> None:
+    """Raise OutputError when two outputs of one command are the same path (one would replace the other)."""
+    seen: dict[Path, Path] = {}
+    for path in (Path(p) for p in paths if p):
+        key = _absolute(path)
+        if key in seen:
+            raise OutputError(f"{path}: given for two outputs of this command; give each its own path")
+        seen[key] = path
+
+
 def check_output_file(destination: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
     """Fail before any work if `destination` cannot be written as a file; create missing parents."""
     destination = _absolute(destination)
     refuse_overwriting_inputs(inputs, files=[destination])
+    _check_parents_are_folders(destination)
     if destination.is_dir():
         raise OutputError(f"{destination}: is a directory; give a file path")
+    if destination.exists() and not destination.is_file():  # a device, a pipe, /dev/stdout: never renamed over
+        raise OutputError(f"{destination}: not a regular file (a device, pipe or socket); give a file path")
     if len(os.fsencode(destination.name)) > _name_max(destination.parent if destination.parent.is_dir() else
                                                        Path(destination.anchor)):
         raise OutputError(f"{destination}: file name too long for this file system")
@@ -120,14 +141,44 @@ def atomic_write_bytes(destination: Path, data: bytes) -> None:
         raise
 
 
+def _written_by_quantlab(folder: Path) -> set[str] | None:
+    """The files the marker of `folder` lists (relative POSIX paths), or None when it has no marker."""
+    marker = folder / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return set(json.loads(marker.read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _files_below(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir()} - {MARKER}
+
+
 def check_output_folder(folder: str | Path) -> Path:
-    """A folder quantlab may fill: absent, empty, or marked as quantlab's own; else OutputError."""
+    """A folder quantlab may fill: absent, empty, or marked as quantlab's own and holding only what
+    it wrote (its marker lists the files); else OutputError. A symlinked folder is followed."""
     folder = _absolute(folder)
+    if folder.is_symlink():
+        folder = folder.resolve()
+    _check_parents_are_folders(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder}: exists and is not a folder; give a folder path")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
-        raise OutputError(f"{folder}: this folder holds files quantlab did not write; "
-                          "give a new or empty folder (quantlab replaces only folders it made)")
+    cwd = Path.cwd().resolve()
+    if folder.resolve() == cwd or folder.resolve() in cwd.parents:
+        raise OutputError(f"{folder}: is the current folder (or holds it) and would be replaced; "
+                          "give a sub-folder such as ./quantlab-out")
+    if folder.is_dir() and any(folder.iterdir()):
+        written = _written_by_quantlab(folder)
+        if written is None:
+            raise OutputError(f"{folder}: this folder holds files quantlab did not write; "
+                              "give a new or empty folder (quantlab replaces only folders it made)")
+        added = sorted(_files_below(folder) - written)
+        if added:
+            raise OutputError(f"{folder}: holds {len(added)} file(s) quantlab did not write "
+                              f"({', '.join(added[:3])}{', ...' if len(added) > 3 else ''}) and would delete them "
+                              "when it replaces the folder; move them out or give another folder")
     if len(os.fsencode(folder.name)) + 24 > _name_max(folder.parent if folder.parent.is_dir() else
                                                       Path(folder.anchor)):
         raise OutputError(f"{folder}: folder name too long for this file system")
@@ -139,7 +190,8 @@ def staged_folder(destination: str | Path, command: str) -> Iterator[Path]:
     """Yield a fresh sibling staging folder; on success it replaces `destination` whole.
 
     Until the swap the previous folder stays untouched; on any error or interrupt the staging
-    folder is removed and the error propagates. The folder gets a marker naming `command`.
+    folder is removed and the error propagates. The folder gets a marker naming `command` and
+    listing the files written, so a later command can tell them from files a user added.
     """
     destination = check_output_folder(destination)
     try:
@@ -148,8 +200,9 @@ def staged_folder(destination: str | Path, command: str) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"{destination}: cannot create a folder beside it ({exc.strerror or exc})") from exc
     try:
-        (stage / MARKER).write_text(json.dumps({"command": command, "quantlab": __version__}) + "\n")
         yield stage
+        marker = {"command": command, "quantlab": __version__, "files": sorted(_files_below(stage))}
+        (stage / MARKER).write_text(json.dumps(marker) + "\n")
         os.chmod(stage, 0o777 & ~_umask())
         _swap_in(stage, destination)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ def sample_images(paths: Sequence[Path], num_images: int, seed: int) -> list[Pat
 
 def sample_digest(paths: Sequence[Path]) -> str:
     """sha256 over the sampled file names, to record which images calibrated a model."""
-    return hashlib.sha256("\n".join(p.name for p in paths).encode()).hexdigest()
+    return hashlib.sha256(b"\n".join(os.fsencode(p.name) for p in paths)).hexdigest()  # any file name
 
 
 class ImageCalibrationReader(CalibrationDataReader):

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quantlab import __version__
-from quantlab.atomicio import atomic_write_bytes, check_output_file, refuse_overwriting_inputs, staged_folder
+from quantlab.atomicio import (atomic_write_bytes, check_output_file, refuse_overwriting_inputs, refuse_same_outputs,
+                               staged_folder)
 from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
@@ -131,13 +132,14 @@ def cmd_eval(args, console: Console) -> int:
     names = dataset.names if dataset else info.class_names
     total = len(dataset.images) if dataset else len(images)
     results = evaluate_models(sessions, samples, resolve_input_hw(info, _hw(args.input_hw)), names,
-                              reference=args.reference, progress=console.progress("evaluate", total))
+                              reference=args.reference, progress=console.progress("evaluate", total),
+                              source=args.data or args.images)
     result = results[args.model].as_dict()
     for key in ("map50", "map50_95", "agreement"):
         if result[key] is not None:
-            console.say(f"{key}: {result[key]:.4f}")
+            print(f"{key}: {result[key]:.4f}")  # results print even with --quiet
     for output, parity in (result["parity"] or {}).items():
-        console.say(f"{output}: box cosine {parity['boxes']['cosine']:.4f}, score cosine "
+        print(f"{output}: box cosine {parity['boxes']['cosine']:.4f}, score cosine "
                     f"{parity['scores']['cosine']:.4f}, score max |err| {parity['scores']['max_abs']:.4f}")
     if args.json:
         _write_json(args.json, result)
@@ -163,10 +165,11 @@ def cmd_bench(args, console: Console) -> int:
     latencies = interleaved_latency(sessions, feed, runs=args.runs, warmup=args.warmup,
                                     progress=console.progress("benchmark", args.runs))
     first = next(iter(latencies.values()))
-    console.say(f"{'model':50s} {'median ms':>10s} {'p90 ms':>8s} {'p99 ms':>8s} {'FPS':>8s} {'speedup':>8s}")
+    print(f"{'model':50s} {'median ms':>10s} {'p90 ms':>8s} {'p99 ms':>8s} {'FPS':>8s} {'speedup':>8s}")
     for name, lat in latencies.items():
-        console.say(f"{name[-50:]:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
-                    f"{first.median_ms / lat.median_ms:7.2f}x")
+        shown = name if len(name) <= 50 else "..." + name[-47:]
+        print(f"{shown:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
+              f"{first.median_ms / lat.median_ms:7.2f}x")
     if args.json:
         _write_json(args.json, {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
                                 "providers": list(args.providers),
@@ -229,6 +232,7 @@ def cmd_tune(args, console: Console) -> int:
     output = Path(os.path.abspath(args.output)) if args.output else out_dir / f"{Path(args.model).stem}.tuned.onnx"
     inputs = [args.model, args.data, args.images, args.calib]
     refuse_overwriting_inputs(inputs, files=[output], folders=[out_dir])
+    refuse_same_outputs(output, out_dir / "tune.json", out_dir / "tune.md")
     in_out_dir = output.parent == out_dir
     if not in_out_dir:
         check_output_file(output, inputs=inputs)
@@ -286,6 +290,7 @@ def cmd_export(args, console: Console) -> int:
 
     if not (args.bigger_is_better or args.smaller_is_better):
         raise InputError("give --bigger-is-better FILE and/or --smaller-is-better FILE to write")
+    refuse_same_outputs(args.bigger_is_better, args.smaller_is_better)
     for target in (p for p in (args.bigger_is_better, args.smaller_is_better) if p):
         check_output_file(target, inputs=[args.run])
     bigger, smaller = github_benchmark(newest(args.run))
@@ -363,14 +368,23 @@ def _add_input_hw(p: argparse.ArgumentParser) -> None:
                    help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in the one line every other error uses (exit 2)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("quantlab").strip()
+        self.exit(EXIT_USAGE, f"quantlab: error: {command + ': ' if command else ''}{message} "
+                              f"(see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from quantlab.gates import Budgets
     from quantlab.recipes import recipe_choices
 
     budgets = Budgets()
-    parser = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="quantlab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"quantlab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("run", help="FP32 vs INT8 variants: build, evaluate, time, report (the main job)")
     p.add_argument("--model", help="FP32 ONNX model (default: the embedded demo model)")

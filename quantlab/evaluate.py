@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from quantlab.datasets import Dataset, Labels, read_labels
-from quantlab.errors import ImageError, ModelError, first_line
+from quantlab.errors import DatasetError, ImageError, ModelError, first_line
 from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode
 from quantlab.images import iter_images
 from quantlab.metrics import DetectionMAP, MapResult, OutputParity
@@ -74,10 +74,11 @@ def run_first_output(session: ort.InferenceSession, output_name: str, feed: dict
 
 def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Iterable[Sample],
                     input_hw: tuple[int, int], names: dict[int, str], reference: str | None = None,
-                    progress: Callable[[int], None] | None = None) -> dict[str, EvalResult]:
+                    progress: Callable[[int], None] | None = None, source: str = "images") -> dict[str, EvalResult]:
     """Evaluate every session on the same samples, read and preprocessed once each.
 
     reference: the name of the session (usually FP32) that agreement and parity compare against.
+    source: the folder or data.yaml the samples come from, named in errors.
     """
     if reference is not None and reference not in sessions:
         raise ValueError(f"reference {reference!r} is not one of the sessions: {', '.join(sessions)}")
@@ -86,8 +87,9 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
     maps = {name: DetectionMAP(names) for name in sessions}
     agreements = {name: DetectionMAP(names) for name in sessions}
     parities = {name: OutputParity() for name in sessions}
-    count, labelled = 0, False
+    count, labelled, first = 0, False, None
     for sample in samples:
+        first = first or sample.path
         tensor, geometry = letterbox(sample.image, input_hw)
         outputs = {name: run_first_output(s, output_names[name], {input_names[name]: tensor}, name, sample.path)
                    for name, s in sessions.items()}
@@ -103,7 +105,11 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
         if progress is not None:
             progress(1)
     if count == 0:
-        raise ImageError("no image could be decoded, so nothing was evaluated (see the warnings above)")
+        raise ImageError(f"{source}: no image could be decoded, so nothing was evaluated (see the warnings above)")
+    if labelled and not next(iter(maps.values())).has_targets:  # a data.yaml promised labels; none came
+        raise DatasetError(f"{first.parent}: none of the {count} images has a usable label line (label files "
+                           "missing, empty or every line skipped), so mAP cannot be measured; check the labels/ "
+                           "folder beside images/, or evaluate with --images and a reference")
     results = {}
     for name in sessions:
         agreement = None

@@ -80,6 +80,9 @@ def yolov8_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 6
 def user_pass(recipe: Recipe, model: onnx.ModelProto) -> NodeSets:
     """The user's own --exclude and --include node names, checked against the graph."""
     names = {n.name for n in model.graph.node}
+    both = sorted(set(recipe.exclude_nodes) & set(recipe.include_nodes))
+    if both:
+        raise ConfigError(f"node(s) both excluded and included: {', '.join(both)}; name each in one list only")
     unknown = sorted((set(recipe.exclude_nodes) | set(recipe.include_nodes)) - names)
     if unknown:
         sample = ", ".join(sorted(names)[:5])

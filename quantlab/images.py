@@ -20,7 +20,7 @@ def list_images(directory: str | Path, recursive: bool = False) -> list[Path]:
     if not root.is_dir():
         raise ImageError(f"{root}: not a directory of images")
     candidates = root.rglob("*") if recursive else root.iterdir()
-    files = [p for p in candidates if p.is_file()]
+    files = [p for p in candidates if p.is_file() or (p.is_symlink() and not p.exists())]  # dangling: warned later
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         others = sorted({p.suffix.lower() or "(no suffix)" for p in files})

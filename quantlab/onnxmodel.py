@@ -12,6 +12,7 @@ from onnx import TensorProto
 from quantlab.errors import ModelError
 
 DEFAULT_INPUT_HW = (640, 640)  # Ultralytics' default imgsz, used when the model's H/W are dynamic
+MAX_STRIDE = 32  # YOLO's deepest feature map: a dynamic input's H and W must divide by it
 # Ops that mean a model is already quantized (QDQ, QOperator or dynamic): quantizing again breaks it
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
                            "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
@@ -40,6 +41,8 @@ class ModelInfo:
 def load_model(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
     """Parse an ONNX file (Python file I/O, so any path works) and check it."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, not an ONNX file")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     try:
@@ -87,6 +90,10 @@ def _check_task(model: onnx.ModelProto, path: Path) -> None:
                          "re-export the raw head (Ultralytics: end2end=False, nms=False)")
     output = model.graph.output[0]
     dims = _dims(output)
+    if output.type.tensor_type.elem_type != TensorProto.FLOAT:
+        kind = TensorProto.DataType.Name(output.type.tensor_type.elem_type)
+        raise ModelError(f"{path}: output '{output.name}' is {kind}; quantlab compares float32 YOLOv8 outputs "
+                         "(box pixels and class probabilities)")
     if len(dims) != 3:
         outputs = ", ".join(f"{o.name} {_shape_text(_dims(o))}" for o in model.graph.output)
         raise ModelError(f"{path}: the first output is not a YOLOv8 detection output (1, 4+classes, anchors); "
@@ -157,6 +164,9 @@ def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = Non
             raise ModelError(f"{info.path}: input size {info.input_hw} is fixed in the model; "
                              f"{tuple(requested_hw)} was requested")
         return info.input_hw
+    if requested_hw and any(d % MAX_STRIDE for d in requested_hw):
+        raise ModelError(f"{info.path}: input size {tuple(requested_hw)} requested; YOLO's height and width must be "
+                         f"multiples of its largest stride, {MAX_STRIDE}")
     return tuple(requested_hw) if requested_hw else DEFAULT_INPUT_HW
 
 

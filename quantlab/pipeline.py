@@ -107,7 +107,8 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
     else:
         samples = unlabelled_samples(eval_images)
         names, total, source = info.class_names, len(eval_images), "images"
-    evaluations = evaluate_models(sessions, samples, hw, names, reference=FP32, progress=progress("evaluate", total))
+    evaluations = evaluate_models(sessions, samples, hw, names, reference=FP32, progress=progress("evaluate", total),
+                                  source=source if dataset is not None else str(Path(eval_images[0]).parent))
     feed = probe_input(model_path, (dataset.images if dataset else eval_images)[0], input_hw)
     latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
     memories = {v.name: measure_memory(v.path, hw, threads, providers) for v in variants}

@@ -137,11 +137,14 @@ def _check_feeds(reader: ImageCalibrationReader | None, calib_images: Sequence[P
 
 def _failure_cause(recipe: Recipe, prepared: onnx.ModelProto, input_hw: tuple[int, int], info: ModelInfo) -> str:
     """The likeliest reason an INT8 model disagrees with FP32, in words."""
-    head_found = bool(yolov8_head_pass(prepared, input_hw)[1])
+    head = yolov8_head_pass(prepared, input_hw)[1]
+    if head & set(recipe.include_nodes):
+        return (f"--include quantized head node(s) {', '.join(sorted(head & set(recipe.include_nodes))[:3])}: one "
+                "INT8 scale then spans box pixels and class probabilities")
     if not recipe.keep_head_float:
         return (f"recipe '{recipe.name}' quantizes the detection head: one INT8 scale spans box pixels and "
                 "class probabilities (use recipe auto)")
-    if not head_found:
+    if not head:
         return (f"the YOLOv8 head was not found, so it was quantized (outputs seen: {', '.join(info.output_names)}; "
                 "keep it in float with --exclude NODE ...)")
     return "the quantized layers lose too much (try quantlab tune, or --exclude the most sensitive layers)"

@@ -65,6 +65,9 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
     checks = budgets.checks(labelled, speed_gated) if (q and entry["gated"]) else []
     entry["self_check"] = q.self_check.as_dict() if q and q.self_check else None
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
+    if checks and entry["map_drop"] is None and entry["agreement"] is None:
+        entry["failures"].append(f"{variant.name}: accuracy not measured: the FP32 model detects nothing on these "
+                                 "images, so there is nothing to agree with")
     if entry["gated"] and q and q.self_check and not q.self_check.passed:
         entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
     entry["verdict"] = verdict(entry, budgets)
@@ -92,9 +95,11 @@ def verdict(entry: dict, budgets: Budgets) -> str:
         parts.append(f"accuracy drop over budget (mAP50-95 -{drop:.3f} > {budgets.max_map_drop:g})")
     elif drop is None and agreement is not None and agreement < budgets.min_agreement:
         parts.append(f"detections disagree with FP32 (agreement {agreement:.3f} < {budgets.min_agreement:g})")
+    elif drop is None and agreement is None:
+        parts.append("accuracy not measured (the FP32 model detects nothing on these images)")
     else:
         parts.append("as accurate" + (f" (mAP50-95 {-drop:+.3f})" if drop is not None else
-                                      f" (agreement {agreement:.3f})" if agreement is not None else ""))
+                                      f" (agreement {agreement:.3f})"))
     if not recipe["keep_head_float"] and (drop or 0) > budgets.max_map_drop:
         parts.append("the detection head was quantized: one scale spans box pixels and class probabilities")
     return "; ".join(parts)

@@ -77,7 +77,9 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, demo_model, demo_data, 
 def test_numeric_options_are_checked_when_parsed(args, capsys):
     with pytest.raises(SystemExit) as caught:
         main(args)
-    assert caught.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and len(err.strip().splitlines()) == 1  # one line, not argparse's usage block
+    _one_error_line(err)
 
 
 def test_a_label_file_that_is_not_utf8_names_the_file(tmp_path, demo_model, demo_data):
@@ -133,3 +135,64 @@ def test_the_readme_documents_every_exit_code():
     readme = (DEMO_DIR.parent.parent / "README.md").read_text()
     for code in ExitCode:
         assert f"`{code.value}`" in readme, f"exit code {code.value} ({code.name}) is not in the README"
+
+
+def _dynamic_hw(tmp_path, demo_onnx):
+    model = onnx.ModelProto()
+    model.CopyFrom(demo_onnx)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "h", "w"
+    onnx.save(model, str(tmp_path / "dynamic-hw.onnx"))
+    return tmp_path / "dynamic-hw.onnx"
+
+
+def _int64_output(tmp_path, demo_onnx):
+    model = onnx.ModelProto()
+    model.CopyFrom(demo_onnx)
+    output = model.graph.output[0]
+    model.graph.node.append(onnx.helper.make_node("Cast", [output.name], ["as_int"], to=onnx.TensorProto.INT64))
+    output.name, output.type.tensor_type.elem_type = "as_int", onnx.TensorProto.INT64
+    onnx.save(model, str(tmp_path / "int64.onnx"))
+    return tmp_path / "int64.onnx"
+
+
+@pytest.mark.parametrize(("make_args", "fragments"), [
+    # found by a new-user sweep: each was a traceback, a wrong cause, or a silent wrong result
+    (lambda t, m, d, o: ["eval", _dynamic_hw(t, o), "--reference", m, "--images", d.parent / "images" / "calib",
+                         "--input-hw", "190", "321"], ["multiples of", "32"]),
+    (lambda t, m, d, o: ["eval", _int64_output(t, o), "--reference", m, "--images", d.parent / "images" / "calib"],
+     ["int64.onnx", "is INT64"]),
+    (lambda t, m, d, o: ["bench", t], ["is a directory, not an ONNX file"]),
+    (lambda t, m, d, o: ["tune", m, "--images", d.parent / "images" / "calib", "--out", t / "o", "-o",
+                         t / "o" / "tune.json"], ["tune.json", "two outputs"]),
+    (lambda t, m, d, o: ["eval", m, "--data", _data_yaml(t, d, path=str(_unlabelled(t, d)), val="images")],
+     ["images", "none of the 3 images has a usable label line"]),
+], ids=["input-hw-not-a-multiple-of-32", "int64-output", "model-is-a-directory", "two-outputs-one-path",
+        "data-yaml-without-labels"])
+def test_sweep_findings_are_one_line_and_exit_2(tmp_path, demo_model, demo_data, demo_onnx, capsys, make_args,
+                                                fragments):
+    args = make_args(tmp_path, demo_model, demo_data, demo_onnx)
+    assert main([str(a) for a in args]) == ExitCode.USAGE
+    line = _one_error_line(capsys.readouterr().err)
+    assert all(fragment in line for fragment in fragments), line
+
+
+def _unlabelled(tmp_path, demo_data):
+    """Three val images with no labels/ folder beside them: a data.yaml then promises labels it lacks."""
+    folder = tmp_path / "unlabelled"
+    (folder / "images").mkdir(parents=True)
+    for image in sorted((demo_data.parent / "images" / "val").iterdir())[:3]:
+        (folder / "images" / image.name).write_bytes(image.read_bytes())
+    return folder
+
+
+def test_results_print_even_with_quiet(demo_model, demo_data, capsys):
+    assert main(["eval", str(demo_model), "--reference", str(demo_model), "--data", str(demo_data), "--quiet"]) == 0
+    assert "map50_95: " in capsys.readouterr().out
+
+
+def test_a_calibration_file_name_that_is_not_utf8_is_fine(tmp_path):
+    from quantlab.calibration import sample_digest
+
+    names = [tmp_path / "a\udcff.jpg", tmp_path / "b.jpg"]  # b"a\xff.jpg" on disk, as os.listdir gives it
+    assert sample_digest(names) != sample_digest(names[::-1])

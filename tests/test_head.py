@@ -72,10 +72,17 @@ def test_unknown_node_names_are_listed(demo_onnx):
         float_nodes(demo_onnx, resolve_recipe("auto").replace(exclude_nodes=("not_a_node",)))
 
 
-def test_an_explicit_include_beats_every_exclusion(demo_onnx):
-    """Precedence: a node both excluded (by the user or the head pass) and included is quantized."""
+def test_an_explicit_include_beats_the_head_pass(demo_onnx):
+    """Precedence: a head node the user includes is quantized; the rest of the head stays float."""
     _, head = yolov8_head_pass(demo_onnx)
     first_conv = next(n.name for n in demo_onnx.graph.node if n.op_type == "Conv")
     head_node = sorted(head)[0]
-    recipe = resolve_recipe("auto").replace(exclude_nodes=(first_conv,), include_nodes=(first_conv, head_node))
-    assert float_nodes(demo_onnx, recipe) == head - {head_node}
+    recipe = resolve_recipe("auto").replace(exclude_nodes=(first_conv,), include_nodes=(head_node,))
+    assert float_nodes(demo_onnx, recipe) == (head - {head_node}) | {first_conv}
+
+
+def test_a_node_both_excluded_and_included_by_the_user_is_refused(demo_onnx):
+    first_conv = next(n.name for n in demo_onnx.graph.node if n.op_type == "Conv")
+    recipe = resolve_recipe("auto").replace(exclude_nodes=(first_conv,), include_nodes=(first_conv,))
+    with pytest.raises(ConfigError, match="both excluded and included"):
+        float_nodes(demo_onnx, recipe)

@@ -107,3 +107,13 @@ def test_an_empty_file_is_an_image_error_naming_it(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     with pytest.raises(ImageError, match="empty.png: not a decodable image"):
         read_image(tmp_path / "empty.png")
+
+
+def test_a_dangling_symlink_is_skipped_with_a_warning(tmp_path):
+    """Was: dropped without a word, while a 0-byte file got a warning."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    paths = list_images(tmp_path)
+    assert [p.name for p in paths] == ["a.png", "gone.jpg"]
+    with pytest.warns(SkippedImageWarning, match="gone.jpg"):
+        assert [p.name for p, _ in iter_images(paths)] == ["a.png"]

@@ -134,3 +134,23 @@ def test_a_nan_budget_is_a_usage_error(option, capsys):
     with pytest.raises(SystemExit) as caught:
         main(["run", option, "nan"])
     assert caught.value.code == 2 and "nan" in capsys.readouterr().err
+
+
+def test_a_gate_on_images_where_fp32_detects_nothing_fails(tmp_path, demo_model, capsys):
+    """Was: agreement '-' (nothing to agree with), and the verdict said 'as accurate (gates pass)'."""
+    import cv2
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    for index in range(2):
+        cv2.imwrite(str(blank / f"grey{index}.png"), np.full((192, 320, 3), 114, np.uint8))
+    code = main(["run", "--model", str(demo_model), "--images", str(blank), "--no-contrast", "--runs", "2",
+                 "--num-calib", "2", "--out", str(tmp_path / "out"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1 and "accuracy not measured" in out and "gates pass" not in out
+
+
+def test_an_included_head_node_is_named_as_the_cause(tmp_path, demo_model, calib_images):
+    head_node = "/model.22/Concat_3"  # the final Concat: boxes and scores in one tensor
+    with pytest.raises(SelfCheckError, match=r"--include quantized head node\(s\) /model.22/Concat_3"):
+        quantize_model(demo_model, tmp_path / "int8.onnx", AUTO.replace(include_nodes=(head_node,)), calib_images)

@@ -64,10 +64,43 @@ def test_demo_data_refuses_a_folder_with_the_users_files(tmp_path, capsys):
 def test_demo_data_replaces_a_folder_it_wrote_whole(tmp_path, capsys):
     folder = tmp_path / "demo"
     assert main(["demo-data", str(folder), "--splits", "val"]) == ExitCode.OK
-    (folder / "images" / "val" / "stray.jpg").write_bytes(b"left from before")
     assert main(["demo-data", str(folder), "--splits", "calib"]) == ExitCode.OK
     assert sorted(p.name for p in (folder / "images").iterdir()) == ["calib"]
     assert (folder / MARKER).is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+
+
+def test_a_file_added_to_a_folder_quantlab_wrote_is_never_deleted(tmp_path, capsys):
+    """Was: the marker alone made the folder replaceable, and a user's notes in it were deleted."""
+    folder = tmp_path / "demo"
+    assert main(["demo-data", str(folder), "--splits", "val"]) == ExitCode.OK
+    (folder / "images" / "val" / "my_photo.jpg").write_bytes(b"the user's")
+    assert main(["demo-data", str(folder), "--splits", "calib"]) == ExitCode.USAGE
+    assert "images/val/my_photo.jpg" in capsys.readouterr().err
+    assert (folder / "images" / "val" / "my_photo.jpg").read_bytes() == b"the user's"
+
+
+@pytest.mark.parametrize("make", [
+    lambda t: (t / "dev", os.mkfifo(t / "dev"))[0],  # a pipe: renaming over it would replace it
+    lambda t: (t / "link", os.symlink("/dev/null", t / "link"))[0],  # through a link to a device
+], ids=["fifo", "symlink-to-dev-null"])
+def test_a_destination_that_is_not_a_regular_file_is_refused(tmp_path, demo_model, capsys, make):
+    target = make(tmp_path)
+    assert main(["bench", str(demo_model), "--runs", "1", "--json", str(target)]) == ExitCode.USAGE
+    assert "not a regular file" in capsys.readouterr().err
+    assert not target.is_file()
+
+
+def test_the_current_folder_is_never_the_output_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo-data", ".", "--splits", "val"]) == ExitCode.USAGE
+    assert "is the current folder" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_a_symlinked_output_folder_is_followed(tmp_path, capsys):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert main(["demo-data", str(tmp_path / "link"), "--splits", "val"]) == ExitCode.OK
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "data.yaml").is_file()
 
 
 def _snapshot(folder):
@@ -79,9 +112,9 @@ def test_a_run_that_fails_after_building_leaves_the_previous_output_whole(tmp_pa
     """Was: the old models were replaced and the old report described models that were gone."""
     out = tmp_path / "quantlab-out"
     out.mkdir()
-    (out / MARKER).write_text("{}")
     (out / "report.json").write_text('{"previous": true}')
     (out / "yolov8n_shapes_pruned.auto.onnx").write_bytes(b"the previous model")
+    (out / MARKER).write_text(json.dumps({"files": ["report.json", "yolov8n_shapes_pruned.auto.onnx"]}))
     before = _snapshot(out)
     broken = tmp_path / "broken"
     (broken / "images").mkdir(parents=True)

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import yaml
 
-from quantlab.atomicio import MARKER
 from quantlab.errors import ConfigError, OutputError
 
 CLASS_NAMES = ("circle", "rectangle", "triangle", "star")
@@ -219,7 +218,7 @@ def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, splits=("train"
     if unknown:
         raise ConfigError(f"unknown split(s) {', '.join(sorted(unknown))}: choose from {', '.join(SPLIT_SIZES)}")
     out = Path(out_dir).resolve()
-    if out.exists() and (not out.is_dir() or any(p.name != MARKER for p in out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(f"{out}: not a new or empty folder; the demo dataset is written only into one")
     sizes = {**SPLIT_SIZES, **(sizes or {})}
     for split in splits:

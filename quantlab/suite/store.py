@@ -26,7 +26,7 @@ def file_digest(paths: Iterable[Path]) -> str:
     """sha256 over the names and bytes of `paths`, in the order given."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.name.encode() + b"\0" + Path(path).read_bytes())
+        digest.update(os.fsencode(path.name) + b"\0" + Path(path).read_bytes())
     return digest.hexdigest()
 
 
