@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 
 from quantlab.bench import make_session
 from quantlab.demo import DEMO_MODEL
+from quantlab.demo.shapes import write_dataset
 from quantlab.errors import ConfigError
 from quantlab.gates import Budgets
+from quantlab.images import list_images
 from quantlab.pipeline import split_variant, variant_name, variant_names
+from quantlab.quantize import quantize_model
+from quantlab.recipes import resolve_recipe
 from quantlab.report import fastest_accurate
 from quantlab.runtimes import open_session, parse_runtimes
 
@@ -91,17 +97,38 @@ def test_openvino_results_survive_the_next_run(probe):
     np.testing.assert_array_equal(first, kept)
 
 
-def test_openvino_runs_quantlab_int8(tmp_path, probe):
-    pytest.importorskip("openvino", reason="the openvino extra is not installed")
-    from quantlab.demo.shapes import write_dataset
-    from quantlab.images import list_images
-    from quantlab.quantize import quantize_model
-    from quantlab.recipes import resolve_recipe
+@pytest.fixture(scope="module")
+def int8_models(tmp_path_factory):
+    """{recipe: path} of the demo quantized with auto and ov-conv on 8 calibration images."""
+    folder = tmp_path_factory.mktemp("int8")
+    write_dataset(folder / "data", splits=("calib",), sizes={"calib": 8})
+    calib = list_images(folder / "data" / "images" / "calib")
+    paths = {}
+    for name in ("auto", "ov-conv"):
+        paths[name] = folder / f"{name}.onnx"
+        quantize_model(DEMO_MODEL, paths[name], resolve_recipe(name).replace(num_calib=8), calib, force=True)
+    return paths
 
-    write_dataset(tmp_path / "data", splits=("calib",), sizes={"calib": 8})
-    int8 = tmp_path / "auto.onnx"
-    quantize_model(DEMO_MODEL, int8, resolve_recipe("auto").replace(num_calib=8),
-                   list_images(tmp_path / "data" / "images" / "calib"), force=True)
+
+def _quantized_outputs(path) -> Counter:
+    """Op types of the nodes whose outputs a QuantizeLinear reads: the activations stored as INT8."""
+    graph = onnx.load(str(path)).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    return Counter(producers.get(n.input[0], "input") for n in graph.node if n.op_type == "QuantizeLinear")
+
+
+def test_ov_conv_leaves_silu_in_float(int8_models):
+    auto, ov_conv = _quantized_outputs(int8_models["auto"]), _quantized_outputs(int8_models["ov-conv"])
+    assert auto["Sigmoid"] > 50  # auto: SiLU in INT8 (QLinearSigmoid, QLinearMul)
+    # ov-conv: only what a convolution reads or writes; Sigmoid, MaxPool and Resize stay float
+    assert ov_conv["Sigmoid"] == ov_conv["MaxPool"] == ov_conv["Resize"] == 0
+    assert ov_conv["Conv"] == auto["Conv"] > 60  # the same convolutions in INT8 (the head's decode float in both)
+
+
+@pytest.mark.parametrize("recipe", ["auto", "ov-conv"])
+def test_openvino_runs_quantlab_int8(int8_models, probe, recipe):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    int8 = int8_models[recipe]
     feed = {"images": probe["images"]}
     expected = make_session(int8).run(None, feed)[0]
     got = open_session(int8, "openvino").run(None, feed)[0]
