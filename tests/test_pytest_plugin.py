@@ -112,6 +112,27 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
     assert "collected 4 items" in result.stdout.str() and "test_their_benchmark" in result.stdout.str()  # timed
 
 
+@pytest.mark.slow
+def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, small_data):
+    """--quantlab-runtimes onnxruntime,openvino: every recipe also runs on OpenVINO, under NAME@openvino."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_data = data/data.yaml"])
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--quantlab-calib", "data/images/calib", "--quantlab-num-calib", "8",
+        "--quantlab-recipes", "ov-conv", "--quantlab-runtimes", "onnxruntime,openvino",
+        "--benchmark-json", "bench.json", timeout=900)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    benchmarks = {b["extra_info"]["variant"]: b["extra_info"] for b in
+                  json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
+    assert set(benchmarks) == {"fp32", "ov-conv", "dynamic", "fp32@openvino", "ov-conv@openvino"}
+    assert {n: b["runtime"] for n, b in benchmarks.items()} == {
+        "fp32": "onnxruntime", "ov-conv": "onnxruntime", "dynamic": "onnxruntime",
+        "fp32@openvino": "openvino", "ov-conv@openvino": "openvino"}
+    assert benchmarks["ov-conv@openvino"]["gated"] and not benchmarks["fp32@openvino"]["gated"]
+    assert benchmarks["fp32@openvino"]["recipe"] is None and "openvino" in benchmarks["fp32@openvino"]["setup"]
+    assert benchmarks["ov-conv@openvino"]["recipe"]["op_types"] == ["Conv"]
+
+
 @pytest.mark.parametrize(
     ("args", "ini_lines", "message"),
     [
@@ -132,10 +153,12 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
         (["--quantlab-data", "data/data.yaml"], [], r"--quantlab-data given, but the suite is off"),
         (["--quantlab-demo", "--quantlab-exclude", "/model.0/conv/Conv,no_such_node"], [],
          r"--quantlab-exclude: node\(s\) no_such_node not in"),
+        (["--quantlab-demo", "--quantlab-runtimes", "onnxruntime,tensorrt"], [],
+         r"--quantlab-runtimes.*runtime\(s\) tensorrt unknown: choose from onnxruntime, openvino"),
     ],
     ids=["missing-model", "not-a-detector", "empty-calib", "no-data", "missing-data-yaml", "bad-recipe",
          "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model",
-         "unknown-exclude-node"],
+         "unknown-exclude-node", "unknown-runtime"],
 )
 def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_data, args, ini_lines, message):
     _user_repo(pytester, small_data, ini_lines)
