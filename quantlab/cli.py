@@ -184,18 +184,19 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.gates import Budgets
     from quantlab.images import list_images
     from quantlab.memory import can_measure
-    from quantlab.pipeline import run_job, split_variant
+    from quantlab.pipeline import run_job, split_variant, variant_names
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, relocate, render_markdown, write_report
     from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
 
     out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
+    contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
     try:
         runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(args.runtimes))))
+        variant_names([*recipes, *contrast], runtimes=runtimes)
     except ConfigError as exc:
         raise ConfigError(f"--runtimes: {exc}") from exc
-    contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
     budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup,
                       max_memory_ratio=args.max_memory_ratio)
     if args.max_memory_ratio is not None and not can_measure():

@@ -15,6 +15,7 @@ from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
+from quantlab.errors import ConfigError
 from quantlab.recipes import resolve_recipe
 from quantlab.runtimes import ONNXRUNTIME, open_session
 
@@ -46,14 +47,25 @@ def split_variant(name: str) -> tuple[str, str]:
 def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True,
                   runtimes: Sequence[str] = (ONNXRUNTIME,)) -> list[str]:
     """fp32 first, then each recipe, then dynamic (once), on onnxruntime; then fp32 and each recipe
-    on every other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated)."""
-    names = [FP32, *dict.fromkeys(recipe_names)]
+    on every other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated). A recipe
+    made for some runtimes only (Recipe.runtimes) runs on those; one that none of `runtimes` fits is an error."""
+    recipes = list(dict.fromkeys(recipe_names))
+    for name in recipes:
+        made_for = resolve_recipe(name).runtimes
+        if made_for and not set(made_for) & set(runtimes):
+            raise ConfigError(f"recipe {name!r} is made for {', '.join(made_for)}, which is not among the "
+                              f"runtimes ({', '.join(runtimes)}): add {made_for[0]}")
+    names = [FP32, *(n for n in recipes if _fits(n, ONNXRUNTIME))]
     if include_dynamic and DYNAMIC not in names:
         names.append(DYNAMIC)
     for runtime in dict.fromkeys(runtimes):
         if runtime != ONNXRUNTIME:
-            names += [variant_name(n, runtime) for n in [FP32, *dict.fromkeys(recipe_names)] if n != DYNAMIC]
+            names += [variant_name(n, runtime) for n in [FP32, *recipes] if n != DYNAMIC and _fits(n, runtime)]
     return names
+
+
+def _fits(name: str, runtime: str) -> bool:
+    return name == FP32 or not resolve_recipe(name).runtimes or runtime in resolve_recipe(name).runtimes
 
 
 def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],

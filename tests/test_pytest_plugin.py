@@ -4,6 +4,7 @@ Only test_a_fresh_repository_gets_the_gates_and_readable_failures quantizes (for
 to fail); the others check configuration, which quantizes nothing.
 """
 
+import importlib.util
 import json
 import re
 import shutil
@@ -114,8 +115,11 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
 
 @pytest.mark.slow
 def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, small_data):
-    """--quantlab-runtimes onnxruntime,openvino: every recipe also runs on OpenVINO, under NAME@openvino."""
-    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    """--quantlab-runtimes onnxruntime,openvino: the recipes also run on OpenVINO, under NAME@openvino."""
+    # find_spec, not an import: pytester drops modules imported during a test, and OpenVINO's native
+    # module cannot be imported twice in one process (later tests would skip)
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("the openvino extra is not installed")
     _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_data = data/data.yaml"])
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--quantlab-calib", "data/images/calib", "--quantlab-num-calib", "8",
@@ -124,10 +128,9 @@ def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, s
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     benchmarks = {b["extra_info"]["variant"]: b["extra_info"] for b in
                   json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
-    assert set(benchmarks) == {"fp32", "ov-conv", "dynamic", "fp32@openvino", "ov-conv@openvino"}
+    # ov-conv is made for OpenVINO: it runs there only
     assert {n: b["runtime"] for n, b in benchmarks.items()} == {
-        "fp32": "onnxruntime", "ov-conv": "onnxruntime", "dynamic": "onnxruntime",
-        "fp32@openvino": "openvino", "ov-conv@openvino": "openvino"}
+        "fp32": "onnxruntime", "dynamic": "onnxruntime", "fp32@openvino": "openvino", "ov-conv@openvino": "openvino"}
     assert benchmarks["ov-conv@openvino"]["gated"] and not benchmarks["fp32@openvino"]["gated"]
     assert benchmarks["fp32@openvino"]["recipe"] is None and "openvino" in benchmarks["fp32@openvino"]["setup"]
     assert benchmarks["ov-conv@openvino"]["recipe"]["op_types"] == ["Conv"]

@@ -28,10 +28,19 @@ from quantlab.runtimes import open_session, parse_runtimes
     # another runtime repeats fp32 and the recipes under NAME@RUNTIME, not dynamic (onnxruntime's contrast)
     (["auto", "ort-default"], ("onnxruntime", "openvino"),
      ["fp32", "auto", "ort-default", "dynamic", "fp32@openvino", "auto@openvino", "ort-default@openvino"]),
-], ids=["onnxruntime-only", "with-openvino"])
+    # a recipe made for OpenVINO runs there only
+    (["auto", "ov-conv"], ("onnxruntime", "openvino"),
+     ["fp32", "auto", "dynamic", "fp32@openvino", "auto@openvino", "ov-conv@openvino"]),
+], ids=["onnxruntime-only", "with-openvino", "openvino-recipe"])
 def test_variant_names_per_runtime(names, runtimes, expected):
     assert variant_names(names, runtimes=runtimes) == expected
     assert [variant_name(*split_variant(n)) for n in expected] == expected
+
+
+def test_a_recipe_for_another_runtime_alone_is_refused():
+    with pytest.raises(ConfigError, match=r"^recipe 'ov-conv' is made for openvino, which is not among the runtimes "
+                                          r"\(onnxruntime\): add openvino$"):
+        variant_names(["auto", "ov-conv"], runtimes=("onnxruntime",))
 
 
 def test_unknown_runtime_lists_the_choices():
@@ -117,12 +126,19 @@ def _quantized_outputs(path) -> Counter:
     return Counter(producers.get(n.input[0], "input") for n in graph.node if n.op_type == "QuantizeLinear")
 
 
+def _int8_convs(path) -> int:
+    """Convolutions whose input and weight both come from DequantizeLinear."""
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(n.op_type == "Conv" and {n.input[0], n.input[1]} <= dequantized for n in graph.node)
+
+
 def test_ov_conv_leaves_silu_in_float(int8_models):
     auto, ov_conv = _quantized_outputs(int8_models["auto"]), _quantized_outputs(int8_models["ov-conv"])
-    assert auto["Sigmoid"] > 50  # auto: SiLU in INT8 (QLinearSigmoid, QLinearMul)
-    # ov-conv: only what a convolution reads or writes; Sigmoid, MaxPool and Resize stay float
-    assert ov_conv["Sigmoid"] == ov_conv["MaxPool"] == ov_conv["Resize"] == 0
-    assert ov_conv["Conv"] == auto["Conv"] > 60  # the same convolutions in INT8 (the head's decode float in both)
+    assert auto["Sigmoid"] > 50 and auto["Conv"] > 60  # auto: SiLU in INT8 (QLinearSigmoid, QLinearMul)
+    # ov-conv: only what a convolution reads; its output, Sigmoid, MaxPool and Resize stay float
+    assert ov_conv["Conv"] == ov_conv["Sigmoid"] == ov_conv["MaxPool"] == ov_conv["Resize"] == 0
+    assert _int8_convs(int8_models["ov-conv"]) == _int8_convs(int8_models["auto"]) > 60  # the same INT8 convs
 
 
 @pytest.mark.parametrize("recipe", ["auto", "ov-conv"])

@@ -105,6 +105,7 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
                                 f"onnxruntime {ort.__version__}: choose from {available}")
     try:
         runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(reader.value("runtimes")))))
+        variant_names(parse_recipe_list(reader.value("recipes")), runtimes=runtimes)
     except QuantlabError as exc:
         raise pytest.UsageError(f"quantlab: {reader.given('runtimes')}: {exc}") from None
     budgets = {}
