@@ -52,6 +52,7 @@ def candidates() -> dict:
         "s8s8": PRESETS["s8s8"],
         # for OpenVINO, which fuses SiLU into the convolution: INT8 where its kernels take INT8
         "conv-add-concat-pool": auto.replace(name="cacp", op_types=("Conv", "Add", "Concat", "MaxPool", "Resize")),
+        "ov-conv": PRESETS["ov-conv"],  # Conv inputs only: its outputs float too
         "conv-only-per-tensor": auto.replace(name="conv-pt", op_types=("Conv",), per_channel=False),
         "conv-only-early-float": auto.replace(name="conv-early", op_types=("Conv",), exclude_nodes=_nodes(model, EARLY)),
         "conv-only-s8": auto.replace(name="conv-s8", op_types=("Conv",), activation_type="s8"),
