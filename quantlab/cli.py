@@ -187,13 +187,19 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.gates import Budgets
     from quantlab.images import list_images
     from quantlab.memory import can_measure
-    from quantlab.pipeline import run_job
+    from quantlab.pipeline import run_job, split_variant, variant_names
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, relocate, render_markdown, write_report
+    from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
 
     out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
+    try:
+        runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(args.runtimes))))
+        variant_names([*recipes, *contrast], runtimes=runtimes)
+    except ConfigError as exc:
+        raise ConfigError(f"--runtimes: {exc}") from exc
     budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup,
                       max_memory_ratio=args.max_memory_ratio)
     if args.max_memory_ratio is not None and not can_measure():
@@ -209,11 +215,12 @@ def cmd_run(args, console: Console) -> int:
         dataset, images = _dataset_or_images(args)
         calib = list_images(args.calib, recursive=True) if args.calib else list(dataset.images if dataset else images)
         job = run_job(model, stage, [*recipes, *contrast], calib, dataset, images, threads=args.threads,
-                      runs=args.runs, providers=args.providers, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
-                      progress=console.progress,
+                      runs=args.runs, providers=args.providers, runtimes=runtimes, num_calib=args.num_calib,
+                      input_hw=_hw(args.input_hw), progress=console.progress,
                       on_variant=lambda v: console.say(f"built {v.name}: {out_dir / v.path.name}")
                       if v.quantized else None)
-        report = relocate(build_report(job, model, gated=set(recipes), budgets=budgets), stage, out_dir)
+        gated = {v.name for v in job.variants if split_variant(v.name)[0] in recipes}
+        report = relocate(build_report(job, model, gated=gated, budgets=budgets), stage, out_dir)
         paths = write_report(report, stage)
     print(render_markdown(report))
     for path in paths.values():
@@ -408,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest INT8/FP32 session memory ratio allowed (default: not gated)")
     _add_input_hw(p)
     _add_providers(p)
+    p.add_argument("--runtimes", default="onnxruntime", metavar="RT[,RT...]",
+                   help="runtimes that run every variant: onnxruntime (always included: its FP32 is the reference) "
+                        "and openvino (pip install 'quantlab[openvino]')")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")

@@ -65,7 +65,9 @@ def quantize_static(model_in: str, model_out: str, reader, recipe: Recipe, float
         "activation_type": _QTYPES[recipe.activation_type],
         "calibrate_method": _CALIB[recipe.calibrate_method],
         **_nodes(recipe, float_nodes),
-        "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True},
+        "extra_options": {"ActivationSymmetric": False, "WeightSymmetric": True,
+                          **({"OpTypesToExcludeOutputQuantization": list(recipe.float_output_op_types)}
+                             if recipe.float_output_op_types else {})},
     }
     ortq.quantize_static(model_in, model_out, reader, **supported_kwargs(ortq.quantize_static, kwargs))
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantlab.bench import Latency, interleaved_latency, make_session
+from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import Dataset, check_class_names
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import read_image
@@ -14,7 +15,9 @@ from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
+from quantlab.errors import ConfigError
 from quantlab.recipes import resolve_recipe
+from quantlab.runtimes import ONNXRUNTIME, open_session
 
 FP32 = "fp32"
 DYNAMIC = "dynamic"
@@ -22,39 +25,69 @@ DYNAMIC = "dynamic"
 
 @dataclass(frozen=True)
 class Variant:
-    """One model in the comparison: FP32 (quantized is None) or an INT8 build."""
+    """One model in the comparison: FP32 (quantized is None) or an INT8 build, and the runtime that runs it."""
 
     name: str
     path: Path
     quantized: QuantizeResult | None = None
+    runtime: str = ONNXRUNTIME
 
 
-def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True) -> list[str]:
-    """fp32 first, then each recipe, then dynamic (once)."""
-    names = [FP32, *dict.fromkeys(recipe_names)]
+def variant_name(build: str, runtime: str = ONNXRUNTIME) -> str:
+    """'auto' on onnxruntime, 'auto@openvino' on another runtime: one name per (build, runtime)."""
+    return build if runtime == ONNXRUNTIME else f"{build}@{runtime}"
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """'auto@openvino' -> ('auto', 'openvino'); 'auto' -> ('auto', 'onnxruntime')."""
+    build, _, runtime = name.partition("@")
+    return build, runtime or ONNXRUNTIME
+
+
+def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True,
+                  runtimes: Sequence[str] = (ONNXRUNTIME,)) -> list[str]:
+    """fp32 first, then each recipe, then dynamic (once), on onnxruntime; then fp32 and each recipe
+    on every other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated). A recipe
+    made for some runtimes only (Recipe.runtimes) runs on those; one that none of `runtimes` fits is an error."""
+    recipes = list(dict.fromkeys(recipe_names))
+    for name in recipes:
+        made_for = resolve_recipe(name).runtimes
+        if made_for and not set(made_for) & set(runtimes):
+            raise ConfigError(f"recipe {name!r} is made for {', '.join(made_for)}, which is not among the "
+                              f"runtimes ({', '.join(runtimes)}): add {made_for[0]}")
+    names = [FP32, *(n for n in recipes if _fits(n, ONNXRUNTIME))]
     if include_dynamic and DYNAMIC not in names:
         names.append(DYNAMIC)
+    for runtime in dict.fromkeys(runtimes):
+        if runtime != ONNXRUNTIME:
+            names += [variant_name(n, runtime) for n in [FP32, *recipes] if n != DYNAMIC and _fits(n, runtime)]
     return names
+
+
+def _fits(name: str, runtime: str) -> bool:
+    return name == FP32 or not resolve_recipe(name).runtimes or runtime in resolve_recipe(name).runtimes
 
 
 def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
                   num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
                   exclude_nodes: Sequence[str] = ()) -> Variant:
-    """FP32 as given, or the model quantized with the recipe called `name` (plus `exclude_nodes`
-    kept in float) into out_dir.
+    """FP32 as given, or the model quantized with the recipe `name` names (plus `exclude_nodes`
+    kept in float) into out_dir, to run on the runtime `name` names ('auto@openvino').
 
     A build that fails its self-check is kept (force): the gates and the report judge it.
     """
     model_path = Path(model_path)
-    if name == FP32:
-        return Variant(FP32, model_path)
-    recipe = resolve_recipe(name)
+    build, runtime = split_variant(name)
+    if build == FP32:
+        return Variant(name, model_path, runtime=runtime)
+    recipe = resolve_recipe(build)
     if num_calib is not None:
         recipe = recipe.replace(num_calib=num_calib)
     if exclude_nodes:
         recipe = recipe.replace(exclude_nodes=tuple(recipe.exclude_nodes) + tuple(exclude_nodes))
-    output = Path(out_dir) / f"{model_path.stem}.{name}.onnx"
-    return Variant(name, output, quantize_model(model_path, output, recipe, calib_images, input_hw, force=True))
+    output = Path(out_dir) / f"{model_path.stem}.{build}.onnx"
+    return Variant(name, output, quantize_model(model_path, output, recipe, calib_images, input_hw, force=True),
+                   runtime)
 
 
 def probe_input(model_path: Path, image_path: Path, input_hw: tuple[int, int] | None = None) -> dict:
@@ -81,11 +114,14 @@ class JobResult:
 def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_images: Sequence[Path],
             dataset: Dataset | None = None, eval_images: Sequence[Path] = (), threads: int = 1,
             runs: int = 100, providers: Sequence[str] = ("CPUExecutionProvider",),
+            runtimes: Sequence[str] = (ONNXRUNTIME,),
             num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
             progress: Callable[[str, int], Callable[[int], None] | None] = lambda label, total: None,
             on_variant: Callable[[Variant], None] = lambda v: None) -> JobResult:
     """Quantize every variant, evaluate and time them all in this one process, and measure each
-    one's session memory in fresh child processes.
+    one's onnxruntime session memory in fresh child processes.
+
+    Each recipe is quantized once; its file runs on every runtime in `runtimes` (see variant_names).
 
     Evaluation uses `dataset` (labels: mAP) or else `eval_images` (agreement and parity only).
     """
@@ -95,12 +131,14 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
     hw = resolve_input_hw(info, input_hw)
     if dataset is not None:
         check_class_names(dataset, info.class_names, Path(model_path))
-    variants = []
-    for name in variant_names(recipe_names):
-        variant = build_variant(name, model_path, out_dir, calib_images, num_calib, input_hw)
-        on_variant(variant)
-        variants.append(variant)
-    sessions = {v.name: make_session(v.path, threads, providers) for v in variants}
+    variants, built = [], {}
+    for name in variant_names(recipe_names, runtimes=runtimes):
+        build, runtime = split_variant(name)
+        if build not in built:
+            built[build] = build_variant(build, model_path, out_dir, calib_images, num_calib, input_hw)
+            on_variant(built[build])
+        variants.append(dataclasses.replace(built[build], name=name, runtime=runtime))
+    sessions = {v.name: open_session(v.path, v.runtime, threads, providers) for v in variants}
     if dataset is not None:
         samples: Iterable = labelled_samples(dataset)
         names, total, source = dataset.names, len(dataset.images), str(dataset.yaml_path)
@@ -111,5 +149,6 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
                                   source=source if dataset is not None else str(Path(eval_images[0]).parent))
     feed = probe_input(model_path, (dataset.images if dataset else eval_images)[0], input_hw)
     latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
-    memories = {v.name: measure_memory(v.path, hw, threads, providers) for v in variants}
+    memories = {v.name: measure_memory(v.path, hw, threads, providers) if v.runtime == ONNXRUNTIME else None
+                for v in variants}
     return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), source, memories)

@@ -23,7 +23,7 @@ from quantlab import __version__, ortcompat
 from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file
 from quantlab.calibration import ImageCalibrationReader, sample_digest
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
-from quantlab.head import float_nodes, yolov8_head_pass
+from quantlab.head import float_nodes, softmax_before_transpose, yolov8_head_pass
 from quantlab.onnxmodel import ModelInfo, check_quantizable, inspect_model, load_model, resolve_input_hw
 from quantlab.recipes import Mode, Recipe
 from quantlab.verify import CHECK_IMAGES, SelfCheck, self_check
@@ -177,6 +177,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
                              f"(first: {reader.paths[0]})")
         reader.rewind()
     model, opset_change = raise_opset(model, model_path)
+    softmax_before_transpose(model)  # exact, and faster on onnxruntime (the YOLOv8 DFL)
 
     with tempfile.TemporaryDirectory(prefix="quantlab-") as stage_dir:
         stage = Path(stage_dir)

@@ -17,16 +17,18 @@ from quantlab.gates import Budgets
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.pipeline import FP32, JobResult, Variant
 from quantlab.recipes import Mode, QType
+from quantlab.runtimes import ONNXRUNTIME, runtime_version
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
 MB = 1e6
 
 
-def machine_facts(threads: int, providers: tuple[str, ...]) -> dict:
+def machine_facts(threads: int, providers: tuple[str, ...], runtimes: tuple[str, ...] = (ONNXRUNTIME,)) -> dict:
     cpu = detect_cpu()
     return {"cpu": cpu.model, "arch": cpu.arch, "flags": cpu.notable_flags(), "vnni": cpu.has_vnni,
             "cores": cpu.cores, "onnxruntime": ORT_VERSION, "provider": providers[0], "providers": list(providers),
             "device": ort.get_device(), "threads": threads,
+            "runtimes": {r: ORT_VERSION if r == ONNXRUNTIME else runtime_version(r) for r in runtimes},
             "python": platform.python_version()}
 
 
@@ -40,6 +42,7 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
     memory, fp32_memory = job.memories.get(variant.name), job.memories.get(FP32)
     entry = {
         "name": variant.name,
+        "runtime": variant.runtime,
         "path": str(variant.path),
         "size_bytes": size,
         "size_ratio": size / fp32_size,
@@ -77,7 +80,10 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
 def verdict(entry: dict, budgets: Budgets) -> str:
     """A short plain-words judgement of one variant against FP32."""
     if entry["recipe"] is None:
-        return "baseline"
+        if entry["runtime"] == ONNXRUNTIME:
+            return "baseline"
+        return f"FP32 model on {entry['runtime']}: {entry['speedup']:.2f}x onnxruntime FP32's speed; " + (
+            "as accurate" if accurate(entry, budgets) else "accuracy over budget")
     recipe = entry["recipe"]
     parts = [f"{1 / entry['size_ratio']:.1f}x smaller"]
     if entry["speedup"] >= 1:
@@ -105,19 +111,37 @@ def verdict(entry: dict, budgets: Budgets) -> str:
     return "; ".join(parts)
 
 
+def accurate(entry: dict, budgets: Budgets) -> bool:
+    """Within the accuracy budget: the mAP50-95 drop with labels, agreement with FP32 without."""
+    if entry["map_drop"] is not None:
+        return entry["map_drop"] <= budgets.max_map_drop
+    return entry["agreement"] is not None and entry["agreement"] >= budgets.min_agreement
+
+
+def fastest_accurate(variants: list[dict], budgets: Budgets) -> dict | None:
+    """The fastest variant within the accuracy budget, whatever its runtime (FP32 itself qualifies)."""
+    candidates = [v for v in variants if accurate(v, budgets)]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda v: v["speedup"])
+    return {"name": best["name"], "runtime": best["runtime"], "speedup": best["speedup"], "map_drop": best["map_drop"]}
+
+
 def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Budgets) -> dict:
     fp32 = next(v for v in job.variants if v.name == FP32)
     fp32_size = fp32.path.stat().st_size
     first = job.evaluations[FP32]
+    variants = [_variant_entry(v, job, fp32_size, gated, budgets) for v in job.variants]
     return {
         "schema_version": 1,
         "quantlab_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw)},
         "evaluation": {"source": job.eval_source, "images": first.images, "labelled": first.map is not None},
-        "machine": machine_facts(job.threads, job.providers),
+        "machine": machine_facts(job.threads, job.providers, tuple(dict.fromkeys(v.runtime for v in job.variants))),
         "budgets": budgets.as_dict(),
-        "variants": [_variant_entry(v, job, fp32_size, gated, budgets) for v in job.variants],
+        "variants": variants,
+        "fastest_accurate": fastest_accurate(variants, budgets),
     }
 
 
@@ -146,23 +170,29 @@ def render_markdown(report: dict) -> str:
         f"evaluated on {report['evaluation']['images']} images "
         f"({'labelled' if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
         f"Machine: {m['cpu']} ({m['arch']}; {', '.join(m['flags']) or 'no INT8 extensions'}), {m['cores']} cores, "
-        f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}.",
+        f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}"
+        + "".join(f", {r} {v}" for r, v in m.get("runtimes", {}).items() if r != ONNXRUNTIME) + ".",
         "",
-        "| Model | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
+        "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
         "| Agreement | Box cos | Score cos | Session MB | Quantize s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in report["variants"]:
         parity = next(iter((v["parity"] or {}).values()), None)
         lines.append(
-            f"| {v['name']} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
+            f"| {v['name']} | {v.get('runtime', ONNXRUNTIME)} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
             f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} "
             f"| {_fmt(v['memory'] and v['memory']['session_bytes'] / MB, '.1f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
         )
-    lines += ["", "Speed change is FP32 median latency over the variant's, timed interleaved in one process. "
+    best = report.get("fastest_accurate")
+    lines += ["", "Fastest accurate variant: " + (
+        f"**{best['name']}** ({best['speedup']:.2f}x FP32"
+        + (f", mAP50-95 drop {best['map_drop']:.4f})" if best["map_drop"] is not None else ")")
+        if best else "none within the accuracy budget") + "."]
+    lines += ["", "Speed change is onnxruntime FP32 median latency over the variant's, timed interleaved in one process. "
               "Session MB is the peak resident memory an onnxruntime session adds (creation and inference), "
               "measured in a fresh process per model (median of 3; '-' where the platform cannot measure it).", ""]
     lines += ["## Verdicts", ""]

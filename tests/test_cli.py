@@ -35,7 +35,9 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
     jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()))
     names = [v["name"] for v in report["variants"]]
     assert names == ["fp32", "auto", "ort-default", "dynamic"]
-    assert "| Model | Size MB | Latency ms | FPS | Size change | Speed change |" in result.stdout
+    assert "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change |" in result.stdout
+    assert {v["runtime"] for v in report["variants"]} == {"onnxruntime"}
+    assert f"Fastest accurate variant: **{report['fastest_accurate']['name']}**" in result.stdout
     assert (out / "report.md").read_text().startswith("# quantlab report")
     by_name = {v["name"]: v for v in report["variants"]}
     assert by_name["auto"]["gated"] and not by_name["auto"]["failures"]
@@ -88,10 +90,12 @@ def test_quantize_dynamic_needs_no_calibration(tmp_path, demo_model):
         (lambda t, m, c: ["demo-data", t / "d", "--splits", "val,test"], ["unknown split(s) test"]),
         (lambda t, m, c: ["run", "--model", m, "--images", c, "--recipes", "fastest", "--out", t / "o"],
          ["'fastest' is unknown"]),
+        (lambda t, m, c: ["run", "--model", m, "--images", c, "--runtimes", "tensorrt", "--out", t / "o"],
+         ["--runtimes", "tensorrt unknown"]),
     ],
     ids=["missing-model", "not-onnx", "empty-calib", "unwritable-output", "run-unwritable-out", "run-missing-model",
          "run-empty-images", "eval-unlabelled-without-reference", "quantize-without-calib", "unknown-split",
-         "unknown-recipe"],
+         "unknown-recipe", "unknown-runtime"],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, demo_model, demo_data, make_args, fragments):
     calib = demo_data.parent / "images" / "calib"

@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from quantlab.errors import ConfigError
-from quantlab.head import float_nodes, yolov8_head_pass
+from quantlab.head import float_nodes, softmax_before_transpose, yolov8_head_pass
 from quantlab.recipes import resolve_recipe
 
 DECODE_OPS = {"Softmax", "Sigmoid", "Transpose", "Concat", "Conv", "Reshape"}
@@ -86,3 +86,41 @@ def test_a_node_both_excluded_and_included_by_the_user_is_refused(demo_onnx):
     recipe = resolve_recipe("auto").replace(exclude_nodes=(first_conv,), include_nodes=(first_conv,))
     with pytest.raises(ConfigError, match="both excluded and included"):
         float_nodes(demo_onnx, recipe)
+
+
+def _transpose_softmax(perm, axis):
+    """x (2, 3, 5, 7) -> Transpose(perm) -> Softmax(axis) -> y."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 7])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [[2, 3, 5, 7][p] for p in perm])
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="transpose", perm=perm),
+             helper.make_node("Softmax", ["t"], ["y"], name="softmax", axis=axis)]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("perm, axis", [
+    ([0, 2, 1, 3], 1),  # the YOLOv8 DFL: the softmax axis moves from 1 to 2
+    ([3, 0, 2, 1], -1),  # a negative axis counts from the end of the transposed shape
+    ([0, 1, 2, 3], 3),  # an identity perm keeps the axis
+], ids=["dfl", "negative-axis", "identity"])
+def test_softmax_before_transpose_is_exact(perm, axis):
+    import onnxruntime as ort
+
+    def run(model):
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    model = _transpose_softmax(perm, axis)
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 7)).astype(np.float32) * 4
+    expected = run(model)
+    assert softmax_before_transpose(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Softmax", "Transpose"]
+    onnx.checker.check_model(model, full_check=True)
+    np.testing.assert_allclose(run(model), expected, rtol=1e-6)
+
+
+def test_softmax_before_transpose_on_the_demo_head(demo_model):
+    model = onnx.load(str(demo_model))
+    assert softmax_before_transpose(model) == 1
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    assert softmax.name == "/model.22/dfl/Softmax" and softmax.attribute[0].i == 2

@@ -4,6 +4,7 @@ Only test_a_fresh_repository_gets_the_gates_and_readable_failures quantizes (for
 to fail); the others check configuration, which quantizes nothing.
 """
 
+import importlib.util
 import json
 import re
 import shutil
@@ -112,6 +113,29 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
     assert "collected 4 items" in result.stdout.str() and "test_their_benchmark" in result.stdout.str()  # timed
 
 
+@pytest.mark.slow
+def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, small_data):
+    """--quantlab-runtimes onnxruntime,openvino: the recipes also run on OpenVINO, under NAME@openvino."""
+    # find_spec, not an import: pytester drops modules imported during a test, and OpenVINO's native
+    # module cannot be imported twice in one process (later tests would skip)
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("the openvino extra is not installed")
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_data = data/data.yaml"])
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--quantlab-calib", "data/images/calib", "--quantlab-num-calib", "8",
+        "--quantlab-recipes", "ov-conv", "--quantlab-runtimes", "onnxruntime,openvino",
+        "--benchmark-json", "bench.json", timeout=900)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    benchmarks = {b["extra_info"]["variant"]: b["extra_info"] for b in
+                  json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
+    # ov-conv is made for OpenVINO: it runs there only
+    assert {n: b["runtime"] for n, b in benchmarks.items()} == {
+        "fp32": "onnxruntime", "dynamic": "onnxruntime", "fp32@openvino": "openvino", "ov-conv@openvino": "openvino"}
+    assert benchmarks["ov-conv@openvino"]["gated"] and not benchmarks["fp32@openvino"]["gated"]
+    assert benchmarks["fp32@openvino"]["recipe"] is None and "openvino" in benchmarks["fp32@openvino"]["setup"]
+    assert benchmarks["ov-conv@openvino"]["recipe"]["op_types"] == ["Conv"]
+
+
 @pytest.mark.parametrize(
     ("args", "ini_lines", "message"),
     [
@@ -132,10 +156,12 @@ def test_the_plugin_is_inert_until_a_model_is_named(pytester):
         (["--quantlab-data", "data/data.yaml"], [], r"--quantlab-data given, but the suite is off"),
         (["--quantlab-demo", "--quantlab-exclude", "/model.0/conv/Conv,no_such_node"], [],
          r"--quantlab-exclude: node\(s\) no_such_node not in"),
+        (["--quantlab-demo", "--quantlab-runtimes", "onnxruntime,tensorrt"], [],
+         r"--quantlab-runtimes.*runtime\(s\) tensorrt unknown: choose from onnxruntime, openvino"),
     ],
     ids=["missing-model", "not-a-detector", "empty-calib", "no-data", "missing-data-yaml", "bad-recipe",
          "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model",
-         "unknown-exclude-node"],
+         "unknown-exclude-node", "unknown-runtime"],
 )
 def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_data, args, ini_lines, message):
     _user_repo(pytester, small_data, ini_lines)

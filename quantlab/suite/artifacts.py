@@ -3,20 +3,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
 
 from quantlab.atomicio import atomic_write_bytes
-from quantlab.bench import Speedup, interleaved_speedup, make_session
+from quantlab.bench import Speedup, interleaved_speedup
 from quantlab.calibration import sample_images
 from quantlab.datasets import label_path
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
-from quantlab.pipeline import FP32, Variant, build_variant, probe_input
+from quantlab.pipeline import FP32, Variant, build_variant, probe_input, split_variant
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
+from quantlab.runtimes import ONNXRUNTIME, open_session
 from quantlab.suite.settings import TUNED, SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune
@@ -45,6 +47,7 @@ class Artifacts:
     def _key(self, name: str) -> str:
         """The content hash of one INT8 build: model bytes, recipe, calibration sample, versions."""
         suite = self.suite
+        name = split_variant(name)[0]  # one build serves every runtime
         recipe = self._recipe(name)
         sample = sample_images(suite.calib_images, recipe.num_calib, recipe.seed)
         parts = {"model": self._model_digest, "recipe": recipe.settings(), "calib": file_digest(sample)}
@@ -74,6 +77,9 @@ class Artifacts:
 
     def _build(self, name: str) -> Variant:
         suite = self.suite
+        build, runtime = split_variant(name)
+        if runtime != ONNXRUNTIME:
+            return dataclasses.replace(self.variant(build), name=name, runtime=runtime)
         if name == FP32:
             return Variant(FP32, suite.model)
         filename = f"{suite.model.stem}.{name}.onnx"
@@ -98,7 +104,9 @@ class Artifacts:
 
     def session(self, name: str):
         if name not in self._sessions:
-            self._sessions[name] = make_session(self.variant(name).path, self.suite.threads, self.suite.providers)
+            variant = self.variant(name)
+            self._sessions[name] = open_session(variant.path, variant.runtime, self.suite.threads,
+                                                self.suite.providers)
         return self._sessions[name]
 
     def evaluation(self, name: str) -> EvalResult:
@@ -169,6 +177,7 @@ class Artifacts:
         memory, fp32_memory = self.memory(name), self.memory(FP32)
         return {
             "variant": name,
+            "runtime": variant.runtime,
             "size_bytes": size,
             "size_ratio": size / self.info.size_bytes,
             "map50": evaluation.map.map50 if evaluation.map else None,
@@ -178,7 +187,7 @@ class Artifacts:
             "box_cosine": parity.get("boxes", {}).get("cosine"),
             "score_cosine": parity.get("scores", {}).get("cosine"),
             "top1_agreement": parity.get("top1_agreement"),
-            "recipe": json.loads(read_metadata(variant.path)["recipe"]) if name != FP32 else None,
+            "recipe": json.loads(read_metadata(variant.path)["recipe"]) if variant.path != self.suite.model else None,
             "memory_bytes": memory.session_bytes if memory else None,
             "memory_spread": memory.spread if memory else None,
             "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
@@ -187,6 +196,8 @@ class Artifacts:
 
     def memory(self, name: str) -> MemoryUse | None:
         """Session memory of `name`, measured in fresh child processes (None where unmeasurable)."""
+        if name not in self._memories and split_variant(name)[1] != ONNXRUNTIME:
+            self._memories[name] = None  # measured for onnxruntime sessions only
         if name not in self._memories:
             self._memories[name] = measure_memory(self.variant(name).path, self.input_hw, self.suite.threads,
                                                   self.suite.providers)

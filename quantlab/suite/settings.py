@@ -20,8 +20,9 @@ from quantlab.gates import Budgets, Check
 from quantlab.images import list_images
 from quantlab.memory import can_measure
 from quantlab.onnxmodel import inspect_model, load_model
-from quantlab.pipeline import FP32, variant_names
+from quantlab.pipeline import FP32, split_variant, variant_names
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
+from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
 from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
 
 TUNED = "tuned"
@@ -41,22 +42,24 @@ class SuiteConfig:
     budgets: Budgets
     tune: bool = False
     exclude: tuple[str, ...] = ()  # nodes every gated recipe keeps in float
+    runtimes: tuple[str, ...] = (ONNXRUNTIME,)  # every variant runs on each (NAME@RUNTIME past onnxruntime)
 
     @property
     def variants(self) -> list[str]:
-        return variant_names(self.recipes) + ([TUNED] if self.tune else [])
+        return variant_names(self.recipes, runtimes=self.runtimes) + ([TUNED] if self.tune else [])
 
     @property
     def int8_variants(self) -> list[str]:
-        return [v for v in self.variants if v != FP32]
+        return [v for v in self.variants if split_variant(v)[0] != FP32]
 
     @property
     def static_variants(self) -> list[str]:
-        return [v for v in self.int8_variants if v == TUNED or resolve_recipe(v).mode is Mode.STATIC]
+        return [v for v in self.int8_variants if v == TUNED or resolve_recipe(split_variant(v)[0]).mode is Mode.STATIC]
 
     def gated(self, name: str) -> bool:
         """A variant the user asked for (a --quantlab-recipes entry, or tuned), not fp32 or the contrast."""
-        return name != FP32 and (name in self.recipes or name == TUNED)
+        build = split_variant(name)[0]
+        return build in self.recipes or build == TUNED
 
     def check(self, metric: str) -> Check:
         """The budget on `metric`, naming the option that sets it."""
@@ -100,6 +103,11 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
         available = ", ".join(ort.get_available_providers())
         raise pytest.UsageError(f"quantlab: provider(s) {', '.join(missing) or '(none)'} not available in "
                                 f"onnxruntime {ort.__version__}: choose from {available}")
+    try:
+        runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(reader.value("runtimes")))))
+        variant_names(parse_recipe_list(reader.value("recipes")), runtimes=runtimes)
+    except QuantlabError as exc:
+        raise pytest.UsageError(f"quantlab: {reader.given('runtimes')}: {exc}") from None
     budgets = {}
     for name in BUDGET_NAMES:
         budgets[name] = reader.value(name)
@@ -112,4 +120,4 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
                                 "measured on this platform (no resource module); leave the budget off here")
     return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
                        tuple(parse_recipe_list(reader.value("recipes"))), reader.value("threads"), providers,
-                       Budgets(**budgets), reader.value("tune"), exclude)
+                       Budgets(**budgets), reader.value("tune"), exclude, runtimes)

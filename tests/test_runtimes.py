@@ -1,0 +1,152 @@
+"""Runtimes beside recipes: names, the missing-extra message, and OpenVINO running quantlab's models."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+
+from quantlab.bench import make_session
+from quantlab.demo import DEMO_MODEL
+from quantlab.demo.shapes import write_dataset
+from quantlab.errors import ConfigError
+from quantlab.gates import Budgets
+from quantlab.images import list_images
+from quantlab.pipeline import split_variant, variant_name, variant_names
+from quantlab.quantize import quantize_model
+from quantlab.recipes import resolve_recipe
+from quantlab.report import fastest_accurate
+from quantlab.runtimes import open_session, parse_runtimes
+
+
+@pytest.mark.parametrize("names, runtimes, expected", [
+    # onnxruntime alone: the names quantlab always had
+    (["auto"], ("onnxruntime",), ["fp32", "auto", "dynamic"]),
+    # another runtime repeats fp32 and the recipes under NAME@RUNTIME, not dynamic (onnxruntime's contrast)
+    (["auto", "ort-default"], ("onnxruntime", "openvino"),
+     ["fp32", "auto", "ort-default", "dynamic", "fp32@openvino", "auto@openvino", "ort-default@openvino"]),
+    # a recipe made for OpenVINO runs there only
+    (["auto", "ov-conv"], ("onnxruntime", "openvino"),
+     ["fp32", "auto", "dynamic", "fp32@openvino", "auto@openvino", "ov-conv@openvino"]),
+], ids=["onnxruntime-only", "with-openvino", "openvino-recipe"])
+def test_variant_names_per_runtime(names, runtimes, expected):
+    assert variant_names(names, runtimes=runtimes) == expected
+    assert [variant_name(*split_variant(n)) for n in expected] == expected
+
+
+def test_a_recipe_for_another_runtime_alone_is_refused():
+    with pytest.raises(ConfigError, match=r"^recipe 'ov-conv' is made for openvino, which is not among the runtimes "
+                                          r"\(onnxruntime\): add openvino$"):
+        variant_names(["auto", "ov-conv"], runtimes=("onnxruntime",))
+
+
+def test_unknown_runtime_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"runtime\(s\) tensorrt unknown: choose from onnxruntime, openvino"):
+        parse_runtimes("onnxruntime,tensorrt")
+
+
+def test_missing_openvino_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+    with pytest.raises(ConfigError, match=r"^runtime openvino: .* pip install 'quantlab\[openvino\]'$"):
+        parse_runtimes("openvino")
+    with pytest.raises(ConfigError, match=r"pip install 'quantlab\[openvino\]'"):
+        open_session(DEMO_MODEL, "openvino")
+
+
+def _entry(name, runtime, speedup, map_drop, agreement=None):
+    return {"name": name, "runtime": runtime, "speedup": speedup, "map_drop": map_drop, "agreement": agreement}
+
+
+@pytest.mark.parametrize("entries, expected", [
+    # the fastest within budget wins, whatever its runtime
+    ([_entry("fp32", "onnxruntime", 1.0, 0.0), _entry("auto", "onnxruntime", 1.8, 0.004),
+      _entry("auto@openvino", "openvino", 2.2, 0.001)], "auto@openvino"),
+    # a faster variant over the mAP budget is passed over
+    ([_entry("fp32", "onnxruntime", 1.0, 0.0), _entry("auto", "onnxruntime", 1.8, 0.004),
+      _entry("s8s8@openvino", "openvino", 2.0, 0.06)], "auto"),
+    # without labels, agreement with FP32 decides
+    ([_entry("fp32", "onnxruntime", 1.0, None, 1.0), _entry("auto", "onnxruntime", 1.8, None, 0.5)], "fp32"),
+], ids=["other-runtime", "over-budget", "agreement"])
+def test_fastest_accurate(entries, expected):
+    assert fastest_accurate(entries, Budgets(max_map_drop=0.005))["name"] == expected
+
+
+@pytest.fixture(scope="module")
+def probe():
+    rng = np.random.default_rng(0)
+    return {"images": rng.random((1, 3, 192, 320), dtype=np.float32)}
+
+
+def test_openvino_fp32_matches_onnxruntime(probe):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    reference = make_session(DEMO_MODEL)
+    session = open_session(DEMO_MODEL, "openvino")
+    assert session.get_inputs()[0].name == reference.get_inputs()[0].name
+    assert session.get_inputs()[0].shape == [1, 3, 192, 320]
+    assert session.get_outputs()[0].name == reference.get_outputs()[0].name
+    feed = {reference.get_inputs()[0].name: probe["images"]}
+    expected = reference.run(None, feed)[0]
+    got = session.run(None, feed)[0]
+    assert got.shape == expected.shape and got.dtype == np.float32
+    # OpenVINO's default precision is BF16 where the CPU has it (8-bit mantissa): boxes within 5%, scores 0.03
+    np.testing.assert_allclose(got[:, :4], expected[:, :4], rtol=0.05, atol=1.0)
+    np.testing.assert_allclose(got[:, 4:], expected[:, 4:], atol=0.03)
+
+
+def test_openvino_results_survive_the_next_run(probe):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    session = open_session(DEMO_MODEL, "openvino")
+    name = session.get_inputs()[0].name
+    first = session.run(None, {name: probe["images"]})[0]
+    kept = first.copy()
+    session.run(None, {name: np.zeros_like(probe["images"])})
+    np.testing.assert_array_equal(first, kept)
+
+
+@pytest.fixture(scope="module")
+def int8_models(tmp_path_factory):
+    """{recipe: path} of the demo quantized with auto and ov-conv on 8 calibration images."""
+    folder = tmp_path_factory.mktemp("int8")
+    write_dataset(folder / "data", splits=("calib",), sizes={"calib": 8})
+    calib = list_images(folder / "data" / "images" / "calib")
+    paths = {}
+    for name in ("auto", "ov-conv"):
+        paths[name] = folder / f"{name}.onnx"
+        quantize_model(DEMO_MODEL, paths[name], resolve_recipe(name).replace(num_calib=8), calib, force=True)
+    return paths
+
+
+def _quantized_outputs(path) -> Counter:
+    """Op types of the nodes whose outputs a QuantizeLinear reads: the activations stored as INT8."""
+    graph = onnx.load(str(path)).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    return Counter(producers.get(n.input[0], "input") for n in graph.node if n.op_type == "QuantizeLinear")
+
+
+def _int8_convs(path) -> int:
+    """Convolutions whose input and weight both come from DequantizeLinear."""
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(n.op_type == "Conv" and {n.input[0], n.input[1]} <= dequantized for n in graph.node)
+
+
+def test_ov_conv_leaves_silu_in_float(int8_models):
+    auto, ov_conv = _quantized_outputs(int8_models["auto"]), _quantized_outputs(int8_models["ov-conv"])
+    assert auto["Sigmoid"] > 50 and auto["Conv"] > 60  # auto: SiLU in INT8 (QLinearSigmoid, QLinearMul)
+    # ov-conv: only what a convolution reads; its output, Sigmoid, MaxPool and Resize stay float
+    assert ov_conv["Conv"] == ov_conv["Sigmoid"] == ov_conv["MaxPool"] == ov_conv["Resize"] == 0
+    assert _int8_convs(int8_models["ov-conv"]) == _int8_convs(int8_models["auto"]) > 60  # the same INT8 convs
+
+
+@pytest.mark.parametrize("recipe", ["auto", "ov-conv"])
+def test_openvino_runs_quantlab_int8(int8_models, probe, recipe):
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    int8 = int8_models[recipe]
+    feed = {"images": probe["images"]}
+    expected = make_session(int8).run(None, feed)[0]
+    got = open_session(int8, "openvino").run(None, feed)[0]
+    cosine = float((got * expected).sum() / np.linalg.norm(got) / np.linalg.norm(expected))
+    assert cosine > 0.999, f"OpenVINO's INT8 output disagrees with onnxruntime's (cosine {cosine:.5f})"
