@@ -47,3 +47,17 @@ def outside_xdist(monkeypatch):
     """A pytest started from this test must not believe it is an xdist worker (under `pytest -n`)."""
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def val_subset(demo_data):
+    """Copy the first `count` demo val images into `folder`/images (an empty `folder`/labels beside
+    them with labels=True) and return `folder`: a dataset to break one label file of."""
+    def subset(folder, count: int, labels: bool = True):
+        (folder / "images").mkdir(parents=True)
+        if labels:
+            (folder / "labels").mkdir()
+        for image in sorted((demo_data.parent / "images" / "val").iterdir())[:count]:
+            (folder / "images" / image.name).write_bytes(image.read_bytes())
+        return folder
+    return subset

@@ -82,13 +82,9 @@ def test_numeric_options_are_checked_when_parsed(args, capsys):
     _one_error_line(err)
 
 
-def test_a_label_file_that_is_not_utf8_names_the_file(tmp_path, demo_model, demo_data):
+def test_a_label_file_that_is_not_utf8_names_the_file(tmp_path, demo_model, demo_data, val_subset):
     """Through a real process: the skipped-label warnings must not turn into errors here."""
-    data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    (data / "labels").mkdir()
-    for image in sorted((demo_data.parent / "images" / "val").iterdir())[:3]:
-        (data / "images" / image.name).write_bytes(image.read_bytes())
+    data = val_subset(tmp_path / "data", 3)
     (data / "labels" / "val_00001.txt").write_bytes(b"0 0.5 0.5 0.2 0.2 \xff\xfe\n")
     yaml_path = _data_yaml(tmp_path, demo_data, path=str(data), val="images")
     result = run_quantlab("eval", demo_model, "--data", yaml_path)
@@ -165,25 +161,17 @@ def _int64_output(tmp_path, demo_onnx):
     (lambda t, m, d, o: ["bench", t], ["is a directory, not an ONNX file"]),
     (lambda t, m, d, o: ["tune", m, "--images", d.parent / "images" / "calib", "--out", t / "o", "-o",
                          t / "o" / "tune.json"], ["tune.json", "two outputs"]),
-    (lambda t, m, d, o: ["eval", m, "--data", _data_yaml(t, d, path=str(_unlabelled(t, d)), val="images")],
+    (lambda t, m, d, o: ["eval", m, "--data", _data_yaml(t, d, path=str(t / "unlabelled"), val="images")],
      ["images", "none of the 3 images has a usable label line"]),
 ], ids=["input-hw-not-a-multiple-of-32", "int64-output", "model-is-a-directory", "two-outputs-one-path",
         "data-yaml-without-labels"])
-def test_sweep_findings_are_one_line_and_exit_2(tmp_path, demo_model, demo_data, demo_onnx, capsys, make_args,
-                                                fragments):
+def test_sweep_findings_are_one_line_and_exit_2(tmp_path, demo_model, demo_data, demo_onnx, capsys, val_subset,
+                                                make_args, fragments):
+    val_subset(tmp_path / "unlabelled", 3, labels=False)  # a data.yaml there promises labels it lacks
     args = make_args(tmp_path, demo_model, demo_data, demo_onnx)
     assert main([str(a) for a in args]) == ExitCode.USAGE
     line = _one_error_line(capsys.readouterr().err)
     assert all(fragment in line for fragment in fragments), line
-
-
-def _unlabelled(tmp_path, demo_data):
-    """Three val images with no labels/ folder beside them: a data.yaml then promises labels it lacks."""
-    folder = tmp_path / "unlabelled"
-    (folder / "images").mkdir(parents=True)
-    for image in sorted((demo_data.parent / "images" / "val").iterdir())[:3]:
-        (folder / "images" / image.name).write_bytes(image.read_bytes())
-    return folder
 
 
 def test_results_print_even_with_quiet(demo_model, demo_data, capsys):

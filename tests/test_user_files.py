@@ -108,7 +108,8 @@ def _snapshot(folder):
 
 
 @pytest.mark.slow
-def test_a_run_that_fails_after_building_leaves_the_previous_output_whole(tmp_path, demo_model, demo_data, capsys):
+def test_a_run_that_fails_after_building_leaves_the_previous_output_whole(tmp_path, demo_model, demo_data, capsys,
+                                                                           val_subset):
     """Was: the old models were replaced and the old report described models that were gone."""
     out = tmp_path / "quantlab-out"
     out.mkdir()
@@ -116,11 +117,7 @@ def test_a_run_that_fails_after_building_leaves_the_previous_output_whole(tmp_pa
     (out / "yolov8n_shapes_pruned.auto.onnx").write_bytes(b"the previous model")
     (out / MARKER).write_text(json.dumps({"files": ["report.json", "yolov8n_shapes_pruned.auto.onnx"]}))
     before = _snapshot(out)
-    broken = tmp_path / "broken"
-    (broken / "images").mkdir(parents=True)
-    (broken / "labels").mkdir()
-    for image in sorted((demo_data.parent / "images" / "val").iterdir())[:4]:
-        (broken / "images" / image.name).write_bytes(image.read_bytes())
+    broken = val_subset(tmp_path / "broken", 4)
     (broken / "labels" / "val_00002.txt").write_bytes(b"\xff\xfe not text")
     (broken / "data.yaml").write_text(json.dumps({"val": "images", "names": ["circle", "rectangle", "triangle",
                                                                               "star"]}))
