@@ -17,11 +17,13 @@ class Check:
     """A bound on one variant metric; fails() returns a readable message, or None when it holds.
 
     source: where the limit was set (an option name), quoted at the end of the message.
+    missing: when set, a metric that was not measured fails with this reason instead of passing.
     """
 
     metric: str
     limit: float
     source: str = field(default="", compare=False)
+    missing: str = field(default="", compare=False)
 
     @property
     def is_minimum(self) -> bool:
@@ -30,11 +32,11 @@ class Check:
     def fails(self, variant: dict) -> str | None:
         """variant: metrics with the variant's name under 'variant' (benchmarks) or 'name' (reports)."""
         value = variant.get(self.metric)
-        if value is None:
-            return None  # not measured here (no labels, say): nothing to gate
+        name = variant.get("variant", variant.get("name"))
+        if value is None:  # not measured here (no labels, say): nothing to gate, unless it must be
+            return f"{name}: {self.metric} not measured: {self.missing}" if self.missing else None
         if (value < self.limit) if self.is_minimum else (value > self.limit):
             relation = "below the minimum" if self.is_minimum else "above the maximum"
-            name = variant.get("variant", variant.get("name"))
             source = f" ({self.source})" if self.source else ""
             return f"{name}: {self.metric} {value:.4g} is {relation} {self.limit:g}{source}"
         return None
@@ -56,6 +58,8 @@ def parse_check(text: str) -> Check:
         raise ConfigError(f"gate {text!r}: limit {limit!r} is not a number") from None
     return Check(metric, value)
 
+
+NOTHING_TO_AGREE_WITH = "the FP32 model detects nothing on these images, so accuracy is unproven"
 
 # budget -> the range of values that mean something: a fraction [0, 1], or a ratio (0, high]
 # (a NaN passes every comparison; a size ratio of 0 fails every model)
@@ -88,13 +92,18 @@ class Budgets:
             if value is not None:
                 check_budget(name, value)
 
+    def accuracy_check(self, labelled: bool) -> Check:
+        """mAP50-95 drop with labels; agreement with FP32 without, which must have been measured."""
+        if labelled:
+            return Check("map_drop", self.max_map_drop)
+        return Check("agreement", self.min_agreement, missing=NOTHING_TO_AGREE_WITH)
+
     def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
         """Checks for one INT8 variant: mAP drop with labels, detection agreement without.
 
         Dynamic variants are not speed-gated: ConvInteger is slower than FP32 on CPU, by design.
         """
-        checks = [Check("size_ratio", self.max_size_ratio),
-                  Check("map_drop", self.max_map_drop) if labelled else Check("agreement", self.min_agreement)]
+        checks = [Check("size_ratio", self.max_size_ratio), self.accuracy_check(labelled)]
         if self.max_memory_ratio is not None:
             checks.append(Check("memory_ratio", self.max_memory_ratio))
         return checks + ([Check("speedup", self.min_speedup)] if speed_gated else [])

@@ -68,9 +68,6 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
     checks = budgets.checks(labelled, speed_gated) if (q and entry["gated"]) else []
     entry["self_check"] = q.self_check.as_dict() if q and q.self_check else None
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
-    if checks and entry["map_drop"] is None and entry["agreement"] is None:
-        entry["failures"].append(f"{variant.name}: accuracy not measured: the FP32 model detects nothing on these "
-                                 "images, so there is nothing to agree with")
     if entry["gated"] and q and q.self_check and not q.self_check.passed:
         entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
     entry["verdict"] = verdict(entry, budgets)
@@ -113,9 +110,7 @@ def verdict(entry: dict, budgets: Budgets) -> str:
 
 def accurate(entry: dict, budgets: Budgets) -> bool:
     """Within the accuracy budget: the mAP50-95 drop with labels, agreement with FP32 without."""
-    if entry["map_drop"] is not None:
-        return entry["map_drop"] <= budgets.max_map_drop
-    return entry["agreement"] is not None and entry["agreement"] >= budgets.min_agreement
+    return budgets.accuracy_check(labelled=entry["map_drop"] is not None).fails(entry) is None
 
 
 def fastest_accurate(variants: list[dict], budgets: Budgets) -> dict | None:

@@ -48,6 +48,15 @@ def test_a_missing_metric_is_not_gated():
     assert Check("speedup", 1.3).fails({"name": "auto"}) is None
 
 
+def test_a_metric_that_must_be_measured_fails_when_missing():
+    """Without labels the accuracy gate is agreement; FP32 detecting nothing leaves it unmeasured."""
+    check = Budgets().accuracy_check(labelled=False)
+    assert check.fails({"name": "auto", "agreement": None}) == (
+        "auto: agreement not measured: the FP32 model detects nothing on these images, so accuracy is unproven")
+    assert check.fails({"name": "auto", "agreement": 0.99}) is None
+    assert Budgets().accuracy_check(labelled=True) == Check("map_drop", 0.01)
+
+
 def test_direction_of_every_metric():
     assert {m: Check(m, 1.0).is_minimum for m in HIGHER_IS_BETTER} == {
         "speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,

@@ -147,7 +147,7 @@ def test_a_gate_on_images_where_fp32_detects_nothing_fails(tmp_path, demo_model,
     code = main(["run", "--model", str(demo_model), "--images", str(blank), "--no-contrast", "--runs", "2",
                  "--num-calib", "2", "--out", str(tmp_path / "out"), "--quiet"])
     out = capsys.readouterr().out
-    assert code == 1 and "accuracy not measured" in out and "gates pass" not in out
+    assert code == 1 and "FAILS: auto: agreement not measured" in out and "gates pass" not in out
 
 
 def test_an_included_head_node_is_named_as_the_cause(tmp_path, demo_model, calib_images):
