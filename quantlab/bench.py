@@ -82,14 +82,20 @@ def make_session(path: str | Path, threads: int = 1,
     return session
 
 
+def run_explained(session: ort.InferenceSession, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray],
+                  what: str) -> list[np.ndarray]:
+    """session.run; a failure is a ModelError naming `what` (the model, the image) and the input shape."""
+    try:
+        return session.run(output_names, dict(feed))
+    except Exception as exc:  # onnxruntime's error types share no base class but Exception
+        shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
+        raise ModelError(f"{what}: cannot run on a {shape} input: {first_line(exc)}") from exc
+
+
 def check_runs(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray]) -> None:
-    """Run each session once; a failure is a ModelError naming the session and the input shape."""
+    """Run each session once, so a model that cannot run fails before any timing, naming itself."""
     for name, session in sessions.items():
-        try:
-            session.run(None, dict(feed))
-        except Exception as exc:  # onnxruntime's error types share no base class but Exception
-            shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
-            raise ModelError(f"{name}: onnxruntime cannot run it on a {shape} input: {first_line(exc)}") from exc
+        run_explained(session, None, feed, name)
 
 
 def _interleaved_samples(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray],

@@ -87,7 +87,6 @@ def cmd_quantize(args, console: Console) -> int:
         recipe = recipe.replace(activation_type="u8")
     if recipe.mode is Mode.STATIC and not args.calib:
         raise InputError("static quantization needs --calib DIR (or use --mode dynamic)")
-    check_output_file(args.output, inputs=[args.model])
     calib = list_images(args.calib, recursive=args.recursive) if args.calib else ()
     result = quantize_model(args.model, args.output, recipe, calib, _hw(args.input_hw), force=args.force)
     settings = {k: v for k, v in recipe.settings().items() if k != "description"}
@@ -186,7 +185,7 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.demo.shapes import write_dataset
     from quantlab.gates import Budgets
     from quantlab.images import list_images
-    from quantlab.memory import can_measure
+    from quantlab.memory import require_measurable
     from quantlab.pipeline import run_job, split_variant, variant_names
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, relocate, render_markdown, write_report
@@ -202,9 +201,8 @@ def cmd_run(args, console: Console) -> int:
         raise ConfigError(f"--runtimes: {exc}") from exc
     budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup,
                       max_memory_ratio=args.max_memory_ratio)
-    if args.max_memory_ratio is not None and not can_measure():
-        raise ConfigError("--max-memory-ratio: session memory cannot be measured on this platform "
-                          "(no resource module); leave the budget off here")
+    if args.max_memory_ratio is not None:
+        require_measurable("--max-memory-ratio")
     model = Path(args.model) if args.model else DEMO_MODEL
     refuse_overwriting_inputs([model, args.data, args.images, args.calib], folders=[out_dir])
     with staged_folder(out_dir, "run") as stage:
@@ -328,7 +326,7 @@ def _budget(name: str) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             return check_budget(name, float(text))
-        except (ValueError, QuantlabError) as exc:
+        except ValueError as exc:  # ConfigError is a ValueError too, and says more
             raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, QuantlabError) else
                                              f"{text!r} is not a number") from None
     return parse
@@ -357,9 +355,9 @@ def _add_data_source(p: argparse.ArgumentParser) -> None:
 
 
 def _add_providers(p: argparse.ArgumentParser) -> None:
-    from quantlab.bench import parse_providers
-
     def parse(text: str) -> tuple[str, ...]:
+        from quantlab.bench import parse_providers  # here, not at parser build: onnxruntime costs 0.1 s
+
         try:
             return parse_providers(text)
         except QuantlabError as exc:
@@ -555,6 +553,7 @@ def _user_error(exc: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(args.quiet)
+    _signals_received.clear()
     previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         with _warnings_to_console(console):

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from quantlab.bench import run_explained
 from quantlab.datasets import Dataset, Labels, read_labels
-from quantlab.errors import DatasetError, ImageError, ModelError, first_line
 from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode
+from quantlab.errors import DatasetError, ImageError
 from quantlab.images import iter_images
 from quantlab.metrics import DetectionMAP, MapResult, OutputParity
 from quantlab.preprocess import letterbox
@@ -61,17 +62,6 @@ def unlabelled_samples(paths: Iterable[Path]) -> Iterator[Sample]:
         yield Sample(path, image, None)
 
 
-def run_first_output(session: ort.InferenceSession, output_name: str, feed: dict, model: str,
-                     image: Path) -> np.ndarray:
-    """One inference; onnxruntime's failure becomes a ModelError naming the model and the image."""
-    try:
-        return session.run([output_name], feed)[0]
-    except Exception as exc:  # onnxruntime's error types share no base class but Exception
-        shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
-        raise ModelError(f"{model}: onnxruntime failed on {image} (input {shape}): "
-                         f"{first_line(exc)}") from exc
-
-
 def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Iterable[Sample],
                     input_hw: tuple[int, int], names: dict[int, str], reference: str | None = None,
                     progress: Callable[[int], None] | None = None, source: str = "images") -> dict[str, EvalResult]:
@@ -91,8 +81,8 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
     for sample in samples:
         first = first or sample.path
         tensor, geometry = letterbox(sample.image, input_hw)
-        outputs = {name: run_first_output(s, output_names[name], {input_names[name]: tensor}, name, sample.path)
-                   for name, s in sessions.items()}
+        outputs = {name: run_explained(s, [output_names[name]], {input_names[name]: tensor},
+                                       f"{name} on {sample.path}")[0] for name, s in sessions.items()}
         truth = decode(outputs[reference], geometry, PREDICT_NMS) if reference else None
         for name, output in outputs.items():
             if sample.labels is not None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantlab.errors import ModelError
+from quantlab.errors import ConfigError, ModelError
 
 SAMPLES = 3  # child processes per model; the median is reported, the spread kept
 RUNS = 5  # inferences per child after the session is created
@@ -51,6 +51,13 @@ def can_measure() -> bool:
     except ImportError:
         return False
     return True
+
+
+def require_measurable(option: str) -> None:
+    """ConfigError naming `option` (a memory budget) where session memory cannot be measured."""
+    if not can_measure():
+        raise ConfigError(f"{option}: session memory cannot be measured on this platform (no peak-RSS source); "
+                          "leave the budget off here")
 
 
 def _peak_rss_bytes() -> int:

@@ -76,7 +76,7 @@ def _metadata(model: onnx.ModelProto) -> dict[str, str]:
 END_TO_END_OPS = frozenset({"NonMaxSuppression", "TopK"})
 
 
-def _check_task(model: onnx.ModelProto, path: Path) -> None:
+def _check_decodable(model: onnx.ModelProto, path: Path) -> None:
     """Refuse what quantlab would decode wrongly: Ultralytics tasks other than detect, end-to-end exports."""
     meta = _metadata(model)
     task = meta.get("task")
@@ -138,7 +138,7 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
     if shape[0] not in (1, None):
         raise ModelError(f"{path}: input '{image_input.name}' has shape {_shape_text(shape)}: a fixed batch of "
                          f"{shape[0]}; quantlab feeds one image at a time (export with batch=1 or dynamic batch)")
-    _check_task(model, path)
+    _check_decodable(model, path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset,
                      model_size_bytes(path), class_names(model, path))

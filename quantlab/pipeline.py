@@ -9,13 +9,13 @@ from pathlib import Path
 
 from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import Dataset, check_class_names
+from quantlab.errors import ConfigError
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
-from quantlab.errors import ConfigError
 from quantlab.recipes import resolve_recipe
 from quantlab.runtimes import ONNXRUNTIME, open_session
 
@@ -144,9 +144,9 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
         names, total, source = dataset.names, len(dataset.images), str(dataset.yaml_path)
     else:
         samples = unlabelled_samples(eval_images)
-        names, total, source = info.class_names, len(eval_images), "images"
+        names, total, source = info.class_names, len(eval_images), str(Path(eval_images[0]).parent)
     evaluations = evaluate_models(sessions, samples, hw, names, reference=FP32, progress=progress("evaluate", total),
-                                  source=source if dataset is not None else str(Path(eval_images[0]).parent))
+                                  source=source)
     feed = probe_input(model_path, (dataset.images if dataset else eval_images)[0], input_hw)
     latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
     memories = {v.name: measure_memory(v.path, hw, threads, providers) if v.runtime == ONNXRUNTIME else None

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from quantlab.bench import session_options
 from quantlab.errors import QuantizationError, first_line
 from quantlab.metrics import OutputParity
+from quantlab.onnxmodel import DEFAULT_INPUT_HW
 
 MIN_SCORE_COSINE = 0.98
 MIN_BOX_COSINE = 0.98
@@ -50,9 +51,9 @@ class SelfCheck:
 
 
 def _grey_feed(session: ort.InferenceSession) -> dict:
-    """A mid-grey (114, as the letterbox pads) input at the model's fixed size, or 640x640."""
+    """A mid-grey (114, as the letterbox pads) input at the model's fixed size, or the default one."""
     image = session.get_inputs()[0]
-    h, w = (d if isinstance(d, int) and d > 0 else 640 for d in image.shape[2:4])
+    h, w = (d if isinstance(d, int) and d > 0 else default for d, default in zip(image.shape[2:4], DEFAULT_INPUT_HW))
     return {image.name: np.full((1, 3, h, w), 114 / 255, np.float32)}
 
 

@@ -7,18 +7,19 @@ are valid; nothing is quantized.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnxruntime as ort
 import pytest
 
+from quantlab.bench import parse_providers
 from quantlab.datasets import Dataset, check_class_names, load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.errors import QuantlabError
 from quantlab.gates import Budgets, Check
 from quantlab.images import list_images
-from quantlab.memory import can_measure
+from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.pipeline import FP32, split_variant, variant_names
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
@@ -61,6 +62,11 @@ class SuiteConfig:
         build = split_variant(name)[0]
         return build in self.recipes or build == TUNED
 
+    def accuracy_check(self, labelled: bool) -> Check:
+        """The accuracy budget (mAP drop with labels, agreement without), naming its option."""
+        check = self.budgets.accuracy_check(labelled)
+        return dataclasses.replace(check, source=self.check(check.metric).source)
+
     def check(self, metric: str) -> Check:
         """The budget on `metric`, naming the option that sets it."""
         budget = {"map_drop": "max_map_drop", "size_ratio": "max_size_ratio", "speedup": "min_speedup",
@@ -79,9 +85,10 @@ def read_suite(config: pytest.Config) -> SuiteConfig:
 
 def _checked(reader: Reader, model: Path) -> SuiteConfig:
     """Every cheap check: the files exist and decode, the names and numbers are valid. Nothing is built."""
-    info = inspect_model(model)
+    loaded = load_model(model)
+    info = inspect_model(model, loaded)
     exclude = tuple(n.strip() for n in (reader.value("exclude") or "").split(",") if n.strip())
-    unknown = sorted(set(exclude) - {n.name for n in load_model(model, load_external_data=False).graph.node})
+    unknown = sorted(set(exclude) - {n.name for n in loaded.graph.node})
     if unknown:
         raise pytest.UsageError(f"quantlab: {reader.given('exclude')}: node(s) {', '.join(unknown)} not in {model}")
     data, calib = reader.value("data"), reader.value("calib")
@@ -97,12 +104,7 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     else:
         raise pytest.UsageError(f"quantlab: {model}: give --quantlab-data (a data.yaml: mAP) or "
                                 "--quantlab-calib (an image folder: agreement with FP32) to gate it on")
-    providers = tuple(p.strip() for p in reader.value("providers").split(",") if p.strip())
-    missing = [p for p in providers if p not in ort.get_available_providers()]
-    if missing or not providers:
-        available = ", ".join(ort.get_available_providers())
-        raise pytest.UsageError(f"quantlab: provider(s) {', '.join(missing) or '(none)'} not available in "
-                                f"onnxruntime {ort.__version__}: choose from {available}")
+    providers = parse_providers(reader.value("providers"))
     try:
         runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(reader.value("runtimes")))))
         variant_names(parse_recipe_list(reader.value("recipes")), runtimes=runtimes)
@@ -115,9 +117,8 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
             Budgets(**{name: budgets[name]})
         except QuantlabError as exc:
             raise pytest.UsageError(f"quantlab: {reader.given(name)}: {exc}") from None
-    if budgets["max_memory_ratio"] is not None and not can_measure():
-        raise pytest.UsageError(f"quantlab: {reader.given('max_memory_ratio')}: session memory cannot be "
-                                "measured on this platform (no resource module); leave the budget off here")
+    if budgets["max_memory_ratio"] is not None:
+        require_measurable(reader.given("max_memory_ratio"))
     return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
                        tuple(parse_recipe_list(reader.value("recipes"))), reader.value("threads"), providers,
                        Budgets(**budgets), reader.value("tune"), exclude, runtimes)
