@@ -28,10 +28,17 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Labels:
-    """boxes: (N, 4) float32 x1 y1 x2 y2 in image pixels; class_ids: (N,) int64."""
+    """boxes: (N, 4) float32 x1 y1 x2 y2 in image pixels; class_ids: (N,) int64.
+
+    The task's own part, None where it has none, as in detections.Detections: masks (N, H, W) bool,
+    keypoints (N, K, 3) float32 x y visibility (0 absent, 1 occluded, 2 visible), rboxes (N, 5) cx cy w h angle.
+    """
 
     boxes: np.ndarray
     class_ids: np.ndarray
+    masks: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    rboxes: np.ndarray | None = None
 
 
 def _names(spec: dict, path: Path) -> dict[int, str]:

@@ -29,11 +29,19 @@ PREDICT_NMS = NmsSettings(conf=0.25, iou=0.7, max_det=300)  # Ultralytics predic
 
 @dataclass(frozen=True)
 class Detections:
-    """boxes: (N, 4) float32 x1 y1 x2 y2 in original-image pixels; scores: (N,) float32; class_ids: (N,) int64."""
+    """boxes: (N, 4) float32 x1 y1 x2 y2 in original-image pixels; scores: (N,) float32; class_ids: (N,) int64.
+
+    Each task adds its own part, None where the task has none, all in original-image pixels:
+    masks (N, H, W) bool (segment), keypoints (N, K, 3) float32 x y confidence (pose),
+    rboxes (N, 5) float32 cx cy w h angle in radians (obb; boxes then hold their axis-aligned bounds).
+    """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
+    masks: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    rboxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
