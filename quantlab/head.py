@@ -1,12 +1,14 @@
 """Graph passes that decide which nodes stay in float, each returning (include, exclude) name sets.
 
-The YOLOv8 head is found by structure, not by name: walking back from the outputs, every node
-is head until the Reshape that flattens a detection branch's (N, C, H, W) map to (N, C, H*W).
-Past that point box pixels (0..640) and class probabilities (0..1) share tensors, and one INT8
-scale across both rounds every score to zero. Only the detection output (the first) is walked:
-other outputs (segmentation protos, feature maps) lead back through the whole backbone.
-Shapes are inferred with the input fixed at the calibration size, so dynamic-shape exports
-(whose Reshape targets are computed from Shape ops) are read like static ones.
+The YOLO head is found by structure, not by name: walking back from the detection output, every
+node is head until the Reshape that flattens a branch's (N, C, H, W) map to (N, C, H*W). Past that
+point box pixels (0..640), class probabilities (0..1) and the task's values (mask coefficients,
+keypoint pixels, an angle) share tensors, and one INT8 scale across them rounds every score to
+zero. So the decode stays float for every head (Detect, Segment, Pose, OBB, v10Detect, YOLO26, and
+an end-to-end head's TopK or NonMaxSuppression), while the convolutions before the flatten quantize.
+Only the detection output (the first) is walked: other outputs (segmentation protos, feature maps)
+lead back through the whole backbone, and quantize like it. Shapes are inferred with the input
+fixed at the calibration size (graphshapes.py).
 """
 
 from __future__ import annotations
@@ -14,18 +16,13 @@ from __future__ import annotations
 import onnx
 
 from quantlab.errors import ConfigError
+from quantlab.graphshapes import static_dims, with_static_input
 from quantlab.recipes import Recipe
 
 NodeSets = tuple[set[str], set[str]]
-
-
-def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
-    typed = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
-    return {
-        v.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                 for d in v.type.tensor_type.shape.dim]
-        for v in typed if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
-    }
+# Ops whose output depends on their input's shape only: dynamic exports compute anchors from the
+# feature maps' shapes, and following those inputs would lead the walk into the backbone
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 
 def _flattens_branch(node: onnx.NodeProto, dims: dict) -> bool:
@@ -37,26 +34,10 @@ def _flattens_branch(node: onnx.NodeProto, dims: dict) -> bool:
             and isinstance(src[1], int) and src[1] == dst[1])
 
 
-def _with_static_input(model: onnx.ModelProto, input_hw: tuple[int, int]) -> onnx.ModelProto:
-    """A copy whose image input's dynamic dims are set to (1, 3, H, W), shapes inferred with
-    constant propagation; dims fixed in the model stay as they are."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    initializers = {t.name for t in fixed.graph.initializer}
-    image = next((i for i in fixed.graph.input if i.name not in initializers), None)
-    dims = image.type.tensor_type.shape.dim if image is not None else []
-    for dim, value in zip(dims, (1, 3, *input_hw)):
-        if not dim.dim_value:
-            dim.Clear()
-            dim.dim_value = value
-    del fixed.graph.value_info[:]
-    return onnx.shape_inference.infer_shapes(fixed, data_prop=True)
-
-
-def yolov8_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 640)) -> NodeSets:
-    """Exclude the decode part of a YOLOv8 head (DFL, anchors, Sigmoid, final Concat); () if none."""
-    inferred = _with_static_input(model, input_hw)
-    dims = _static_dims(inferred)
+def yolo_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 640)) -> NodeSets:
+    """Exclude the decode part of a YOLO head (DFL, anchors, Sigmoid, the task's decode, final Concat); () if none."""
+    inferred = with_static_input(model, input_hw)
+    dims = static_dims(inferred)
     producers = {out: node for node in inferred.graph.node for out in node.output}
     head: set[str] = set()
     stack = [inferred.graph.output[0].name]
@@ -68,6 +49,8 @@ def yolov8_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 6
         head.add(node.name)
         if _flattens_branch(node, dims):
             boundaries += 1
+            continue
+        if node.op_type in SHAPE_ONLY_OPS:  # reads a tensor's shape, not its values: the walk ends here
             continue
         stack.extend(i for i in node.input if i)
     convs = [n for n in inferred.graph.node if n.op_type == "Conv"]
@@ -94,7 +77,7 @@ def float_nodes(model: onnx.ModelProto, recipe: Recipe, input_hw: tuple[int, int
     """Merge every pass: the union of exclusions, less anything explicitly included."""
     passes = [user_pass(recipe, model)]
     if recipe.keep_head_float:
-        passes.append(yolov8_head_pass(model, input_hw))
+        passes.append(yolo_head_pass(model, input_hw))
     include = set().union(*(p[0] for p in passes))
     exclude = set().union(*(p[1] for p in passes))
     return exclude - include

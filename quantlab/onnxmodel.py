@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto
 
+from quantlab.description import DEFAULT_INPUT_HW, ModelDescription, value_dims, describe_model, shape_text
 from quantlab.errors import ModelError
 
-DEFAULT_INPUT_HW = (640, 640)  # Ultralytics' default imgsz, used when the model's H/W are dynamic
-MAX_STRIDE = 32  # YOLO's deepest feature map: a dynamic input's H and W must divide by it
 # Ops that mean a model is already quantized (QDQ, QOperator or dynamic): quantizing again breaks it
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
                            "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
@@ -29,7 +27,11 @@ class ModelInfo:
     output_names: tuple[str, ...]
     opset: int
     size_bytes: int
-    class_names: dict[int, str]
+    description: ModelDescription
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return self.description.class_names
 
     @property
     def input_hw(self) -> tuple[int, int] | None:
@@ -57,47 +59,6 @@ def load_model(path: str | Path, load_external_data: bool = True) -> onnx.ModelP
         first_line = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: invalid ONNX model (corrupt or truncated?): {first_line}") from exc
     return model
-
-
-def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim)
-
-
-def _shape_text(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-def _metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
-
-
-# Ops that put the selection of boxes inside the graph: an end-to-end export's (1, 300, 6) rows are
-# already boxes, scores and classes, and read as a raw output they would look like 2 classes
-END_TO_END_OPS = frozenset({"NonMaxSuppression", "TopK"})
-
-
-def _check_decodable(model: onnx.ModelProto, path: Path) -> None:
-    """Refuse what quantlab would decode wrongly: Ultralytics tasks other than detect, end-to-end exports."""
-    meta = _metadata(model)
-    task = meta.get("task")
-    if task and task != "detect":
-        raise ModelError(f"{path}: an Ultralytics '{task}' model; quantlab evaluates detect models only "
-                         "(its outputs would be misread)")
-    selection = next((n for n in model.graph.node if n.op_type in END_TO_END_OPS), None)
-    if meta.get("end2end") == "True" or selection is not None:
-        found = f"node '{selection.name}' is {selection.op_type}" if selection is not None else "end2end=True"
-        raise ModelError(f"{path}: an end-to-end export ({found}: boxes are selected inside the model); "
-                         "re-export the raw head (Ultralytics: end2end=False, nms=False)")
-    output = model.graph.output[0]
-    dims = _dims(output)
-    if output.type.tensor_type.elem_type != TensorProto.FLOAT:
-        kind = TensorProto.DataType.Name(output.type.tensor_type.elem_type)
-        raise ModelError(f"{path}: output '{output.name}' is {kind}; quantlab compares float32 YOLOv8 outputs "
-                         "(box pixels and class probabilities)")
-    if len(dims) != 3:
-        outputs = ", ".join(f"{o.name} {_shape_text(_dims(o))}" for o in model.graph.output)
-        raise ModelError(f"{path}: the first output is not a YOLOv8 detection output (1, 4+classes, anchors); "
-                         f"outputs seen: {outputs}")
 
 
 def check_quantizable(model: onnx.ModelProto, path: Path) -> None:
@@ -131,17 +92,18 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
     if elem_type != TensorProto.FLOAT:
         raise ModelError(f"{path}: input '{image_input.name}' is {TensorProto.DataType.Name(elem_type)}, "
                          "expected a float32 image tensor")
-    shape = _dims(image_input)
+    shape = value_dims(image_input)
     if len(shape) != 4 or shape[1] not in (3, None):
-        raise ModelError(f"{path}: input '{image_input.name}' has shape {_shape_text(shape)}, "
+        raise ModelError(f"{path}: input '{image_input.name}' has shape {shape_text(shape)}, "
                          "expected a 4-D image tensor (N, 3, H, W)")
     if shape[0] not in (1, None):
-        raise ModelError(f"{path}: input '{image_input.name}' has shape {_shape_text(shape)}: a fixed batch of "
+        raise ModelError(f"{path}: input '{image_input.name}' has shape {shape_text(shape)}: a fixed batch of "
                          f"{shape[0]}; quantlab feeds one image at a time (export with batch=1 or dynamic batch)")
-    _check_decodable(model, path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    fixed_hw = (shape[2], shape[3]) if shape[2] and shape[3] else None
+    description = describe_model(model, path, fixed_hw)
     return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset,
-                     model_size_bytes(path), class_names(model, path))
+                     model_size_bytes(path), description)
 
 
 def external_data_files(path: str | Path) -> list[Path]:
@@ -164,32 +126,8 @@ def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = Non
             raise ModelError(f"{info.path}: input size {info.input_hw} is fixed in the model; "
                              f"{tuple(requested_hw)} was requested")
         return info.input_hw
-    if requested_hw and any(d % MAX_STRIDE for d in requested_hw):
+    stride = info.description.stride
+    if requested_hw and any(d % stride for d in requested_hw):
         raise ModelError(f"{info.path}: input size {tuple(requested_hw)} requested; YOLO's height and width must be "
-                         f"multiples of its largest stride, {MAX_STRIDE}")
-    return tuple(requested_hw) if requested_hw else DEFAULT_INPUT_HW
-
-
-def class_names(model: onnx.ModelProto, path: Path | None = None) -> dict[int, str]:
-    """Class names from Ultralytics' 'names' metadata, else class0.. from the output's channel count.
-
-    The count is the detection output's channels less 4 box channels; metadata that disagrees is an error.
-    """
-    dims = [d for d in _dims(model.graph.output[0])[1:] if d]
-    count = min(dims) - 4 if dims else None  # anchors outnumber channels
-    names = None
-    meta = _metadata(model)
-    if "names" in meta:
-        try:
-            names = {int(k): str(v) for k, v in ast.literal_eval(meta["names"]).items()}
-        except (ValueError, SyntaxError, AttributeError, TypeError):
-            names = None
-    if names is not None and count is not None and len(names) != count:
-        raise ModelError(f"{path or 'model'}: its 'names' metadata lists {len(names)} classes but its output has "
-                         f"{count} class channels; not a plain YOLOv8 detector")
-    if names is not None:
-        return names
-    if count is None or count < 1:
-        raise ModelError(f"{path or 'model'}: cannot tell the class count from output "
-                         f"{_shape_text(_dims(model.graph.output[0]))}")
-    return {i: f"class{i}" for i in range(count)}
+                         f"multiples of its largest stride, {stride}")
+    return tuple(requested_hw) if requested_hw else info.description.imgsz or DEFAULT_INPUT_HW
