@@ -22,6 +22,16 @@ class Letterbox:
     pad_left: int
     pad_top: int
 
+    @property
+    def content_hw(self) -> tuple[int, int]:
+        """The (h, w) the image was resized to inside the padding."""
+        return _resized_hw(self.image_hw, self.scale)
+
+
+def _resized_hw(image_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The image's size after scaling, rounded as Ultralytics does; thin images keep 1 px."""
+    return max(round(image_hw[0] * scale), 1), max(round(image_hw[1] * scale), 1)
+
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
     """Normalise grayscale (H, W) or (H, W, 1), BGRA, and 16-bit images to (H, W, 3) uint8 BGR."""
@@ -42,7 +52,7 @@ def fit(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[Letterbox
     """The letterbox geometry and the resized content size (h, w), rounded as Ultralytics does."""
     h, w = image_hw
     scale = min(input_hw[0] / h, input_hw[1] / w)
-    new_h, new_w = max(round(h * scale), 1), max(round(w * scale), 1)  # thin images keep 1 px
+    new_h, new_w = _resized_hw(image_hw, scale)
     pad_top = round((input_hw[0] - new_h) / 2 - 0.1)
     pad_left = round((input_hw[1] - new_w) / 2 - 0.1)
     return Letterbox((h, w), tuple(input_hw), scale, pad_left, pad_top), (new_h, new_w)
@@ -66,11 +76,17 @@ def letterbox(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray,
     return tensor, geometry
 
 
+def points_to_image(points: np.ndarray, geometry: Letterbox) -> np.ndarray:
+    """Map (N, 2) x y points in letterbox pixels to original-image pixels (not clipped)."""
+    out = np.asarray(points, dtype=np.float32).reshape(-1, 2).copy()
+    out[:, 0] = (out[:, 0] - geometry.pad_left) / geometry.scale
+    out[:, 1] = (out[:, 1] - geometry.pad_top) / geometry.scale
+    return out
+
+
 def boxes_to_image(boxes: np.ndarray, geometry: Letterbox) -> np.ndarray:
     """Map (N, 4) x1 y1 x2 y2 boxes in letterbox pixels to original-image pixels, clipped."""
-    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-    out[:, [0, 2]] = (out[:, [0, 2]] - geometry.pad_left) / geometry.scale
-    out[:, [1, 3]] = (out[:, [1, 3]] - geometry.pad_top) / geometry.scale
+    out = points_to_image(np.asarray(boxes, dtype=np.float32).reshape(-1, 2), geometry).reshape(-1, 4)
     h, w = geometry.image_hw
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)

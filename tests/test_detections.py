@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from quantlab.detections import MAX_NMS_CANDIDATES, PREDICT_NMS, Detections, VAL_NMS, NmsSettings, decode, split_output
+from quantlab.description import DETECT, ModelDescription
+from quantlab.detections import MAX_NMS_CANDIDATES, PREDICT_NMS, VAL_NMS, Detections, NmsSettings
+from quantlab.detections import decode as decode_with
 from quantlab.errors import ModelError
 from quantlab.preprocess import fit
 
@@ -18,6 +20,15 @@ def _output(rows, num_classes=3, anchors=50):
 
 
 IDENTITY = fit((192, 320), (192, 320))[0]
+
+
+def _detect(num_classes=3):
+    return ModelDescription(DETECT, {i: f"class{i}" for i in range(num_classes)})
+
+
+def decode(output, geometry, settings):
+    """Decode a plain detect output, its class count read from its channels."""
+    return decode_with(output, geometry, _detect(min(output.shape[1:]) - 4), settings)
 
 
 def test_overlapping_same_class_boxes_are_suppressed_other_classes_kept():
@@ -64,8 +75,8 @@ def test_boxes_map_back_through_the_letterbox():
     ids=["2-d", "batch-of-2", "4-channels", "4-channels-transposed", "4-d"],
 )
 def test_non_detection_outputs_are_refused(shape):
-    with pytest.raises(ModelError, match=rf"output of shape \[{', '.join(map(str, shape))}\] is not a YOLOv8"):
-        split_output(np.zeros(shape, np.float32))
+    with pytest.raises(ModelError, match=rf"output of shape \[{', '.join(map(str, shape))}\] is not this detect"):
+        _detect(4).split(np.zeros(shape, np.float32))
 
 
 def _pair(shift, width=100, first_class=0, second_class=0):
@@ -144,3 +155,91 @@ def test_ties_keep_the_earlier_anchor():
     expected = np.array([[cx - 10, cy - 10, cx + 10, cy + 10] for cx, cy, *_ in rows[:20]], np.float32)
     order = np.lexsort((dets.boxes[:, 0], dets.boxes[:, 1]))
     np.testing.assert_array_equal(dets.boxes[order], expected[np.lexsort((expected[:, 0], expected[:, 1]))])
+
+
+def _task(task, num_classes=1, extra=0, kpt_shape=None, end_to_end=False):
+    return ModelDescription(task, {i: f"class{i}" for i in range(num_classes)}, extra, kpt_shape, end_to_end)
+
+
+def _rect_iou(mask, x1, y1, x2, y2):
+    expected = np.zeros_like(mask)
+    expected[y1:y2, x1:x2] = True
+    return (mask & expected).sum() / (mask | expected).sum()
+
+
+def _segment_output(boxes):
+    """A segment output (1, 4+1+32, 50) whose rows use mask coefficient 0 only, and protos (1, 32, 48, 80)
+    with channel 0 positive on proto rows 10..20, columns 20..40 (input pixels 40..80, 80..160)."""
+    out = np.zeros((1, 4 + 1 + 32, 50), np.float32)
+    for i, box in enumerate(boxes):
+        out[0, :4, i], out[0, 4, i], out[0, 5, i] = box, 0.9 - i * 0.1, 1.0
+    protos = np.full((1, 32, 48, 80), -10.0, np.float32)
+    protos[0, 0, 10:20, 20:40] = 10.0
+    return [out, protos]
+
+
+def test_segment_masks_are_coefficients_times_protos_cut_to_the_box():
+    whole, cut = (120, 60, 120, 60), (250, 60, 40, 60)  # the second box covers input x 230..270: no proto region
+    dets = decode_with(_segment_output([whole, cut]), IDENTITY, _task("segment", extra=32), PREDICT_NMS)
+    assert dets.masks.shape == (2, 192, 320) and dets.masks.dtype == bool
+    assert _rect_iou(dets.masks[0], 80, 40, 160, 80) > 0.95
+    assert dets.masks[1].sum() == 0
+    half = decode_with(_segment_output([(100, 60, 40, 60)]), IDENTITY, _task("segment", extra=32), PREDICT_NMS)
+    assert _rect_iou(half.masks[0], 80, 40, 120, 80) > 0.95  # the box x 80..120 cuts the region in half
+
+
+def test_segment_masks_map_back_through_the_letterbox():
+    geometry, _ = fit((480, 640), (192, 320))  # scale 0.4, 32 px padding left and right
+    dets = decode_with(_segment_output([(120, 60, 120, 60)]), geometry, _task("segment", extra=32), PREDICT_NMS)
+    assert dets.masks.shape == (1, 480, 640)
+    assert _rect_iou(dets.masks[0], 120, 100, 320, 200) > 0.95  # input x 80..160 -> (x - 32) / 0.4
+
+
+@pytest.mark.parametrize("per_point", [3, 2])
+def test_keypoints_map_back_through_the_letterbox(per_point):
+    geometry, _ = fit((480, 640), (192, 320))
+    out = np.zeros((1, 4 + 1 + 2 * per_point, 20), np.float32)
+    out[0, :5, 0] = (32 + 0.4 * 320, 0.4 * 240, 40, 20, 0.9)
+    point = (32 + 0.4 * 100, 0.4 * 50, 0.7)[:per_point], (32 + 0.4 * 600, 0.4 * 400, 0.2)[:per_point]
+    out[0, 5:, 0] = np.concatenate(point)
+    dets = decode_with(out, geometry, _task("pose", extra=2 * per_point, kpt_shape=(2, per_point)), PREDICT_NMS)
+    confidence = (0.7, 0.2) if per_point == 3 else (1.0, 1.0)
+    np.testing.assert_allclose(dets.keypoints[0], [[100, 50, confidence[0]], [600, 400, confidence[1]]], atol=1e-3)
+
+
+def _obb_output(rows):
+    out = np.zeros((1, 4 + 1 + 1, 20), np.float32)
+    for i, (cx, cy, w, h, score, angle) in enumerate(rows):
+        out[0, :, i] = (cx, cy, w, h, score, angle)
+    return out
+
+
+def test_obb_nms_is_rotated():
+    """Two long thin boxes crossing at 90 degrees: the same cx cy w h, so axis-aligned NMS would keep one."""
+    crossing = _obb_output([(160, 96, 100, 10, 0.9, 0.0), (160, 96, 100, 10, 0.8, np.pi / 2)])
+    dets = decode_with(crossing, IDENTITY, _task("obb", extra=1), PREDICT_NMS)
+    assert len(dets) == 2
+    np.testing.assert_allclose(dets.rboxes[:, 4], [0.0, np.pi / 2], atol=1e-6)
+    np.testing.assert_allclose(dets.boxes[1], [155, 46, 165, 146], atol=1e-3)  # the upright one's bounds
+    overlapping = _obb_output([(160, 96, 100, 10, 0.9, 0.3), (161, 96, 100, 10, 0.8, 0.3)])
+    assert len(decode_with(overlapping, IDENTITY, _task("obb", extra=1), PREDICT_NMS)) == 1
+
+
+def test_obb_boxes_map_back_through_the_letterbox():
+    geometry, _ = fit((480, 640), (192, 320))
+    dets = decode_with(_obb_output([(32 + 0.4 * 320, 0.4 * 240, 40, 8, 0.9, 0.5)]), geometry, _task("obb", extra=1),
+                       PREDICT_NMS)
+    np.testing.assert_allclose(dets.rboxes[0], [320, 240, 100, 20, 0.5], atol=1e-3)
+
+
+def test_end_to_end_rows_are_read_not_suppressed_again():
+    """x1 y1 x2 y2 score class rows, ranked by the model: overlapping boxes both stay; rows below conf go."""
+    geometry, _ = fit((480, 640), (192, 320))
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, 0] = (32 + 0.4 * 100, 0.4 * 100, 32 + 0.4 * 200, 0.4 * 200, 0.9, 2)
+    rows[0, 1] = (32 + 0.4 * 102, 0.4 * 100, 32 + 0.4 * 202, 0.4 * 200, 0.8, 2)
+    rows[0, 2] = (0, 0, 10, 10, 0.1, 1)
+    dets = decode_with(rows, geometry, _task("detect", num_classes=3, end_to_end=True), PREDICT_NMS)
+    assert dets.class_ids.tolist() == [2, 2]
+    np.testing.assert_allclose(dets.boxes, [[100, 100, 200, 200], [102, 100, 202, 200]], atol=1e-3)
+    assert len(decode_with(rows, geometry, _task("detect", num_classes=3, end_to_end=True), VAL_NMS)) == 3
