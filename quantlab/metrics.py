@@ -1,4 +1,4 @@
-"""Accuracy metrics: mAP through pycocotools' COCOeval, and output parity against a reference model."""
+"""Accuracy against labels or a reference's detections: mAP through pycocotools' COCOeval."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from quantlab.detections import Detections, split_output
+from quantlab.detections import Detections
 
-SCORE_CHANNEL_START = 4  # YOLOv8 rows: cx cy w h, then one probability per class
-CONFIDENT_SCORE = 0.25  # anchors the reference model is confident about, for top-1 agreement
 
 
 @dataclass(frozen=True)
@@ -77,69 +75,3 @@ class DetectionMAP:
 def _mean_defined(precision: np.ndarray) -> float:
     defined = precision[precision > -1]
     return float(defined.mean()) if defined.size else 0.0
-
-
-@dataclass(frozen=True)
-class ChannelParity:
-    """How one group of output channels compares to the reference: cosine, max and mean |error|."""
-
-    cosine: float
-    max_abs: float
-    mean_abs: float
-
-    def as_dict(self) -> dict:
-        return {"cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
-
-
-class _Accumulator:
-    def __init__(self):
-        self.dot = self.norm_a = self.norm_b = self.abs_sum = 0.0
-        self.max_abs = 0.0
-        self.count = 0
-
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-        diff = np.abs(a - b)
-        self.dot += float(a @ b)
-        self.norm_a += float(a @ a)
-        self.norm_b += float(b @ b)
-        self.abs_sum += float(diff.sum())
-        self.max_abs = max(self.max_abs, float(diff.max(initial=0.0)))
-        self.count += a.size
-
-    def result(self) -> ChannelParity:
-        denom = np.sqrt(self.norm_a * self.norm_b)
-        cosine = self.dot / denom if denom > 0 else float(self.norm_a == self.norm_b)
-        return ChannelParity(float(cosine), self.max_abs, self.abs_sum / max(self.count, 1))
-
-
-class OutputParity:
-    """Compares a model's YOLOv8 output with a reference's, box and score channels apart.
-
-    One cosine over the whole output is dominated by box pixels and hides a broken score channel.
-    """
-
-    def __init__(self):
-        self._boxes = _Accumulator()
-        self._scores = _Accumulator()
-        self._agree = 0
-        self._confident = 0
-
-    def update(self, output: np.ndarray, reference: np.ndarray) -> OutputParity:
-        """Both (1, 4+nc, N) or both (1, N, 4+nc)."""
-        boxes, probs = split_output(output)
-        ref_boxes, ref_probs = split_output(reference)
-        self._boxes.add(boxes, ref_boxes)
-        self._scores.add(probs, ref_probs)
-        confident = ref_probs.max(axis=1) >= CONFIDENT_SCORE
-        self._agree += int((probs[confident].argmax(1) == ref_probs[confident].argmax(1)).sum())
-        self._confident += int(confident.sum())
-        return self
-
-    def compute(self) -> dict:
-        """{'boxes': {...}, 'scores': {...}, 'top1_agreement': fraction of confident anchors, or None}."""
-        return {
-            "boxes": self._boxes.result().as_dict(),
-            "scores": self._scores.result().as_dict(),
-            "top1_agreement": self._agree / self._confident if self._confident else None,
-        }

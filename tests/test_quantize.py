@@ -21,7 +21,8 @@ from quantlab.bench import interleaved_latency, make_session
 from quantlab.cpu import detect_cpu
 from quantlab.errors import ConfigError, ImageError, ModelError, OutputError, QuantizationError
 from quantlab.images import read_image
-from quantlab.metrics import OutputParity
+from quantlab.onnxmodel import inspect_model
+from quantlab.parity import OutputParity
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, read_metadata
 from quantlab.recipes import PRESETS, resolve_recipe
@@ -56,7 +57,7 @@ def _assert_close_to_fp32(int8_path, fp32_path, image_path, min_score_cosine=0.9
     __tracebackhide__ = True
     tensor, _ = letterbox(read_image(image_path), (192, 320))
     feed = {"images": tensor}
-    parity = OutputParity().update(make_session(int8_path).run(None, feed)[0],
+    parity = OutputParity(inspect_model(fp32_path).description).update(make_session(int8_path).run(None, feed)[0],
                                    make_session(fp32_path).run(None, feed)[0]).compute()
     assert parity["boxes"]["cosine"] > 0.99, parity
     assert parity["scores"]["cosine"] > min_score_cosine, parity

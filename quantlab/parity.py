@@ -1,0 +1,130 @@
+"""Output parity: how a model's raw outputs compare with a reference model's, part by part.
+
+One cosine over a whole YOLO output is dominated by box pixels and hides a broken score channel,
+so each real part of the detection output (boxes, class scores, then mask coefficients, keypoints
+or the angle) is compared on its own, and a segmentation model's proto output beside them.
+End-to-end outputs are ranked selections, not anchors: their scores are compared rank by rank, and
+their boxes and task values only for the reference's confident rows, each paired with the
+candidate's row of the same class that overlaps it most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from quantlab.description import SEGMENT, ModelDescription
+
+CONFIDENT_SCORE = 0.25  # rows the reference model is confident about, for top-1 agreement and row pairing
+PROTOS = "protos"
+
+
+@dataclass(frozen=True)
+class ChannelParity:
+    """How one group of output channels compares to the reference: cosine, max and mean |error|."""
+
+    cosine: float
+    max_abs: float
+    mean_abs: float
+
+    def as_dict(self) -> dict:
+        return {"cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
+
+
+class _Accumulator:
+    def __init__(self):
+        self.dot = self.norm_a = self.norm_b = self.abs_sum = 0.0
+        self.max_abs = 0.0
+        self.count = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        diff = np.abs(a - b)
+        self.dot += float(a @ b)
+        self.norm_a += float(a @ a)
+        self.norm_b += float(b @ b)
+        self.abs_sum += float(diff.sum())
+        self.max_abs = max(self.max_abs, float(diff.max(initial=0.0)))
+        self.count += a.size
+
+    def result(self) -> ChannelParity:
+        denom = np.sqrt(self.norm_a * self.norm_b)
+        cosine = self.dot / denom if denom > 0 else float(self.norm_a == self.norm_b)
+        return ChannelParity(float(cosine), self.max_abs, self.abs_sum / max(self.count, 1))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of x1 y1 x2 y2 boxes."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    return inter / np.maximum(_area(a)[:, None] + _area(b)[None, :] - inter, 1e-9)
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return np.clip(boxes[:, 2:] - boxes[:, :2], 0, None).prod(axis=1)
+
+
+def _paired_rows(parts: dict, reference: dict) -> tuple[np.ndarray, np.ndarray]:
+    """End-to-end rows: the reference's confident rows, and for each the candidate's row of the same
+    class that overlaps it most (-1 where the candidate has no row of that class)."""
+    confident = np.nonzero(reference["scores"][:, 0] >= CONFIDENT_SCORE)[0]
+    iou = _iou(reference["boxes"][confident], parts["boxes"])
+    iou[reference["class_ids"][confident, 0][:, None] != parts["class_ids"][None, :, 0]] = -1
+    best = iou.argmax(axis=1) if iou.size else np.zeros(len(confident), np.int64)
+    found = iou[np.arange(len(confident)), best] >= 0 if iou.size else np.zeros(len(confident), bool)
+    return confident, np.where(found, best, -1)
+
+
+def task_cosine(result: dict) -> float | None:
+    """The lowest cosine among the task's own parts (mask coefficients, protos, keypoints, angle) in a
+    compute() result; None for a detect model, which has none."""
+    cosines = [part["cosine"] for name, part in result.items()
+               if isinstance(part, dict) and name not in ("boxes", "scores")]
+    return min(cosines) if cosines else None
+
+
+class OutputParity:
+    """Compares a model's outputs with a reference's, part by part (see the module docstring)."""
+
+    def __init__(self, description: ModelDescription):
+        self.description = description
+        self._parts: dict[str, _Accumulator] = {}
+        self._agree = 0
+        self._confident = 0
+
+    def _add(self, name: str, a: np.ndarray, b: np.ndarray) -> None:
+        self._parts.setdefault(name, _Accumulator()).add(a, b)
+
+    def update(self, outputs: Sequence[np.ndarray] | np.ndarray,
+               references: Sequence[np.ndarray] | np.ndarray) -> OutputParity:
+        """outputs and references: the two models' outputs in the model's order (or the detection output alone)."""
+        outputs = [outputs] if isinstance(outputs, np.ndarray) else list(outputs)
+        references = [references] if isinstance(references, np.ndarray) else list(references)
+        parts, reference = self.description.split(outputs[0]), self.description.split(references[0])
+        if self.description.end_to_end:
+            self._add("scores", parts["scores"], reference["scores"])  # rank by rank
+            confident, paired = _paired_rows(parts, reference)
+            for name in set(parts) - {"scores", "class_ids"}:
+                mine = np.where(paired[:, None] >= 0, parts[name][paired], 0)
+                self._add(name, mine, reference[name][confident])
+            self._agree += int((paired >= 0).sum())
+            self._confident += len(confident)
+        else:
+            for name in parts:
+                self._add(name, parts[name], reference[name])
+            confident = reference["scores"].max(axis=1) >= CONFIDENT_SCORE
+            self._agree += int((parts["scores"][confident].argmax(1) == reference["scores"][confident].argmax(1)).sum())
+            self._confident += int(confident.sum())
+        if self.description.task == SEGMENT and len(outputs) > 1 and len(references) > 1:
+            self._add(PROTOS, outputs[1], references[1])
+        return self
+
+    def compute(self) -> dict:
+        """{part: {'cosine', 'max_abs', 'mean_abs'}} for 'boxes', 'scores' and the task's parts, and
+        'top1_agreement': the fraction of confident reference rows whose class the model gives too, or None."""
+        result = {name: acc.result().as_dict() for name, acc in self._parts.items()}
+        result["top1_agreement"] = self._agree / self._confident if self._confident else None
+        return result

@@ -1,0 +1,110 @@
+"""Output parity against a reference model, part by part, on outputs built by hand."""
+
+import numpy as np
+import pytest
+
+from quantlab.description import DETECT, ModelDescription
+from quantlab.parity import OutputParity
+
+
+def _parity(num_classes):
+    """Parity for a plain detect output with `num_classes` classes."""
+    return OutputParity(ModelDescription(DETECT, {i: f"class{i}" for i in range(num_classes)}))
+
+
+def test_parity_separates_box_and_score_channels():
+    rng = np.random.default_rng(0)
+    reference = np.concatenate([rng.uniform(0, 320, (1, 4, 100)), rng.uniform(0, 1, (1, 3, 100))], axis=1)
+    same = _parity(3).update(reference, reference).compute()
+    assert same["boxes"]["cosine"] == pytest.approx(1.0) and same["scores"]["max_abs"] == 0.0
+    broken = reference.copy()
+    broken[:, 4:] = 0  # every score rounded to zero, as with one INT8 scale over the head's Concat
+    result = _parity(3).update(broken, reference).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(1.0)
+    assert result["scores"]["cosine"] == 0.0
+    whole = np.dot(broken.ravel(), reference.ravel()) / (np.linalg.norm(broken) * np.linalg.norm(reference))
+    assert whole > 0.99  # one cosine over the whole output would have hidden it
+
+
+def _yolo(boxes, probs):
+    """A (1, 4+nc, N) output from (N, 4) box rows and (N, nc) class rows."""
+    return np.concatenate([np.asarray(boxes, np.float64).T, np.asarray(probs, np.float64).T])[None]
+
+
+ANCHORS = 8  # more anchors than channels, so the layout is unambiguous
+
+
+def _padded(values):
+    """values, then zeros up to ANCHORS, as one column."""
+    return np.array(list(values) + [0.0] * (ANCHORS - len(values)))
+
+
+def test_parity_of_signed_outputs_is_a_true_cosine():
+    """dot(a, b) = 9 - 16 = -7 over norms 5 x 5: cosine -0.28 (on absolute values it would be 1.0)."""
+    boxes_ref = np.zeros((ANCHORS, 4))
+    boxes_ref[:, 0] = _padded([3, 4])
+    boxes_out = boxes_ref.copy()
+    boxes_out[:, 0] = _padded([3, -4])
+    probs = np.full((ANCHORS, 1), 0.5)
+    result = _parity(1).update(_yolo(boxes_out, probs), _yolo(boxes_ref, probs)).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(-0.28)
+    assert result["boxes"]["max_abs"] == pytest.approx(8.0)
+    assert result["boxes"]["mean_abs"] == pytest.approx(8.0 / (4 * ANCHORS))
+    assert result["scores"] == {"cosine": pytest.approx(1.0), "max_abs": 0.0, "mean_abs": 0.0}
+
+
+def test_parity_accumulates_over_images_not_averages_per_image():
+    """Image 1 is opposite (1 vs -1), image 2 agrees (2 vs 2): one cosine over both is 3/5, not (-1 + 1)/2;
+    the largest error, from image 1, is still the maximum after image 2."""
+    probs = np.full((ANCHORS, 1), 0.5)
+    agreeing = np.zeros((ANCHORS, 4))
+    agreeing[0, 0] = 2
+    opposite_out, opposite_ref = np.zeros((ANCHORS, 4)), np.zeros((ANCHORS, 4))
+    opposite_out[0, 1], opposite_ref[0, 1] = 1, -1
+    parity = _parity(1).update(_yolo(opposite_out, probs), _yolo(opposite_ref, probs))
+    result = parity.update(_yolo(agreeing, probs), _yolo(agreeing, probs)).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(0.6)
+    assert result["boxes"]["max_abs"] == 2.0 and result["boxes"]["mean_abs"] == pytest.approx(2 / (2 * 4 * ANCHORS))
+
+
+@pytest.mark.parametrize(
+    ("output", "reference", "cosine"),
+    [
+        (0.0, 0.0, 1.0),  # both all-zero: identical
+        (0.0, 0.3, 0.0),  # the candidate lost every score
+        (0.3, 0.0, 0.0),  # scores out of nothing
+        (0.01, 0.02, 1.0),  # tiny but parallel: norms below 1 are still a cosine
+    ],
+    ids=["both-zero", "output-zero", "reference-zero", "tiny"],
+)
+def test_parity_cosine_of_zero_and_tiny_channels(output, reference, cosine):
+    boxes = np.ones((ANCHORS, 4))
+    result = _parity(2).update(_yolo(boxes, np.full((ANCHORS, 2), output)),
+                                   _yolo(boxes, np.full((ANCHORS, 2), reference))).compute()
+    assert result["scores"]["cosine"] == pytest.approx(cosine)
+
+
+def test_top1_agreement_counts_anchors_the_reference_is_confident_about():
+    """Confident: reference's best probability >= 0.25. Anchors 0-2 are, 3-7 are not."""
+    reference = [[0.9, 0.1], [0.25, 0.1], [0.1, 0.6], [0.2, 0.1], [0.0, 0.24]] + [[0.0, 0.0]] * 3
+    output = [[0.8, 0.1], [0.1, 0.3], [0.1, 0.7], [0.0, 0.9], [0.9, 0.0]] + [[0.0, 0.5]] * 3  # anchor 1 disagrees
+    boxes = np.ones((ANCHORS, 4))
+    result = _parity(2).update(_yolo(boxes, output), _yolo(boxes, reference)).compute()
+    assert result["top1_agreement"] == pytest.approx(2 / 3)
+    nothing_confident = _parity(2).update(_yolo(boxes, output), _yolo(boxes, np.full((ANCHORS, 2), 0.1)))
+    assert nothing_confident.compute()["top1_agreement"] is None
+    # over images: 2 of 3, then 0 of 1 confident anchors agree -> 2 of 4
+    parity = _parity(2).update(_yolo(boxes, output), _yolo(boxes, reference))
+    other = np.zeros((ANCHORS, 2))
+    other[0] = (0.0, 0.9)
+    parity.update(_yolo(boxes, other[:, ::-1]), _yolo(boxes, other))
+    assert parity.compute()["top1_agreement"] == pytest.approx(2 / 4)
+
+
+def test_parity_accumulates_in_float64_whatever_the_output_dtype():
+    """Box pixels up to 300 in float16: their squares overflow float16 (max 65504) unless widened first."""
+    boxes = np.full((ANCHORS, 4), 300.0)
+    probs = np.full((ANCHORS, 1), 0.5)
+    output = _yolo(boxes, probs).astype(np.float16)
+    result = _parity(1).update(output, output.copy()).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(1.0)
