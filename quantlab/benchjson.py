@@ -22,7 +22,7 @@ from quantlab.errors import InputError
 REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
 # numbers that may be null: mAP without labels, parity for a variant that has none
 OPTIONAL_NUMBERS = ("size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine", "score_cosine",
-                    "top1_agreement", "memory_bytes", "memory_spread", "memory_ratio")
+                    "task_cosine", "top1_agreement", "memory_bytes", "memory_spread", "memory_ratio")
 SETUP_KEYS = ("host", "cpu", "threads", "providers", "onnxruntime", "python")
 
 

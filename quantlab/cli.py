@@ -127,19 +127,21 @@ def cmd_eval(args, console: Console) -> int:
     if args.reference:
         inspect_model(args.reference)
         sessions[args.reference] = make_session(args.reference, args.threads, args.providers)
-    samples = labelled_samples(dataset) if dataset else unlabelled_samples(images)
+    samples = labelled_samples(dataset, info.description) if dataset else unlabelled_samples(images)
     names = dataset.names if dataset else info.class_names
     total = len(dataset.images) if dataset else len(images)
     results = evaluate_models(sessions, samples, resolve_input_hw(info, _hw(args.input_hw)), names,
-                              reference=args.reference, progress=console.progress("evaluate", total),
+                              info.description, reference=args.reference, progress=console.progress("evaluate", total),
                               source=args.data or args.images)
     result = results[args.model].as_dict()
-    for key in ("map50", "map50_95", "agreement"):
+    print(f"task: {info.description.summary()}")
+    for key in ("map50", "map50_95", "box_map50_95", "agreement"):
         if result[key] is not None:
             print(f"{key}: {result[key]:.4f}")  # results print even with --quiet
     for output, parity in (result["parity"] or {}).items():
-        print(f"{output}: box cosine {parity['boxes']['cosine']:.4f}, score cosine "
-                    f"{parity['scores']['cosine']:.4f}, score max |err| {parity['scores']['max_abs']:.4f}")
+        parts = ", ".join(f"{part.replace('_', ' ')} cosine {value['cosine']:.4f}"
+                          for part, value in parity.items() if isinstance(value, dict))
+        print(f"{output}: {parts}, score max |err| {parity['scores']['max_abs']:.4f}")
     if args.json:
         _write_json(args.json, result)
         console.say(f"wrote {args.json}")

@@ -120,7 +120,7 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
             out.rows.append(_speedup_row(name, baseline, base, candidate, cand, tol, gated))
         out.rows.append(_relative_row(name, "size_bytes", base.size_bytes, cand.size_bytes, tol.size_growth, gated))
         for metric, limit in (("map50_95", tol.map_loss), ("agreement", tol.agreement_loss),
-                              ("score_cosine", tol.score_cosine_loss)):
+                              ("score_cosine", tol.score_cosine_loss), ("task_cosine", tol.score_cosine_loss)):
             row = _absolute_row(name, metric, base.metrics.get(metric), cand.metrics.get(metric), limit, gated)
             if row is not None:
                 out.rows.append(row)

@@ -11,15 +11,29 @@ import onnxruntime as ort
 
 from quantlab.bench import run_explained
 from quantlab.datasets import Dataset, Labels, read_labels
+from quantlab.description import OBB, POSE, SEGMENT, ModelDescription
 from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode
 from quantlab.errors import DatasetError, ImageError
 from quantlab.images import iter_images
-from quantlab.metrics import DetectionMAP, MapResult, OutputParity
+from quantlab.metrics import DetectionMAP, MapResult
+from quantlab.parity import OutputParity
 from quantlab.preprocess import letterbox
 
 # The candidate side of detection agreement: every box above 0.001, one label per box, so a model
 # compared with itself gets exactly 1.0 (its predict-default boxes rank first, all matched).
 AGREEMENT_NMS = NmsSettings(conf=VAL_NMS.conf, iou=VAL_NMS.iou, max_det=VAL_NMS.max_det, multi_label=False)
+# The task's own metric against labels (COCOeval's iouType, or rotated IoU for OBB); box mAP beside it
+TASK_METRIC = {SEGMENT: "segm", POSE: "keypoints", OBB: "obb"}
+
+
+def metric_kind(description: ModelDescription) -> str:
+    """The COCOeval kind of the task's mAP: bbox, segm, keypoints or obb."""
+    return TASK_METRIC.get(description.task, "bbox")
+
+
+def _box_kind(description: ModelDescription) -> str:
+    """Boxes as the task has them: rotated for OBB. Detection agreement compares these."""
+    return "obb" if description.task == OBB else "bbox"
 
 
 @dataclass(frozen=True)
@@ -33,28 +47,35 @@ class Sample:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """map: against labels (None without); agreement: mAP50 against the reference's detections;
-    parity: {output name: {'boxes', 'scores', 'top1_agreement'}} against the reference."""
+    """map: the task's mAP against labels (None without): box, mask, keypoint (OKS) or rotated-box;
+    box_map: box mAP beside a segment or pose model's own (None otherwise); agreement: box mAP50 against
+    the reference's detections; parity: {output name: {part: {...}, 'top1_agreement'}} against the reference."""
 
     images: int
     map: MapResult | None
     agreement: float | None
     parity: dict | None
+    metric: str = "bbox"
+    box_map: MapResult | None = None
 
     def as_dict(self) -> dict:
         return {
             "images": self.images,
+            "metric": self.metric,
             "map50": self.map.map50 if self.map else None,
             "map50_95": self.map.map50_95 if self.map else None,
             "per_class": self.map.per_class if self.map else None,
+            "box_map50_95": self.box_map.map50_95 if self.box_map else None,
             "agreement": self.agreement,
             "parity": self.parity,
         }
 
 
-def labelled_samples(dataset: Dataset) -> Iterator[Sample]:
+def labelled_samples(dataset: Dataset, description: ModelDescription) -> Iterator[Sample]:
+    """The dataset's images with their labels read as the model's task has them."""
     for path, image in iter_images(dataset.images):
-        yield Sample(path, image, read_labels(path, image.shape[:2], len(dataset.names)))
+        yield Sample(path, image, read_labels(path, image.shape[:2], len(dataset.names), description.task,
+                                              description.kpt_shape))
 
 
 def unlabelled_samples(paths: Iterable[Path]) -> Iterator[Sample]:
@@ -63,9 +84,11 @@ def unlabelled_samples(paths: Iterable[Path]) -> Iterator[Sample]:
 
 
 def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Iterable[Sample],
-                    input_hw: tuple[int, int], names: dict[int, str], reference: str | None = None,
-                    progress: Callable[[int], None] | None = None, source: str = "images") -> dict[str, EvalResult]:
-    """Evaluate every session on the same samples, read and preprocessed once each.
+                    input_hw: tuple[int, int], names: dict[int, str], description: ModelDescription,
+                    reference: str | None = None, progress: Callable[[int], None] | None = None,
+                    source: str = "images") -> dict[str, EvalResult]:
+    """Evaluate every session on the same samples, read and preprocessed once each; outputs are
+    decoded, compared and scored as the model's task has them (`description`).
 
     reference: the name of the session (usually FP32) that agreement and parity compare against.
     source: the folder or data.yaml the samples come from, named in errors.
@@ -74,22 +97,27 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
         raise ValueError(f"reference {reference!r} is not one of the sessions: {', '.join(sessions)}")
     input_names = {name: s.get_inputs()[0].name for name, s in sessions.items()}
     output_names = {name: s.get_outputs()[0].name for name, s in sessions.items()}
-    maps = {name: DetectionMAP(names) for name in sessions}
-    agreements = {name: DetectionMAP(names) for name in sessions}
-    parities = {name: OutputParity() for name in sessions}
+    kind, box_kind = metric_kind(description), _box_kind(description)
+    maps = {name: DetectionMAP(names, kind) for name in sessions}
+    box_maps = {name: DetectionMAP(names, box_kind) for name in sessions} if kind != box_kind else None
+    agreements = {name: DetectionMAP(names, box_kind) for name in sessions}
+    parities = {name: OutputParity(description) for name in sessions}
     count, labelled, first = 0, False, None
     for sample in samples:
         first = first or sample.path
         tensor, geometry = letterbox(sample.image, input_hw)
-        outputs = {name: run_explained(s, [output_names[name]], {input_names[name]: tensor},
-                                       f"{name} on {sample.path}")[0] for name, s in sessions.items()}
-        truth = decode(outputs[reference], geometry, PREDICT_NMS) if reference else None
+        outputs = {name: run_explained(s, None, {input_names[name]: tensor}, f"{name} on {sample.path}")
+                   for name, s in sessions.items()}
+        truth = decode(outputs[reference], geometry, description, PREDICT_NMS) if reference else None
         for name, output in outputs.items():
             if sample.labels is not None:
                 labelled = True
-                maps[name].update(decode(output, geometry, VAL_NMS), sample.labels.boxes, sample.labels.class_ids)
+                found = decode(output, geometry, description, VAL_NMS)
+                maps[name].update(found, sample.labels)
+                if box_maps is not None:
+                    box_maps[name].update(found, sample.labels)
             if truth is not None:
-                agreements[name].update(decode(output, geometry, AGREEMENT_NMS), truth.boxes, truth.class_ids)
+                agreements[name].update(decode(output, geometry, description, AGREEMENT_NMS), truth)
                 parities[name].update(output, outputs[reference])
         count += 1
         if progress is not None:
@@ -105,10 +133,13 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
         agreement = None
         if reference is not None:
             agreement = agreements[name].compute().map50 if agreements[name].has_targets else None
+        scored = labelled and maps[name].has_targets
         results[name] = EvalResult(
             images=count,
-            map=maps[name].compute() if labelled and maps[name].has_targets else None,
+            map=maps[name].compute() if scored else None,
             agreement=agreement,
             parity={output_names[name]: parities[name].compute()} if reference is not None else None,
+            metric=kind,
+            box_map=box_maps[name].compute() if scored and box_maps is not None else None,
         )
     return results

@@ -9,7 +9,8 @@ from quantlab.errors import ConfigError
 
 # metric -> True when larger is better (a minimum), False when smaller is better (a maximum)
 HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
-                    "memory_ratio": False, "box_cosine": True, "score_cosine": True, "top1_agreement": True}
+                    "memory_ratio": False, "box_cosine": True, "score_cosine": True, "task_cosine": True,
+                    "top1_agreement": True}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import Dataset, check_class_names
+from quantlab.description import ModelDescription
 from quantlab.errors import ConfigError
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import read_image
@@ -109,6 +110,7 @@ class JobResult:
     providers: tuple[str, ...]
     eval_source: str
     memories: dict[str, MemoryUse | None]  # None where this platform cannot measure it
+    description: ModelDescription
 
 
 def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_images: Sequence[Path],
@@ -140,15 +142,16 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
         variants.append(dataclasses.replace(built[build], name=name, runtime=runtime))
     sessions = {v.name: open_session(v.path, v.runtime, threads, providers) for v in variants}
     if dataset is not None:
-        samples: Iterable = labelled_samples(dataset)
+        samples: Iterable = labelled_samples(dataset, info.description)
         names, total, source = dataset.names, len(dataset.images), str(dataset.yaml_path)
     else:
         samples = unlabelled_samples(eval_images)
         names, total, source = info.class_names, len(eval_images), str(Path(eval_images[0]).parent)
-    evaluations = evaluate_models(sessions, samples, hw, names, reference=FP32, progress=progress("evaluate", total),
+    evaluations = evaluate_models(sessions, samples, hw, names, info.description, reference=FP32, progress=progress("evaluate", total),
                                   source=source)
     feed = probe_input(model_path, (dataset.images if dataset else eval_images)[0], input_hw)
     latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
     memories = {v.name: measure_memory(v.path, hw, threads, providers) if v.runtime == ONNXRUNTIME else None
                 for v in variants}
-    return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), source, memories)
+    return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), source, memories,
+                     info.description)

@@ -23,7 +23,7 @@ from quantlab import __version__, ortcompat
 from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file
 from quantlab.calibration import ImageCalibrationReader, sample_digest
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
-from quantlab.head import float_nodes, softmax_before_transpose, yolov8_head_pass
+from quantlab.head import float_nodes, softmax_before_transpose, yolo_head_pass
 from quantlab.onnxmodel import ModelInfo, check_quantizable, inspect_model, load_model, resolve_input_hw
 from quantlab.recipes import Mode, Recipe
 from quantlab.verify import CHECK_IMAGES, SelfCheck, self_check
@@ -137,7 +137,7 @@ def _check_feeds(reader: ImageCalibrationReader | None, calib_images: Sequence[P
 
 def _failure_cause(recipe: Recipe, prepared: onnx.ModelProto, input_hw: tuple[int, int], info: ModelInfo) -> str:
     """The likeliest reason an INT8 model disagrees with FP32, in words."""
-    head = yolov8_head_pass(prepared, input_hw)[1]
+    head = yolo_head_pass(prepared, input_hw)[1]
     if head & set(recipe.include_nodes):
         return (f"--include quantized head node(s) {', '.join(sorted(head & set(recipe.include_nodes))[:3])}: one "
                 "INT8 scale then spans box pixels and class probabilities")
@@ -214,7 +214,8 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
         checked = stage / "checked.onnx"
         checked.write_bytes(result_bytes)
         try:
-            check = self_check(staged, checked, _check_feeds(reader, calib_images, info, input_hw))
+            check = self_check(staged, checked, _check_feeds(reader, calib_images, info, input_hw),
+                               info.description)
         except QuantizationError as exc:
             raise QuantizationError(f"{model_path}: the quantized model is unusable, so it was not written: "
                                     f"{exc}") from exc

@@ -15,6 +15,7 @@ from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets
 from quantlab.ortcompat import ORT_VERSION
+from quantlab.parity import task_cosine
 from quantlab.pipeline import FP32, JobResult, Variant
 from quantlab.recipes import Mode, QType
 from quantlab.runtimes import ONNXRUNTIME, runtime_version
@@ -52,12 +53,15 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
         "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
                          if memory and fp32_memory and fp32_memory.session_bytes else None),
         "speedup": fp32_latency.median_ms / latency.median_ms,
+        "metric": evaluation["metric"],
         "map50": evaluation["map50"],
         "map50_95": evaluation["map50_95"],
+        "box_map50_95": evaluation["box_map50_95"],
         "map_drop": (fp32_eval["map50_95"] - evaluation["map50_95"]) if evaluation["map50_95"] is not None else None,
         "per_class": evaluation["per_class"],
         "agreement": evaluation["agreement"],
         "parity": evaluation["parity"],
+        "task_cosine": task_cosine(next(iter((evaluation["parity"] or {}).values()), None) or {}),
         "quantize_seconds": q.seconds if q else None,
         "recipe": q.recipe.settings() if q else None,
         "float_nodes": len(q.float_nodes) if q else None,
@@ -131,7 +135,8 @@ def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Bud
         "schema_version": 1,
         "quantlab_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw)},
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw),
+                  "task": job.description.as_dict()},
         "evaluation": {"source": job.eval_source, "images": first.images, "labelled": first.map is not None},
         "machine": machine_facts(job.threads, job.providers, tuple(dict.fromkeys(v.runtime for v in job.variants))),
         "budgets": budgets.as_dict(),
@@ -155,22 +160,31 @@ def _fmt(value, spec: str, empty: str = "-") -> str:
     return empty if value is None else format(value, spec)
 
 
+# What the mAP columns measure, per task (the metric each task's evaluation uses)
+METRIC_WORDS = {"bbox": "box mAP", "segm": "mask mAP (box mAP50-95 beside it in the JSON)",
+                "keypoints": "keypoint OKS mAP (box mAP50-95 beside it in the JSON)", "obb": "rotated-box mAP"}
+
+
 def render_markdown(report: dict) -> str:
     """The report as Markdown: the field report's columns first, then accuracy and verdicts."""
     m = report["machine"]
+    task = report["model"]["task"]
+    metric = report["variants"][0].get("metric", "bbox")
+    task_parts = task["task"] != "detect"
     lines = [
         "# quantlab report",
         "",
-        f"Model `{report['model']['path']}` at {report['model']['input_hw'][0]}x{report['model']['input_hw'][1]}; "
+        f"Model `{report['model']['path']}` ({task['task']}{', end-to-end' if task['end_to_end'] else ''}, "
+        f"{task['classes']} classes) at {report['model']['input_hw'][0]}x{report['model']['input_hw'][1]}; "
         f"evaluated on {report['evaluation']['images']} images "
-        f"({'labelled' if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
+        f"({'labelled: ' + METRIC_WORDS[metric] if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
         f"Machine: {m['cpu']} ({m['arch']}; {', '.join(m['flags']) or 'no INT8 extensions'}), {m['cores']} cores, "
         f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}"
         + "".join(f", {r} {v}" for r, v in m.get("runtimes", {}).items() if r != ONNXRUNTIME) + ".",
         "",
         "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
-        "| Agreement | Box cos | Score cos | Session MB | Quantize s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| Agreement | Box cos | Score cos |{' Task cos |' if task_parts else ''} Session MB | Quantize s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
     ]
     for v in report["variants"]:
         parity = next(iter((v["parity"] or {}).values()), None)
@@ -180,6 +194,7 @@ def render_markdown(report: dict) -> str:
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
             f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} "
+            + (f"| {_fmt(v.get('task_cosine'), '.4f')} " if task_parts else "") +
             f"| {_fmt(v['memory'] and v['memory']['session_bytes'] / MB, '.1f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
         )
     best = report.get("fastest_accurate")

@@ -26,7 +26,7 @@ from quantlab import ortcompat
 from quantlab.atomicio import atomic_write_bytes
 from quantlab.bench import interleaved_latency, make_session, session_options
 from quantlab.datasets import Dataset, check_class_names
-from quantlab.detections import split_output
+from quantlab.description import ModelDescription
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.images import iter_images
 from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
@@ -142,19 +142,21 @@ def bypass_quantization(qdq: onnx.ModelProto, fp32: onnx.ModelProto, nodes: Sequ
     return model
 
 
-def _normalised_error(outputs: list[np.ndarray], references: list[np.ndarray]) -> float:
-    """Mean squared error over mean square, for box and score channels apart, summed."""
+def _normalised_error(outputs: list[np.ndarray], references: list[np.ndarray], description: ModelDescription
+                      ) -> float:
+    """Mean squared error over mean square, for each part of the output apart (boxes, scores and the
+    task's own values), summed."""
     total = 0.0
-    for part in (0, 1):
-        err = sum(float(np.mean((split_output(o)[part] - split_output(r)[part]) ** 2))
-                  for o, r in zip(outputs, references))
-        power = sum(float(np.mean(split_output(r)[part] ** 2)) for r in references)
+    mine, theirs = [description.split(o) for o in outputs], [description.split(r) for r in references]
+    for part in theirs[0] if theirs else ():
+        err = sum(float(np.mean((o[part] - r[part]) ** 2)) for o, r in zip(mine, theirs))
+        power = sum(float(np.mean(r[part] ** 2)) for r in theirs)
         total += err / max(power, 1e-12)
     return total
 
 
 def rank_sensitivity(qdq_path: Path, fp32_prepared: onnx.ModelProto, feeds: list[dict],
-                     groups: Sequence[tuple[str, ...]], progress: Callable[[int], None] | None = None
+                     groups: Sequence[tuple[str, ...]], description: ModelDescription, progress: Callable[[int], None] | None = None
                      ) -> list[Sensitivity]:
     """Groups sorted by how much output error keeping them in float removes, largest first."""
     qdq = onnx.load(str(qdq_path))
@@ -166,13 +168,13 @@ def rank_sensitivity(qdq_path: Path, fp32_prepared: onnx.ModelProto, feeds: list
         return [session.run(None, feed)[0] for feed in feeds]
 
     references = outputs_of(fp32_prepared.SerializeToString())
-    base_error = _normalised_error(outputs_of(qdq.SerializeToString()), references)
+    base_error = _normalised_error(outputs_of(qdq.SerializeToString()), references, description)
     ranked = []
     for group in groups:
         if not set(group) <= present:
             continue
         bypassed = bypass_quantization(qdq, fp32_prepared, group)
-        error = _normalised_error(outputs_of(bypassed.SerializeToString()), references)
+        error = _normalised_error(outputs_of(bypassed.SerializeToString()), references, description)
         ranked.append(Sensitivity(group, base_error - error))
         if progress is not None:
             progress(1)
@@ -204,9 +206,10 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
     if dataset is not None:
         check_class_names(dataset, info.class_names, model_path)
     fp32_session = make_session(model_path, threads)
-    samples = (lambda: labelled_samples(dataset)) if dataset is not None else (lambda: unlabelled_samples(eval_images))
+    samples = (lambda: labelled_samples(dataset, info.description)) if dataset is not None else (lambda: unlabelled_samples(eval_images))
     names = dataset.names if dataset is not None else info.class_names
-    fp32_eval = evaluate_models({FP32: fp32_session}, samples(), input_hw, names, reference=FP32)[FP32]
+    fp32_eval = evaluate_models({FP32: fp32_session}, samples(), input_hw, names, info.description,
+                                reference=FP32)[FP32]
     probe_paths = list(dataset.images if dataset is not None else eval_images)
     feed = _feeds(probe_paths[:1], info.input_name, input_hw)[0]
 
@@ -220,7 +223,7 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
             quantize_model(model_path, path, recipe.replace(exclude_nodes=float_nodes), calib_images, force=True)
             session = make_session(path, threads)
             result = evaluate_models({FP32: fp32_session, "candidate": session}, samples(), input_hw, names,
-                                     reference=FP32)["candidate"]
+                                     info.description, reference=FP32)["candidate"]
             loss, map50_95, agreement = _accuracy(result, fp32_eval)
             latency = interleaved_latency({FP32: fp32_session, "candidate": session}, feed, runs=runs, warmup=5)
             step = Step(index, added, float_nodes, loss, map50_95, agreement, latency["candidate"].median_ms,
@@ -243,7 +246,7 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
                     break
                 # ranked again on the current model: a group's harm can hide behind another's
                 remaining = [g for g in groups if not set(g) <= set(float_nodes)]
-                ranked = rank_sensitivity(current.path, prepared_model, feeds, remaining,
+                ranked = rank_sensitivity(current.path, prepared_model, feeds, remaining, info.description,
                                           progress=progress(f"sensitivity {index}", len(remaining)))
                 if not ranked:
                     break

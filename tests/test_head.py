@@ -5,7 +5,7 @@ import onnx
 import pytest
 
 from quantlab.errors import ConfigError
-from quantlab.head import float_nodes, softmax_before_transpose, yolov8_head_pass
+from quantlab.head import float_nodes, softmax_before_transpose, yolo_head_pass
 from quantlab.recipes import resolve_recipe
 
 DECODE_OPS = {"Softmax", "Sigmoid", "Transpose", "Concat", "Conv", "Reshape"}
@@ -20,7 +20,7 @@ def _renamed(model):
 
 
 def test_head_found_in_the_demo_model(demo_onnx):
-    _, head = yolov8_head_pass(demo_onnx)
+    _, head = yolo_head_pass(demo_onnx)
     by_name = {n.name: n for n in demo_onnx.graph.node}
     ops = [by_name[n].op_type for n in head]
     assert DECODE_OPS <= set(ops)
@@ -30,9 +30,9 @@ def test_head_found_in_the_demo_model(demo_onnx):
 
 
 def test_head_found_by_structure_not_names(demo_onnx):
-    _, head = yolov8_head_pass(demo_onnx)
+    _, head = yolo_head_pass(demo_onnx)
     renamed = _renamed(demo_onnx)
-    _, renamed_head = yolov8_head_pass(renamed)
+    _, renamed_head = yolo_head_pass(renamed)
     index = {n.name: i for i, n in enumerate(demo_onnx.graph.node)}
     assert renamed_head == {f"n{index[name]:04d}" for name in head}
 
@@ -42,7 +42,7 @@ def test_a_model_without_a_yolo_head_keeps_nothing_in_float():
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])
     w = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), "float32"), "w")
     graph = onnx.helper.make_graph([onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g", [x], [y], [w])
-    assert yolov8_head_pass(onnx.helper.make_model(graph)) == (set(), set())
+    assert yolo_head_pass(onnx.helper.make_model(graph)) == (set(), set())
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_a_model_without_a_yolo_head_keeps_nothing_in_float():
     ids=["exclude", "include", "head-off"],
 )
 def test_user_passes_merge_with_the_head_pass(demo_onnx, changes, expect):
-    _, head = yolov8_head_pass(demo_onnx)
+    _, head = yolo_head_pass(demo_onnx)
     first_conv = next(n.name for n in demo_onnx.graph.node if n.op_type == "Conv")
     sigmoid = next(n for n in head if "Sigmoid" in n)
     names = {"first-conv": first_conv, "sigmoid": sigmoid}
@@ -74,7 +74,7 @@ def test_unknown_node_names_are_listed(demo_onnx):
 
 def test_an_explicit_include_beats_the_head_pass(demo_onnx):
     """Precedence: a head node the user includes is quantized; the rest of the head stays float."""
-    _, head = yolov8_head_pass(demo_onnx)
+    _, head = yolo_head_pass(demo_onnx)
     first_conv = next(n.name for n in demo_onnx.graph.node if n.op_type == "Conv")
     head_node = sorted(head)[0]
     recipe = resolve_recipe("auto").replace(exclude_nodes=(first_conv,), include_nodes=(head_node,))

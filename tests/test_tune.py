@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 from quantlab import ortcompat
 from quantlab.datasets import load_dataset
-from quantlab.onnxmodel import load_model
+from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.images import read_image
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, read_metadata, stage_model
@@ -80,7 +80,7 @@ def test_sensitivity_finds_the_widened_layer_first(tmp_path, prepared, fragile, 
     quantized = quantize_model(path, tmp_path / "q.onnx", resolve_recipe("auto").replace(num_calib=16),
                                calib_images, force=True).output_path  # fragile by design: may fail its self-check
     feeds = [{"images": letterbox(read_image(p), (192, 320))[0]} for p in calib_images[-8:]]
-    ranked = rank_sensitivity(quantized, prepared, feeds, layer_groups(prepared))
+    ranked = rank_sensitivity(quantized, prepared, feeds, layer_groups(prepared), inspect_model(path).description)
     assert ranked[0].nodes[0] == first, [s.nodes[0] for s in ranked[:5]]
     assert ranked[0].error_reduction > 5 * ranked[3].error_reduction
 

@@ -15,6 +15,7 @@ from quantlab.datasets import label_path
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
+from quantlab.parity import task_cosine
 from quantlab.pipeline import FP32, Variant, build_variant, probe_input, split_variant
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
@@ -116,9 +117,10 @@ class Artifacts:
             wanted = list(dict.fromkeys([FP32, name, *others]))
             sessions = {n: self.session(n) for n in wanted}
             suite = self.suite
-            samples = labelled_samples(suite.dataset) if suite.dataset else unlabelled_samples(suite.calib_images)
+            samples = labelled_samples(suite.dataset, self.info.description) if suite.dataset else unlabelled_samples(suite.calib_images)
             names = suite.dataset.names if suite.dataset else self.info.class_names
-            self._evaluations.update(evaluate_models(sessions, samples, self.input_hw, names, reference=FP32))
+            self._evaluations.update(evaluate_models(sessions, samples, self.input_hw, names, self.info.description,
+                                                        reference=FP32))
         return self._evaluations[name]
 
     def _builds(self, name: str) -> bool:
@@ -180,12 +182,14 @@ class Artifacts:
             "runtime": variant.runtime,
             "size_bytes": size,
             "size_ratio": size / self.info.size_bytes,
+            "task": self.info.description.task,
             "map50": evaluation.map.map50 if evaluation.map else None,
             "map50_95": evaluation.map.map50_95 if evaluation.map else None,
             "map_drop": fp32.map.map50_95 - evaluation.map.map50_95 if evaluation.map else None,
             "agreement": evaluation.agreement,
             "box_cosine": parity.get("boxes", {}).get("cosine"),
             "score_cosine": parity.get("scores", {}).get("cosine"),
+            "task_cosine": task_cosine(parity),
             "top1_agreement": parity.get("top1_agreement"),
             "recipe": json.loads(read_metadata(variant.path)["recipe"]) if variant.path != self.suite.model else None,
             "memory_bytes": memory.session_bytes if memory else None,

@@ -14,6 +14,7 @@ from quantlab.runtimes import ONNXRUNTIME
 # with margin: box channels are pixel coordinates, score channels are probabilities.
 PARITY_BOUNDS = (Check("box_cosine", 0.999, source="parity bound"),
                  Check("score_cosine", 0.98, source="parity bound"),
+                 Check("task_cosine", 0.98, source="parity bound"),  # masks, keypoints, angle: not for detect
                  Check("top1_agreement", 0.95, source="parity bound"))
 
 pytestmark = pytest.mark.quantlab
@@ -55,7 +56,7 @@ def test_fp32_agrees_with_itself(quantlab_metrics):
     """Agreement (None only when FP32 detects nothing at all) and output cosines of 1, to rounding."""
     metrics = quantlab_metrics(FP32)
     _holds(*(Check(metric, 1 - 1e-6, source="FP32 against itself").fails(metrics)
-             for metric in ("agreement", "box_cosine", "score_cosine")))
+             for metric in ("agreement", "box_cosine", "score_cosine", "task_cosine")))
 
 
 def test_static_int8_is_faster_than_fp32(quantlab_suite, quantlab_artifacts, quantlab_static_variant):
