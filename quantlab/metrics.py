@@ -218,7 +218,8 @@ def _pair_rotated_iou(first: np.ndarray, second: np.ndarray) -> float:
     overlap, corners = cv2.rotatedRectangleIntersection(_cv_rect(first), _cv_rect(second))
     if overlap == cv2.INTERSECT_NONE or corners is None:
         return 0.0
-    # the intersection of two rectangles is convex; its hull puts OpenCV's corners in order
+    # OpenCV documents no order for the corners (recent versions sort them, old ones did not);
+    # the intersection of two rectangles is convex, so its hull is that polygon in order
     intersection = cv2.contourArea(cv2.convexHull(corners))
     return float(intersection / (area_first + area_second - intersection))
 

@@ -436,6 +436,14 @@ def test_rotated_not_axis_aligned_iou_is_used():
     assert DetectionMAP(NAMES, kind="obb").update(_as_predictions(crossing), truth).compute().map50 == 0.0
 
 
+def test_rotated_boxes_are_matched_in_score_order():
+    """The right box given first at 0.5, a box elsewhere after it at 0.9: the stray one ranks first, AP 0.5."""
+    truth = _obb_labels([_rbox(50, 50, 20, 20, 30)])
+    predicted = _as_predictions(_obb_labels([_rbox(50, 50, 20, 20, 30), _rbox(150, 50, 20, 20, 30)]), [0.5, 0.9])
+    result = DetectionMAP(NAMES, kind="obb").update(predicted, truth).compute()
+    assert (result.map50, result.map50_95) == (pytest.approx(0.5), pytest.approx(0.5))
+
+
 def test_a_kind_needs_its_part_on_both_sides():
     truth = _obb_labels([_rbox(50, 50, 20, 20, 0)])
     boxes_only = Detections(truth.boxes, np.ones(1, np.float32), truth.class_ids)
