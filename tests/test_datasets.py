@@ -2,22 +2,24 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
 
 from quantlab.datasets import LabelWarning, label_path, load_dataset, read_labels
-from quantlab.errors import DatasetError, ImageError
+from quantlab.errors import ConfigError, DatasetError, ImageError
 
 
-def _dataset(tmp_path, labels: dict[str, str], names=("a", "b")):
+def _dataset(tmp_path, labels: dict[str, str], names=("a", "b"), **spec):
     for stem, text in labels.items():
         (tmp_path / "images" / "val").mkdir(parents=True, exist_ok=True)
         (tmp_path / "labels" / "val").mkdir(parents=True, exist_ok=True)
         (tmp_path / "images" / "val" / f"{stem}.png").write_bytes(b"")
         if text is not None:
             (tmp_path / "labels" / "val" / f"{stem}.txt").write_text(text)
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"path": ".", "val": "images/val", "names": list(names)}))
+    spec = {"path": ".", "val": "images/val", "names": list(names), **spec}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
     return tmp_path / "data.yaml"
 
 
@@ -171,3 +173,184 @@ def test_unusable_splits_and_names(tmp_path, spec, error, message):
 
 def test_label_path_outside_an_images_folder_is_beside_the_image(tmp_path):
     assert label_path(tmp_path / "pics" / "a.JPG") == tmp_path / "pics" / "a.txt"
+
+
+# --- the task formats: segment polygons, pose keypoints, obb corners ---------------------------------------------
+
+IMAGE = ("images", "val", "one.png")
+
+
+def _read(tmp_path, text, task, kpt_shape=None, image_hw=(100, 200)):
+    """The labels of one image (100 high, 200 wide unless given) whose label file holds `text`."""
+    _dataset(tmp_path, {"one": text})
+    return read_labels(tmp_path.joinpath(*IMAGE), image_hw, 2, task=task, kpt_shape=kpt_shape)
+
+
+def test_a_segment_polygon_becomes_its_mask_and_bounds(tmp_path):
+    """A rectangle x 20..100, y 20..60 px: fillPoly fills its edges too, 81 x 41 pixels."""
+    labels = _read(tmp_path, "1 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n", "segment")
+    np.testing.assert_allclose(labels.boxes, [[20, 20, 100, 60]], atol=1e-4)
+    assert labels.masks.shape == (1, 100, 200) and labels.masks.dtype == bool
+    assert labels.masks[0, 20:61, 20:101].all() and labels.masks.sum() == 81 * 41
+    assert labels.class_ids.tolist() == [1] and labels.keypoints is None and labels.rboxes is None
+
+
+def test_a_segment_triangle_fills_only_its_half(tmp_path):
+    labels = _read(tmp_path, "0 0 0 1 0 0 1\n", "segment", image_hw=(50, 50))  # the upper-left half
+    y, x = np.mgrid[:50, :50]
+    np.testing.assert_array_equal(labels.masks[0], x + y <= 50)  # fillPoly fills the edge too
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("0 0.5 0.5 0.2 0.2", "a box, but a segment label needs a polygon 'class x1 y1 ... xn yn' to make its mask"),
+        ("0 0.1 0.1 0.5 0.1 0.5", "expected a polygon 'class x1 y1 ... xn yn' of 3 or more points, got 6 values"),
+        # an odd coordinate count
+        ("0 0.1 0.1 0.5 0.1 0.5 0.5 0.1", "expected a polygon 'class x1 y1 ... xn yn' of 3 or more points, got 8 values"),
+        ("0 0.1 0.1 0.5 0.1 1.5 0.5", r"coordinates outside \[0, 1\] \(labels must be normalised\)"),
+        ("0 0.1 0.1 0.5 0.1 0.3 0.1", "zero-size box"),  # three points on one horizontal line
+    ],
+    ids=["a-box", "two-points", "odd-coordinates", "not-normalised", "flat"],
+)
+def test_bad_segment_lines_warn_and_are_skipped(tmp_path, line, problem):
+    with pytest.warns(LabelWarning, match=rf"one.txt:2: {problem}; line skipped$"):
+        labels = _read(tmp_path, f"0 0.1 0.1 0.5 0.1 0.5 0.5\n{line}\n", "segment")
+    assert len(labels.boxes) == len(labels.masks) == 1
+
+
+@pytest.mark.parametrize(
+    ("keypoint_values", "kpt_shape", "keypoints"),
+    [
+        # x y v: visible, occluded, absent (v 0), and 0 0 is absent whatever its v says
+        ("0.4 0.45 2 0.5 0.5 1 0.3 0.3 0 0 0 2", (4, 3), [[80, 45, 2], [100, 50, 1], [60, 30, 0], [0, 0, 0]]),
+        # x y: present ones are visible, 0 0 is absent
+        ("0.4 0.45 0 0 0.5 0.5 0 0.3", (4, 2), [[80, 45, 2], [0, 0, 0], [100, 50, 2], [0, 30, 2]]),
+    ],
+    ids=["xyv", "xy"],
+)
+def test_pose_lines_become_box_and_keypoints(tmp_path, keypoint_values, kpt_shape, keypoints):
+    labels = _read(tmp_path, f"1 0.5 0.5 0.2 0.4 {keypoint_values}\n", "pose", kpt_shape)
+    np.testing.assert_allclose(labels.boxes, [[80, 30, 120, 70]])
+    np.testing.assert_allclose(labels.keypoints, [keypoints], atol=1e-4)
+    assert labels.keypoints.dtype == np.float32 and labels.masks is None and labels.rboxes is None
+
+
+@pytest.mark.parametrize(
+    ("keypoint_values", "problem"),
+    [
+        ("0.4 0.45 2 0.5 0.5 1", r"expected 5 \+ 3x3 = 14 values for kpt_shape \[3, 3\], got 11"),
+        ("0.4 0.45 2 0.5 0.5 1 0.3 0.3 2 0.1 0.1 2", "expected 5 \\+ 3x3 = 14 values for kpt_shape \\[3, 3\\], got 17"),
+        ("0.4 0.45 2 0.5 0.5 3 0.3 0.3 0.5", r"keypoint visibility must be 0, 1 or 2, got \[0.5, 3.0\]"),
+        ("0.4 1.45 2 0.5 0.5 1 0.3 0.3 0", r"coordinates outside \[0, 1\] \(labels must be normalised\)"),
+    ],
+    ids=["too-few-keypoints", "too-many-keypoints", "bad-visibility", "keypoint-not-normalised"],
+)
+def test_bad_pose_lines_warn_and_are_skipped(tmp_path, keypoint_values, problem):
+    with pytest.warns(LabelWarning, match=rf"one.txt:1: {problem}; line skipped$"):
+        labels = _read(tmp_path, f"0 0.5 0.5 0.2 0.2 {keypoint_values}\n", "pose", (3, 3))
+    assert labels.boxes.shape == (0, 4) and labels.keypoints.shape == (0, 3, 3)
+
+
+def test_a_detect_line_in_a_pose_dataset_says_how_many_values_the_kpt_shape_needs(tmp_path):
+    with pytest.warns(LabelWarning, match=r"one.txt:1: expected 5 \+ 17x3 = 56 values for kpt_shape \[17, 3\], got 5"):
+        _read(tmp_path, "0 0.5 0.5 0.2 0.2\n", "pose", (17, 3))
+
+
+def _corners(cx, cy, w, h, radians):
+    """Ultralytics' xywhr -> 4 corners (its xywhr2xyxyxyxy): the w side points along (cos, sin)."""
+    along = np.array([np.cos(radians), np.sin(radians)]) * w / 2
+    across = np.array([-np.sin(radians), np.cos(radians)]) * h / 2
+    centre = np.array([cx, cy])
+    return np.array([centre + along + across, centre + along - across, centre - along - across,
+                     centre - along + across])
+
+
+def _same_corners(first, second):
+    return np.allclose(sorted(map(tuple, np.round(first, 3))), sorted(map(tuple, np.round(second, 3))), atol=1e-2)
+
+
+def test_obb_corners_become_a_rotated_box_in_radians(tmp_path):
+    """A 40x10 px bar turned 30 degrees: its rbox's corners, by Ultralytics' convention, are the label's."""
+    corners = _corners(100, 50, 40, 10, np.deg2rad(30))
+    normalised = corners / [200, 100]
+    labels = _read(tmp_path, "1 " + " ".join(f"{v:.6f}" for v in normalised.ravel()) + "\n", "obb")
+    cx, cy, w, h, angle = labels.rboxes[0]
+    assert (cx, cy, w * h) == (pytest.approx(100, abs=1e-3), pytest.approx(50, abs=1e-3), pytest.approx(400, rel=1e-4))
+    assert _same_corners(_corners(cx, cy, w, h, angle), corners)
+    assert not _same_corners(_corners(cx, cy, w, h, np.deg2rad(angle)), corners)  # degrees would be wrong
+    np.testing.assert_allclose(labels.boxes, [[*corners.min(axis=0), *corners.max(axis=0)]], atol=1e-3)
+    assert labels.rboxes.dtype == np.float32 and labels.masks is None and labels.keypoints is None
+
+
+def test_obb_rbox_agrees_with_opencv_box_points(tmp_path):
+    labels = _read(tmp_path, "0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n", "obb")
+    cx, cy, w, h, angle = labels.rboxes[0]
+    assert _same_corners(cv2.boxPoints(((cx, cy), (w, h), np.rad2deg(angle))), [[20, 20], [100, 20], [100, 60], [20, 60]])
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("0 0.1 0.2 0.5 0.2 0.5 0.6", r"expected 'class x1 y1 x2 y2 x3 y3 x4 y4', got 7 values"),
+        ("0 0.5 0.5 0.2 0.2", r"expected 'class x1 y1 x2 y2 x3 y3 x4 y4', got 5 values"),  # a detect box
+        ("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 1.6", r"coordinates outside \[0, 1\] \(labels must be normalised\)"),
+        ("0 0.1 0.1 0.2 0.2 0.3 0.3 0.4 0.4", r"zero-size box \(the corners are on one line\)"),
+    ],
+    ids=["three-corners", "a-box", "not-normalised", "on-one-line"],
+)
+def test_bad_obb_lines_warn_and_are_skipped(tmp_path, line, problem):
+    with pytest.warns(LabelWarning, match=rf"one.txt:1: {problem}; line skipped$"):
+        labels = _read(tmp_path, f"{line}\n", "obb")
+    assert labels.rboxes.shape == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("task", "kpt_shape", "part", "shape", "dtype"),
+    [("segment", None, "masks", (0, 100, 200), bool), ("pose", (17, 2), "keypoints", (0, 17, 3), np.float32),
+     ("obb", None, "rboxes", (0, 5), np.float32)],
+    ids=["segment", "pose", "obb"],
+)
+def test_an_image_without_labels_has_an_empty_part(tmp_path, task, kpt_shape, part, shape, dtype):
+    _dataset(tmp_path, {"one": None})
+    labels = read_labels(tmp_path.joinpath(*IMAGE), (100, 200), 2, task=task, kpt_shape=kpt_shape)
+    assert getattr(labels, part).shape == shape and getattr(labels, part).dtype == dtype
+
+
+def test_a_bom_and_crlf_pose_file_reads_like_a_plain_one(tmp_path):
+    _dataset(tmp_path, {"one": ""})
+    tmp_path.joinpath("labels", "val", "one.txt").write_bytes(b"\xef\xbb\xbf0 0.5 0.5 0.2 0.2 0.4 0.45 2\r\n\r\n")
+    labels = read_labels(tmp_path.joinpath(*IMAGE), (100, 200), 2, task="pose", kpt_shape=(1, 3))
+    np.testing.assert_allclose(labels.keypoints, [[[80, 45, 2]]])
+
+
+@pytest.mark.parametrize(
+    ("task", "kpt_shape", "message"),
+    [("pose", None, "task 'pose' needs kpt_shape"), ("segmentation", None, "task 'segmentation' is not valid")],
+    ids=["pose-without-kpt-shape", "unknown-task"],
+)
+def test_unusable_tasks_are_refused(tmp_path, task, kpt_shape, message):
+    _dataset(tmp_path, {"one": "0 0.5 0.5 0.2 0.2\n"})
+    with pytest.raises(ConfigError, match=message):
+        read_labels(tmp_path.joinpath(*IMAGE), (100, 200), 2, task=task, kpt_shape=kpt_shape)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kpt_shape"),
+    [({}, None), ({"kpt_shape": [17, 3]}, (17, 3)), ({"kpt_shape": [4, 2]}, (4, 2))],
+    ids=["none", "coco", "xy-only"],
+)
+def test_kpt_shape_comes_from_the_data_yaml(tmp_path, spec, kpt_shape):
+    assert load_dataset(_dataset(tmp_path, {"one": None}, **spec)).kpt_shape == kpt_shape
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[17], [17, 4], [0, 3], [17, 1], "17,3", [17.0, 3], [True, 3], [17, 3, 1]],
+    ids=["one-number", "four-values", "no-keypoints", "one-value", "a-string", "a-float", "a-bool", "three-numbers"],
+)
+def test_a_bad_kpt_shape_names_the_file(tmp_path, value):
+    data = _dataset(tmp_path, {"one": None}, kpt_shape=value)
+    with pytest.raises(DatasetError, match=r"data.yaml: 'kpt_shape' must be \[K, D\]") as info:
+        load_dataset(data)
+    assert str(data) in str(info.value) and repr(value) in str(info.value)
