@@ -87,6 +87,13 @@ def test_classes_without_targets_are_left_out_of_the_mean():
 def test_map_without_targets_is_refused():
     with pytest.raises(ValueError, match="^mAP is undefined without any target box$"):
         DetectionMAP(NAMES).update(_dets([[0, 0, 5, 5]], [0.9], [0]), np.zeros((0, 4)), []).compute()
+
+
+# --- the task kinds: masks (segm), keypoints (OKS), rotated boxes (obb) -------------------------------------------
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCOeval's
+
+
 def _expected_map(iou):
     """(map50, map50_95) of one object predicted once at this IoU (or OKS)."""
     return float(iou >= 0.5), float(np.mean(IOU_THRESHOLDS <= iou))
