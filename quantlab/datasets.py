@@ -63,11 +63,16 @@ def _names(spec: dict, path: Path) -> dict[int, str]:
     raise DatasetError(f"{path}: 'names' must be a non-empty list or a mapping of class index to name")
 
 
-def check_class_names(dataset: Dataset, model_names: dict[int, str], model_path: Path) -> None:
-    """Refuse a data.yaml whose classes are not the model's: every mAP would be silently wrong.
+def check_class_names(dataset: Dataset, model_names: dict[int, str], model_path: Path,
+                      kpt_shape: tuple[int, int] | None = None) -> None:
+    """Refuse a data.yaml whose classes (or keypoints) are not the model's: every mAP would be silently wrong.
 
     Counts must match; the same names in another order is a class-order mix-up and also refused.
+    kpt_shape: a pose model's; the data.yaml's, when it has one, must be the same.
     """
+    if kpt_shape and dataset.kpt_shape and tuple(dataset.kpt_shape) != tuple(kpt_shape):
+        raise DatasetError(f"{dataset.yaml_path}: kpt_shape {list(dataset.kpt_shape)} but the model {model_path} "
+                           f"predicts {list(kpt_shape)}; use the data.yaml the model was trained with")
     if len(dataset.names) != len(model_names):
         raise DatasetError(f"{dataset.yaml_path}: lists {len(dataset.names)} class names but the model "
                            f"{model_path} has {len(model_names)} classes; use the data.yaml the model was "

@@ -244,6 +244,11 @@ def describe_model(model: onnx.ModelProto, path, fixed_hw: tuple[int, int] | Non
     fixed_hw: the input's (H, W) when fixed in the model; the graph is read at that size, else at imgsz.
     """
     meta = _read_metadata(model, path)
+    output = model.graph.output[0]
+    if output.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        kind = onnx.TensorProto.DataType.Name(output.type.tensor_type.elem_type)
+        raise ModelError(f"{path}: output '{output.name}' is {kind}; quantlab compares float32 YOLO outputs "
+                         "(box pixels and class probabilities)")
     graph = _read_graph(model, fixed_hw or meta.imgsz or DEFAULT_INPUT_HW)
     end_to_end = graph.selection is not None or bool(meta.end_to_end)
     seen = f"outputs seen: {outputs_text(model)}"

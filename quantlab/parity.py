@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantlab.description import SEGMENT, ModelDescription
+from quantlab.description import OBB, SEGMENT, ModelDescription
 
 CONFIDENT_SCORE = 0.25  # rows the reference model is confident about, for top-1 agreement and row pairing
 PROTOS = "protos"
@@ -67,11 +67,16 @@ def _area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(boxes[:, 2:] - boxes[:, :2], 0, None).prod(axis=1)
 
 
-def _paired_rows(parts: dict, reference: dict) -> tuple[np.ndarray, np.ndarray]:
+def _xyxy(boxes: np.ndarray, centred: bool) -> np.ndarray:
+    return np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1) if centred else boxes
+
+
+def _paired_rows(parts: dict, reference: dict, centred: bool) -> tuple[np.ndarray, np.ndarray]:
     """End-to-end rows: the reference's confident rows, and for each the candidate's row of the same
-    class that overlaps it most (-1 where the candidate has no row of that class)."""
+    class that overlaps it most (-1 where the candidate has no row of that class). centred: boxes are
+    cx cy w h (OBB rows, paired by their unrotated extent), else x1 y1 x2 y2."""
     confident = np.nonzero(reference["scores"][:, 0] >= CONFIDENT_SCORE)[0]
-    iou = _iou(reference["boxes"][confident], parts["boxes"])
+    iou = _iou(_xyxy(reference["boxes"][confident], centred), _xyxy(parts["boxes"], centred))
     iou[reference["class_ids"][confident, 0][:, None] != parts["class_ids"][None, :, 0]] = -1
     best = iou.argmax(axis=1) if iou.size else np.zeros(len(confident), np.int64)
     found = iou[np.arange(len(confident)), best] >= 0 if iou.size else np.zeros(len(confident), bool)
@@ -106,7 +111,7 @@ class OutputParity:
         parts, reference = self.description.split(outputs[0]), self.description.split(references[0])
         if self.description.end_to_end:
             self._add("scores", parts["scores"], reference["scores"])  # rank by rank
-            confident, paired = _paired_rows(parts, reference)
+            confident, paired = _paired_rows(parts, reference, self.description.task == OBB)
             for name in set(parts) - {"scores", "class_ids"}:
                 mine = np.where(paired[:, None] >= 0, parts[name][paired], 0)
                 self._add(name, mine, reference[name][confident])

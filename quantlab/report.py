@@ -132,7 +132,7 @@ def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Bud
     first = job.evaluations[FP32]
     variants = [_variant_entry(v, job, fp32_size, gated, budgets) for v in job.variants]
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "quantlab_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw),

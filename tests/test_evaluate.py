@@ -11,12 +11,14 @@ import yaml
 from quantlab.bench import make_session
 from quantlab.datasets import Labels, load_dataset
 from quantlab.demo import load_card
+from quantlab.description import DETECT, ModelDescription
 from quantlab.evaluate import Sample, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
 
 INPUT_HW = (192, 320)
+DEMO = ModelDescription(DETECT, {0: "circle", 1: "rectangle", 2: "triangle", 3: "star"})
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def sessions(tmp_path_factory, demo_model, calib_images):
 
 @pytest.fixture(scope="module")
 def results(sessions, dataset):
-    return evaluate_models(sessions, labelled_samples(dataset), INPUT_HW, dataset.names, reference="fp32")
+    return evaluate_models(sessions, labelled_samples(dataset, DEMO), INPUT_HW, dataset.names, DEMO, reference="fp32")
 
 
 def test_fp32_map_matches_ultralytics_val_in_the_model_card(results):
@@ -60,7 +62,7 @@ def test_the_broken_head_is_caught_by_parity_and_map(results):
 def test_unlabelled_images_give_agreement_but_no_map(sessions, calib_images):
     subset = {k: sessions[k] for k in ("fp32", "auto")}
     results = evaluate_models(subset, unlabelled_samples(calib_images[:20]), INPUT_HW,
-                              {0: "circle", 1: "rectangle", 2: "triangle", 3: "star"}, reference="fp32")
+                              DEMO.class_names, DEMO, reference="fp32")
     assert results["auto"].map is None and results["auto"].agreement > 0.9 and results["auto"].images == 20
 
 
@@ -68,6 +70,7 @@ def test_unlabelled_images_give_agreement_but_no_map(sessions, calib_images):
 
 FAKE_HW = (96, 160)
 FAKE_NAMES = {0: "a", 1: "b", 2: "c"}
+FAKE = ModelDescription(DETECT, FAKE_NAMES)
 
 
 def _output(rows, anchors=20):
@@ -98,7 +101,7 @@ class FakeSession:
         return [types.SimpleNamespace(name="output0")]
 
     def run(self, output_names, feed):
-        assert output_names == ["output0"] and list(feed) == ["images"]
+        assert output_names is None and list(feed) == ["images"]
         self.inputs.append(feed["images"])
         return [self.output]
 
@@ -121,7 +124,7 @@ def test_every_model_is_compared_with_the_reference_not_with_itself():
     truth = Labels(np.array([[25, 25, 55, 55], [110, 50, 130, 70], [115, 15, 125, 25]], np.float32),
                    np.array([0, 2, 1]))
     samples = [Sample(Path("one.png"), _image(), truth), Sample(Path("two.png"), _image(), truth)]
-    results = evaluate_models(sessions, samples, FAKE_HW, FAKE_NAMES, reference="fp32")
+    results = evaluate_models(sessions, samples, FAKE_HW, FAKE_NAMES, FAKE, reference="fp32")
     fp32, close, blind = results["fp32"], results["close"], results["blind"]
     # agreement: mAP50 against the reference's predict-default detections
     assert fp32.agreement == pytest.approx(1.0) and close.agreement == pytest.approx(1.0)
@@ -140,7 +143,7 @@ def test_every_model_is_compared_with_the_reference_not_with_itself():
 def test_every_model_gets_the_same_letterboxed_tensor_once_per_image():
     sessions = _fake_sessions()
     image = _image()
-    evaluate_models(sessions, [Sample(Path("one.png"), image, None)], FAKE_HW, FAKE_NAMES, reference="fp32")
+    evaluate_models(sessions, [Sample(Path("one.png"), image, None)], FAKE_HW, FAKE_NAMES, FAKE, reference="fp32")
     expected, _ = letterbox(image, FAKE_HW)
     for session in sessions.values():
         assert len(session.inputs) == 1
@@ -149,17 +152,17 @@ def test_every_model_gets_the_same_letterboxed_tensor_once_per_image():
 
 def test_without_labels_or_reference_nothing_is_invented():
     sessions = _fake_sessions()
-    unlabelled = evaluate_models(sessions, [Sample(Path("one.png"), _image(), None)], FAKE_HW, FAKE_NAMES,
+    unlabelled = evaluate_models(sessions, [Sample(Path("one.png"), _image(), None)], FAKE_HW, FAKE_NAMES, FAKE,
                                  reference="fp32")
     assert unlabelled["close"].map is None and unlabelled["close"].agreement == pytest.approx(1.0)
-    alone = evaluate_models(sessions, [Sample(Path("one.png"), _image(), None)], FAKE_HW, FAKE_NAMES)
+    alone = evaluate_models(sessions, [Sample(Path("one.png"), _image(), None)], FAKE_HW, FAKE_NAMES, FAKE)
     assert {(r.map, r.agreement, r.parity) for r in alone.values()} == {(None, None, None)}
     assert alone["fp32"].as_dict()["map50_95"] is None
 
 
 def test_an_unknown_reference_is_named():
     with pytest.raises(ValueError, match="reference 'int8' is not one of the sessions: fp32, close, blind"):
-        evaluate_models(_fake_sessions(), [], FAKE_HW, FAKE_NAMES, reference="int8")
+        evaluate_models(_fake_sessions(), [], FAKE_HW, FAKE_NAMES, FAKE, reference="int8")
 
 
 def test_a_model_agrees_exactly_with_itself_even_when_anchors_have_second_labels():
@@ -168,7 +171,7 @@ def test_a_model_agrees_exactly_with_itself_even_when_anchors_have_second_labels
     output = _output([(40, 40, 30, 30, 0, 0.9), (120, 60, 20, 20, 1, 0.4)])
     output[0, 4 + 1, 0] = 0.45
     results = evaluate_models({"fp32": FakeSession(output)}, [Sample(Path("one.png"), _image(), None)],
-                              FAKE_HW, FAKE_NAMES, reference="fp32")
+                              FAKE_HW, FAKE_NAMES, FAKE, reference="fp32")
     assert results["fp32"].agreement == pytest.approx(1.0)
 
 
@@ -182,7 +185,7 @@ def test_evaluation_streams_samples_one_at_a_time():
             runs_when_read.append(len(session.inputs))
             yield Sample(Path(f"{i}.png"), _image(), None)
 
-    evaluate_models({"fp32": session}, samples(), FAKE_HW, FAKE_NAMES, reference="fp32")
+    evaluate_models({"fp32": session}, samples(), FAKE_HW, FAKE_NAMES, FAKE, reference="fp32")
     assert runs_when_read == [0, 1, 2, 3, 4]
 
 
@@ -194,7 +197,7 @@ def test_labelled_samples_read_each_image_when_it_is_reached(tmp_path):
         cv2.imwrite(str(tmp_path / "images" / f"{stem}.png"), np.full((8, 8, 3), value, np.uint8))
         (tmp_path / "labels" / f"{stem}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     (tmp_path / "data.yaml").write_text(yaml.safe_dump({"val": "images", "names": ["a"]}))
-    samples = labelled_samples(load_dataset(tmp_path / "data.yaml"))
+    samples = labelled_samples(load_dataset(tmp_path / "data.yaml"), ModelDescription(DETECT, {0: "a"}))
     first = next(samples)
     cv2.imwrite(str(tmp_path / "images" / "b.png"), np.full((8, 8, 3), 99, np.uint8))
     second = next(samples)

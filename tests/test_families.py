@@ -1,0 +1,141 @@
+"""Every YOLO family a user brings, on small real Ultralytics exports (tests/data/models, made by
+tools/make_test_models.py): described from metadata or graph, quantized with the whole decode in
+float, and decoded and compared part by part."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from quantlab.bench import make_session
+from quantlab.cli import main
+from quantlab.description import describe_model
+from quantlab.errors import ModelError
+from quantlab.evaluate import evaluate_models, unlabelled_samples
+from quantlab.onnxmodel import inspect_model, load_model
+from quantlab.quantize import quantize_model
+from quantlab.recipes import resolve_recipe
+
+MODELS = Path(__file__).parent / "data" / "models"
+INPUT_HW = (96, 160)
+# file: (task, classes, values per box after the class scores, kpt_shape, end-to-end)
+FAMILIES = {
+    "yolov5u.onnx": ("detect", 4, 0, None, False),
+    "yolov8.onnx": ("detect", 4, 0, None, False),
+    "yolo11.onnx": ("detect", 4, 0, None, False),
+    "yolov10.onnx": ("detect", 4, 0, None, False),
+    "yolo26.onnx": ("detect", 4, 0, None, False),
+    "yolov8-seg.onnx": ("segment", 4, 32, None, False),
+    "yolo11-seg.onnx": ("segment", 4, 32, None, False),
+    "yolov8-seg.dynamic.onnx": ("segment", 4, 32, None, False),
+    "yolov8-pose.onnx": ("pose", 1, 51, (17, 3), False),
+    "yolov8-pose-5x2.onnx": ("pose", 1, 10, (5, 2), False),
+    "yolov8-obb.onnx": ("obb", 4, 1, None, False),
+    "yolov10.e2e.onnx": ("detect", 4, 0, None, True),
+    "yolo26.e2e.onnx": ("detect", 4, 0, None, True),
+    "yolo26-obb.e2e.onnx": ("obb", 4, 1, None, True),
+    "yolov8.nms.onnx": ("detect", 4, 0, None, True),
+    "yolov8-seg.nms.onnx": ("segment", 4, 32, None, True),
+}
+# The in-graph ops that only a head of that task has, and that must stay float with it
+TASK_DECODE_OPS = {"obb": {"Cos", "Sin"}}
+AUTO = dataclasses.replace(resolve_recipe("auto"), num_calib=16)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_family_is_described_from_its_metadata(name):
+    task, classes, extra, kpt_shape, end_to_end = FAMILIES[name]
+    description = inspect_model(MODELS / name).description
+    assert (description.task, description.num_classes, description.extra_channels, description.kpt_shape,
+            description.end_to_end, description.source) == (task, classes, extra, kpt_shape, end_to_end, "metadata")
+    assert description.imgsz == INPUT_HW
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_without_metadata_the_graph_says_the_same(name):
+    """Stripped metadata (another exporter, or a tool that drops it): the graph alone gives the same reading."""
+    model = load_model(MODELS / name)
+    with_metadata = describe_model(model, MODELS / name, INPUT_HW)
+    del model.metadata_props[:]
+    from_graph = describe_model(model, MODELS / name, INPUT_HW)
+    assert from_graph.source == "graph"
+    assert dataclasses.replace(from_graph, source="metadata", imgsz=INPUT_HW,
+                               class_names=with_metadata.class_names) == with_metadata
+
+
+@pytest.mark.parametrize(("name", "metadata", "message"), [
+    ("yolov8-seg.onnx", {"task": "pose", "kpt_shape": "[17, 3]"}, r"a 'pose' model should have 51 keypoint values .* has 32"),
+    ("yolov8-pose.onnx", {"kpt_shape": "[17, 2]"}, r"should have 34 keypoint values \(kpt_shape \[17, 2\]\) .* has 51"),
+    ("yolov8-obb.onnx", {"task": "detect"}, r"a 'detect' model should have 0 values per box after 4 class scores; .* has 1"),
+    ("yolov8.onnx", {"task": "segment"}, r"should have some mask coefficients .* has 0"),
+    ("yolov8-seg.onnx", {"names": "{0: 'a', 1: 'b'}"}, "lists 2 classes but its output has 4 class channels"),
+])
+def test_metadata_that_disagrees_with_the_graph_is_refused(tmp_path, name, metadata, message):
+    model = load_model(MODELS / name)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **metadata})
+    onnx.save(model, tmp_path / name)
+    with pytest.raises(ModelError, match=message):
+        inspect_model(tmp_path / name)
+
+
+def _unrecognisable(path: Path) -> Path:
+    """A real but non-YOLO model: a 1x1 convolution whose (1, 8, H*W) output has no box/score structure."""
+    weight = onnx.numpy_helper.from_array(np.ones((8, 3, 1, 1), np.float32), "w")
+    shape = onnx.numpy_helper.from_array(np.array([1, 8, -1], np.int64), "shape")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Conv", ["images", "w"], ["features"], name="conv"),
+         onnx.helper.make_node("Reshape", ["features", "shape"], ["output0"], name="flatten")],
+        "not-yolo", [onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 96, 160])],
+        [onnx.helper.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, [1, 8, 15360])], [weight, shape])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_model_with_neither_metadata_nor_a_yolo_head_is_refused_in_one_line(tmp_path, capsys):
+    model = _unrecognisable(tmp_path / "plain.onnx")
+    code = main(["quantize", str(model), "-o", str(tmp_path / "out.onnx"), "--mode", "dynamic"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "neither Ultralytics metadata (task, names) nor a recognisable YOLO head" in err
+    assert "outputs seen: output0 (1, 8, 15360)" in err and not (tmp_path / "out.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, calib_images):
+    """Each family quantized with auto (forced, so that a failed self-check is still a model to inspect)."""
+    out = tmp_path_factory.mktemp("families")
+    return {name: quantize_model(MODELS / name, out / name, AUTO, calib_images, force=True) for name in FAMILIES}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_family_quantizes_with_its_decode_in_float_and_passes_its_self_check(name, quantized):
+    result, model = quantized[name], load_model(MODELS / name)
+    producers = {out: node for node in model.graph.node for out in node.output}
+    kept = set(result.float_nodes)
+    assert producers[model.graph.output[0].name].name in kept  # the final Concat (or the selection's last op)
+    float_ops = {n.op_type for n in model.graph.node if n.name in kept}
+    assert TASK_DECODE_OPS.get(FAMILIES[name][0], set()) <= float_ops
+    if FAMILIES[name][4]:  # end-to-end: the in-graph selection stays float with the decode
+        assert float_ops & {"TopK", "NonMaxSuppression"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert sum(n.name in kept for n in convs) <= 1  # the DFL's fixed convolution at most: the branches quantize
+    assert result.self_check.passed, result.self_check.summary()
+    assert set(result.self_check.cosines) >= {"boxes", "scores"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in FAMILIES if FAMILIES[n][0] != "detect"])
+def test_each_task_is_decoded_and_compared_part_by_part(name, calib_images):
+    """FP32 against itself on demo images: every part agrees exactly, and detections carry the task's part."""
+    info = inspect_model(MODELS / name)
+    session = make_session(MODELS / name)
+    results = evaluate_models({"fp32": session, "again": session}, unlabelled_samples(calib_images[:4]), INPUT_HW,
+                              info.class_names, info.description, reference="fp32")
+    parity = next(iter(results["again"].parity.values()))
+    expected = {"boxes", "scores", info.description.extra_part} | ({"protos"} if info.description.task == "segment"
+                                                                     else set())
+    assert {k for k, v in parity.items() if isinstance(v, dict)} == expected
+    assert all(parity[part]["cosine"] == pytest.approx(1.0) for part in expected)
