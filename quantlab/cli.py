@@ -69,8 +69,8 @@ def cmd_demo_data(args, console: Console) -> int:
     splits = tuple(s.strip() for s in args.splits.split(","))
     out_dir = Path(os.path.abspath(args.out_dir))
     with staged_folder(out_dir, "demo-data") as stage:
-        data_yaml = write_dataset(stage, seed=args.seed, splits=splits)
-    console.say(f"wrote the {', '.join(splits)} split(s) of the demo dataset (seed {args.seed})")
+        data_yaml = write_dataset(stage, seed=args.seed, splits=splits, task=args.task)
+    console.say(f"wrote the {', '.join(splits)} split(s) of the demo dataset (seed {args.seed}, {args.task} labels)")
     print(out_dir / data_yaml.name)
     return EXIT_OK
 
@@ -385,6 +385,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from quantlab.demo import DemoTask
     from quantlab.gates import Budgets
     from quantlab.recipes import recipe_choices
 
@@ -504,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="a new or empty folder (or one demo-data wrote before: it is replaced whole)")
     p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--splits", default="train,val,calib", help="comma-separated (default train,val,calib)")
+    p.add_argument("--task", default=DemoTask.DETECT.value, choices=[t.value for t in DemoTask],
+                   help="label format: detect boxes (default), segment polygons, pose keypoints (the outline's "
+                        "top, right, bottom, left points) or obb rotated boxes; the images are the same for each")
     p.set_defaults(func=cmd_demo_data)
 
     for action in sub.choices.values():

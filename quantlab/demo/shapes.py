@@ -1,7 +1,8 @@
 """The demo dataset: seeded shape images with YOLO labels, in the Ultralytics layout.
 
 Every image is drawn from its own generator seeded by (seed, split, index), so one
-split, or one image, can be rebuilt alone and always comes out byte-identical.
+split, or one image, can be rebuilt alone and always comes out byte-identical. The
+images are the same for every task; only the label files and data.yaml differ.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import cv2
 import numpy as np
 import yaml
 
+from quantlab.demo import DemoTask
+from quantlab.demo.labels import label_lines, yaml_entries
 from quantlab.errors import ConfigError, OutputError
 
 CLASS_NAMES = ("circle", "rectangle", "triangle", "star")
@@ -32,10 +35,18 @@ MIN_VISIBLE_FRACTION = 0.4
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One drawn object. box: x1 y1 x2 y2 in image pixels, clipped to the image."""
+    """One drawn object, in image pixels.
+
+    box: x1 y1 x2 y2 of its outline, clipped to the image. outline: the K (x, y) vertices of its
+    polygon as drawn, not clipped (partly outside the image for an object cut by the border).
+    stroke_px: 0 for a filled shape, else the width of the line it was outlined with (its labels
+    still cover the whole inside, as its box does).
+    """
 
     class_id: int
     box: tuple[float, float, float, float]
+    outline: tuple[tuple[float, float], ...]
+    stroke_px: int
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -163,12 +174,14 @@ def _draw_objects(rng: np.random.Generator, image: np.ndarray) -> list[ShapeObje
             colour = _random_colour(rng)
         poly = np.round(pts * 16).astype(np.int32)  # 4 fractional bits, for sub-pixel edges
         colour_t = tuple(float(c) for c in colour)
+        thickness = 0
         if rng.random() < 0.7:
             cv2.fillPoly(image, [poly], colour_t, cv2.LINE_AA, shift=4)
         else:
             thickness = max(2, int(math.sqrt((box[2] - box[0]) * (box[3] - box[1])) / 10))
             cv2.polylines(image, [poly], True, colour_t, thickness, cv2.LINE_AA, shift=4)
-        objects.append(ShapeObject(class_id, box))
+        outline = tuple((float(x), float(y)) for x, y in poly / 16)  # the fixed-point vertices drawn
+        objects.append(ShapeObject(class_id, box, outline, thickness))
     return objects
 
 
@@ -194,26 +207,16 @@ def render_image(seed: int, split: str, index: int) -> tuple[np.ndarray, list[Sh
     return _lighting(rng, image), objects
 
 
-def yolo_label_lines(objects: list[ShapeObject], height: int, width: int) -> list[str]:
-    """YOLO txt lines: `class cx cy w h`, normalised to [0, 1]."""
-    lines = []
-    for obj in objects:
-        x1, y1, x2, y2 = obj.box
-        lines.append(
-            f"{obj.class_id} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
-            f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
-        )
-    return lines
-
-
 def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, splits=("train", "val", "calib"),
-                  sizes: dict[str, int] | None = None) -> Path:
+                  sizes: dict[str, int] | None = None, task: DemoTask | str = DemoTask.DETECT) -> Path:
     """Write the chosen splits under out_dir in the Ultralytics layout; return the data.yaml path.
 
-    images/<split>/<split>_NNNNN.jpg, labels/<split>/<same>.txt for the labelled splits. out_dir
-    must be new or empty (the user's own images must never join a split); data.yaml names no
-    absolute path, so the folder can be moved (Ultralytics then reads it relative to the yaml).
+    images/<split>/<split>_NNNNN.jpg, labels/<split>/<same>.txt for the labelled splits, in the
+    format of `task` (DemoTask or its name); the images do not depend on the task. out_dir must be
+    new or empty (the user's own images must never join a split); data.yaml names no absolute path,
+    so the folder can be moved (Ultralytics then reads it relative to the yaml).
     """
+    task = DemoTask.from_value(task)
     unknown = set(splits) - set(SPLIT_SIZES)
     if unknown:
         raise ConfigError(f"unknown split(s) {', '.join(sorted(unknown))}: choose from {', '.join(SPLIT_SIZES)}")
@@ -236,13 +239,14 @@ def write_dataset(out_dir: str | Path, seed: int = DEFAULT_SEED, splits=("train"
                 raise RuntimeError(f"OpenCV could not encode demo image {stem}")
             (image_dir / f"{stem}.jpg").write_bytes(encoded.tobytes())
             if split in LABELLED_SPLITS:
-                lines = yolo_label_lines(objects, *image.shape[:2])
+                lines = label_lines(task, objects, *image.shape[:2])
                 (label_dir / f"{stem}.txt").write_text("".join(line + "\n" for line in lines))
     data_yaml = out / "data.yaml"
     spec = {
         "train": "images/train",
         "val": "images/val",
         "names": dict(enumerate(CLASS_NAMES)),
+        **yaml_entries(task),
         "quantlab_seed": seed,
     }
     data_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
