@@ -13,7 +13,7 @@ from quantlab.description import OBB, POSE, SEGMENT, ModelDescription
 from quantlab.preprocess import Letterbox, boxes_to_image, points_to_image
 
 MAX_NMS_CANDIDATES = 30000  # as Ultralytics: the top-scoring candidates that enter NMS
-MASK_CHUNK = 64  # masks upsampled at a time, to bound memory on large images
+MIN_ROTATED_SIDE = 0.01  # px: a thinner rotated box is a line
 
 
 @dataclass(frozen=True)
@@ -75,39 +75,45 @@ def _candidates(probs: np.ndarray, settings: NmsSettings) -> tuple[np.ndarray, n
 
 def _nms(boxes: np.ndarray, angles: np.ndarray | None, scores: np.ndarray, cls: np.ndarray,
          settings: NmsSettings) -> np.ndarray:
-    """Indices kept by class-aware NMS: OpenCV's batched NMS on cx cy w h boxes, or its rotated NMS
-    (classes kept apart by moving each class's centres far from the others') when angles are given."""
+    """Indices kept by class-aware NMS, best first: OpenCV's batched NMS on cx cy w h boxes, or its
+    rotated NMS class by class when angles are given."""
     if angles is None:
         xyxy = _cxcywh_to_xyxy(boxes)
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
         keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), settings.conf, settings.iou)
-    else:
-        offset = (np.abs(boxes).max() * 4 + 1) * cls
-        rects = [((float(x + o), float(y)), (float(w), float(h)), float(np.degrees(a)))
-                 for (x, y, w, h), a, o in zip(boxes, angles, offset)]
-        keep = cv2.dnn.NMSBoxesRotated(rects, scores.tolist(), settings.conf, settings.iou)
-    return np.asarray(keep, dtype=np.int64).reshape(-1)[: settings.max_det]
+        return np.asarray(keep, dtype=np.int64).reshape(-1)[: settings.max_det]
+    kept = []
+    for label in np.unique(cls):
+        members = np.nonzero(cls == label)[0]
+        rects = [((float(x), float(y)), (float(w), float(h)), float(np.degrees(a)))
+                 for (x, y, w, h), a in zip(boxes[members], angles[members])]
+        kept.extend(members[np.asarray(cv2.dnn.NMSBoxesRotated(rects, scores[members].tolist(), settings.conf,
+                                                               settings.iou), dtype=np.int64).reshape(-1)])
+    kept = np.asarray(kept, dtype=np.int64)
+    return kept[np.argsort(-scores[kept], kind="stable")][: settings.max_det]
 
 
-def _masks(coefficients: np.ndarray, protos: np.ndarray, xyxy: np.ndarray, geometry: Letterbox) -> np.ndarray:
-    """(N, H, W) bool masks in original-image pixels: sigmoid(coefficients @ protos) upsampled to the
-    input, cut to each box, the padding removed and resized to the image (Ultralytics' process_mask)."""
-    (h, w), (ih, iw) = geometry.image_hw, geometry.input_hw
+def _masks(coefficients: np.ndarray, protos: np.ndarray, boxes: np.ndarray, geometry: Letterbox) -> np.ndarray:
+    """(N, H, W) bool masks in original-image pixels: sigmoid(coefficients @ protos) > 0.5 inside each
+    box (Ultralytics' process_mask), the protos sampled bilinearly at each box pixel's centre, so the work
+    is the boxes' area, not N whole images. boxes: x1 y1 x2 y2 in original-image pixels."""
+    h, w = geometry.image_hw
     c, mh, mw = protos.shape[-3:]
     logits = (coefficients.astype(np.float32) @ protos.reshape(c, -1)).reshape(-1, mh, mw)
-    top, left = geometry.pad_top, geometry.pad_left
-    bottom, right = top + geometry.content_hw[0], left + geometry.content_hw[1]
-    masks = np.zeros((len(logits), h, w), bool)
-    ys, xs = np.arange(ih)[:, None] + 0.5, np.arange(iw)[None, :] + 0.5
-    for start in range(0, len(logits), MASK_CHUNK):
-        chunk = logits[start:start + MASK_CHUNK]
-        up = cv2.resize(chunk.transpose(1, 2, 0), (iw, ih), interpolation=cv2.INTER_LINEAR).reshape(ih, iw, -1)
-        box = xyxy[start:start + MASK_CHUNK]
-        inside = ((xs[..., None] >= box[:, 0]) & (xs[..., None] < box[:, 2])
-                  & (ys[..., None] >= box[:, 1]) & (ys[..., None] < box[:, 3]))
-        cut = ((up > 0) & inside)[top:bottom, left:right].astype(np.uint8)
-        resized = cv2.resize(cut, (w, h), interpolation=cv2.INTER_NEAREST).reshape(h, w, -1)
-        masks[start:start + len(chunk)] = resized.transpose(2, 0, 1) > 0
+    masks = np.zeros((len(logits), w, h), bool).transpose(0, 2, 1)  # each mask column-major, as RLE wants
+    # image pixel centre (col + 0.5) -> input pixels -> proto cell coordinates, an affine map per axis
+    step_x, step_y = geometry.scale * mw / geometry.input_hw[1], geometry.scale * mh / geometry.input_hw[0]
+    start_x = (0.5 * geometry.scale + geometry.pad_left) * mw / geometry.input_hw[1] - 0.5
+    start_y = (0.5 * geometry.scale + geometry.pad_top) * mh / geometry.input_hw[0] - 0.5
+    for mask, logit, (x1, y1, x2, y2) in zip(masks, logits, boxes):
+        first_col, last_col = int(np.ceil(x1 - 0.5)), int(np.ceil(x2 - 0.5))  # pixels whose centre is inside
+        first_row, last_row = int(np.ceil(y1 - 0.5)), int(np.ceil(y2 - 0.5))
+        if last_col <= first_col or last_row <= first_row:
+            continue
+        to_proto = np.array([[step_x, 0, start_x + step_x * first_col], [0, step_y, start_y + step_y * first_row]])
+        sampled = cv2.warpAffine(logit, to_proto, (last_col - first_col, last_row - first_row),
+                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        mask[first_row:last_row, first_col:last_col] = sampled > 0
     return masks
 
 
@@ -155,8 +161,14 @@ def decode(outputs, geometry: Letterbox, description: ModelDescription, settings
                                                    parts["angle"][rows, 0].astype(np.float32), geometry)
     else:
         found["boxes"] = boxes_to_image(xyxy, geometry)
+    # a box wholly outside the image clips to zero area, a rotated one can be a line: no object there,
+    # and no IoU even with itself (OpenCV's rotated intersection loses sides of 1e-5 px)
+    inside = (found["boxes"][:, 2] > found["boxes"][:, 0]) & (found["boxes"][:, 3] > found["boxes"][:, 1])
+    if "rboxes" in found:
+        inside &= found["rboxes"][:, 2:4].min(axis=1) >= MIN_ROTATED_SIDE
+    found, rows = {key: value[inside] for key, value in found.items()}, rows[inside]
     if description.task == SEGMENT:
-        found["masks"] = _masks(parts["mask_coefficients"][rows], outputs[1][0], xyxy, geometry)
+        found["masks"] = _masks(parts["mask_coefficients"][rows], outputs[1][0], found["boxes"], geometry)
     if description.task == POSE:
         found["keypoints"] = _keypoints(parts["keypoints"][rows], description.kpt_shape, geometry)
     return Detections(**found)

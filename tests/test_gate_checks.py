@@ -60,7 +60,8 @@ def test_a_metric_that_must_be_measured_fails_when_missing():
 def test_direction_of_every_metric():
     assert {m: Check(m, 1.0).is_minimum for m in HIGHER_IS_BETTER} == {
         "speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
-        "memory_ratio": False, "box_cosine": True, "score_cosine": True, "top1_agreement": True}
+        "memory_ratio": False, "box_cosine": True, "score_cosine": True, "task_cosine": True,
+        "top1_agreement": True}
 
 
 @pytest.mark.parametrize(

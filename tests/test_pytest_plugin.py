@@ -75,8 +75,8 @@ def test_a_fresh_repository_gets_the_gates_and_readable_failures(pytester, small
     benchmarks = {b["extra_info"]["variant"]: b["extra_info"] for b in
                   json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
     assert set(benchmarks) == {"fp32", "ort-default", "dynamic"}
-    keys = {"variant", "size_bytes", "size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine",
-            "score_cosine", "top1_agreement", "recipe", "onnxruntime", "threads", "speedup", "speedup_low",
+    keys = {"variant", "task", "size_bytes", "size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine",
+            "score_cosine", "task_cosine", "top1_agreement", "recipe", "onnxruntime", "threads", "speedup", "speedup_low",
             "speedup_high", "gated", "setup"}
     assert all(keys <= set(info) for info in benchmarks.values())
     fp32, gated, contrast = benchmarks["fp32"], benchmarks["ort-default"], benchmarks["dynamic"]
@@ -142,7 +142,7 @@ def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, s
         # the model file is named even when no data or calibration folder is given
         (["--quantlab-model", "absent.onnx"], [], r"absent\.onnx: model file not found"),
         (["--quantlab-model", "relu.onnx", "--quantlab-calib", "data/images/calib"], [], r"relu\.onnx: the first "
-         r"output is not a YOLOv8 detection output .*outputs seen: y \(1, 3, 8, 8\)"),
+         r"output is not a YOLO detection output .*outputs seen: y \(1, 3, 8, 8\)"),
         (["--quantlab-model", "model.onnx", "--quantlab-calib", "empty"], [], r"empty: no images"),
         (["--quantlab-model", "model.onnx"], [], r"model\.onnx: give --quantlab-data"),
         ([], ["quantlab_model = model.onnx", "quantlab_data = nowhere/data.yaml"], r"data\.yaml not found"),

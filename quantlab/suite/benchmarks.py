@@ -33,7 +33,7 @@ def test_latency(benchmark, request, quantlab_suite, quantlab_artifacts, quantla
     benchmark.group = suite.model.name
     outputs = benchmark.pedantic(session.run, args=(None, feed), rounds=ROUNDS, warmup_rounds=10, iterations=1)
     if not (outputs[0].ndim == 3 and outputs[0].shape[0] == 1):
-        pytest.fail(f"{variant}: output of shape {list(outputs[0].shape)}, not a YOLOv8 detection output",
+        pytest.fail(f"{variant}: output of shape {list(outputs[0].shape)}, not a YOLO detection output",
                     pytrace=False)
     if benchmark.disabled:
         return
