@@ -89,10 +89,10 @@ REFERENCE_ROWS = [(40, 40, 30, 30, 0, 0.9), (46, 40, 30, 30, 0, 0.8), (120, 60, 
 
 
 class FakeSession:
-    """Logs each input tensor it is given and returns its fixed output."""
+    """Logs each input tensor it is given and returns its fixed outputs."""
 
-    def __init__(self, output):
-        self.output, self.inputs = output, []
+    def __init__(self, *outputs):
+        self.outputs, self.inputs = list(outputs), []
 
     def get_inputs(self):
         return [types.SimpleNamespace(name="images")]
@@ -103,7 +103,7 @@ class FakeSession:
     def run(self, output_names, feed):
         assert output_names is None and list(feed) == ["images"]
         self.inputs.append(feed["images"])
-        return [self.output]
+        return self.outputs
 
 
 def _fake_sessions():
@@ -203,3 +203,57 @@ def test_labelled_samples_read_each_image_when_it_is_reached(tmp_path):
     second = next(samples)
     assert (first.image.max(), second.image.max()) == (10, 99)
     np.testing.assert_array_equal(second.labels.boxes, [[2, 2, 6, 6]])
+
+
+# --- the other tasks, end to end through evaluate_models: outputs built to match the labels -------
+
+def _segment_outputs():
+    """One object: box (cx 120, cy 60, w 80, h 40) class 1, whose mask coefficient 0 selects a proto
+    channel positive on proto rows 10..20, columns 20..40: input pixels rows 40..80, columns 80..160."""
+    out = np.zeros((1, 4 + 3 + 32, 40), np.float32)
+    out[0, :4, 0], out[0, 4 + 1, 0], out[0, 7, 0] = (120, 60, 80, 40), 0.9, 1.0
+    protos = np.full((1, 32, 24, 40), -10.0, np.float32)
+    protos[0, 0, 10:20, 20:40] = 10.0
+    return out, protos
+
+
+def _mask_labels(row_shift=0):
+    mask = np.zeros((1, *FAKE_HW), bool)
+    mask[0, 40 + row_shift:80 + row_shift, 80:160] = True
+    return Labels(np.array([[80, 40 + row_shift, 160, 80 + row_shift]], np.float32), np.array([1]), masks=mask)
+
+
+def test_segment_mask_map_is_one_for_the_labels_own_mask_and_less_for_a_shifted_one():
+    description = ModelDescription("segment", FAKE_NAMES, 32)
+    session = FakeSession(*_segment_outputs())
+    exact, shifted = (evaluate_models({"m": session}, [Sample(Path("one.png"), _image(), labels)], FAKE_HW,
+                                      FAKE_NAMES, description)["m"] for labels in (_mask_labels(), _mask_labels(8)))
+    assert exact.metric == "segm" and exact.map.map50_95 == pytest.approx(1.0)
+    assert exact.box_map.map50_95 == pytest.approx(1.0)
+    # shifted 8 of 40 rows: mask IoU 32/48 = 0.67, counted at thresholds 0.50..0.65 of ten
+    assert shifted.map.map50 == pytest.approx(1.0) and shifted.map.map50_95 == pytest.approx(0.4)
+
+
+def test_pose_oks_map_is_one_for_the_labels_own_keypoints_and_falls_as_they_move():
+    description = ModelDescription("pose", {0: "shape"}, 6, (2, 3))
+    out = np.zeros((1, 4 + 1 + 6, 40), np.float32)
+    out[0, :5, 0] = (80, 48, 60, 40, 0.9)
+    out[0, 5:, 0] = (60, 40, 0.95, 100, 56, 0.95)
+    boxes = np.array([[50, 28, 110, 68]], np.float32)
+
+    def pose_map(moved):
+        keypoints = np.array([[[60 + moved, 40, 2], [100 + moved, 56, 2]]], np.float32)
+        labels = Labels(boxes, np.array([0]), keypoints=keypoints)
+        result = evaluate_models({"m": FakeSession(out)}, [Sample(Path("one.png"), _image(), labels)], FAKE_HW,
+                                 {0: "shape"}, description)["m"]
+        return result.map.map50_95
+
+    def expected(moved):
+        """COCO's OKS with sigma 1/K = 0.5 (kappa 1) and area = box area x 0.53, then AP over its ten thresholds."""
+        oks = np.exp(-moved ** 2 / (2 * 60 * 40 * 0.53 * (2 * 0.5) ** 2))
+        return float(np.mean(np.linspace(0.5, 0.95, 10) <= oks + 1e-12))
+
+    assert pose_map(0) == pytest.approx(1.0)
+    for moved in (20, 40, 100):  # OKS 0.85, 0.53, 0.02
+        assert pose_map(moved) == pytest.approx(expected(moved)), moved
+    assert expected(20) > expected(40) > expected(100) == 0.0
