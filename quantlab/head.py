@@ -56,7 +56,7 @@ def yolo_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 640
     convs = [n for n in inferred.graph.node if n.op_type == "Conv"]
     head_convs = [n for n in convs if n.name in head]
     if boundaries == 0 or len(head_convs) > max(2, len(convs) // 4):
-        return set(), set()  # not a YOLOv8-style head: keep nothing in float rather than everything
+        return set(), set()  # not a YOLO head: keep nothing in float rather than everything
     return set(), head
 
 

@@ -145,7 +145,7 @@ def _failure_cause(recipe: Recipe, prepared: onnx.ModelProto, input_hw: tuple[in
         return (f"recipe '{recipe.name}' quantizes the detection head: one INT8 scale spans box pixels and "
                 "class probabilities (use recipe auto)")
     if not head:
-        return (f"the YOLOv8 head was not found, so it was quantized (outputs seen: {', '.join(info.output_names)}; "
+        return (f"the YOLO head was not found, so it was quantized (outputs seen: {', '.join(info.output_names)}; "
                 "keep it in float with --exclude NODE ...)")
     return "the quantized layers lose too much (try quantlab tune, or --exclude the most sensitive layers)"
 

@@ -60,7 +60,7 @@ def test_without_metadata_the_graph_says_the_same(name):
     with_metadata = describe_model(model, MODELS / name, INPUT_HW)
     del model.metadata_props[:]
     from_graph = describe_model(model, MODELS / name, INPUT_HW)
-    assert from_graph.source == "graph"
+    assert from_graph.source == "graph" and from_graph.num_classes == with_metadata.num_classes
     assert dataclasses.replace(from_graph, source="metadata", imgsz=INPUT_HW,
                                class_names=with_metadata.class_names) == with_metadata
 
