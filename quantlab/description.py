@@ -160,7 +160,7 @@ class _Graph:
     score_channels: int | None
 
 
-def _concat_parts(model: onnx.ModelProto, dims: dict, name: str, producers: dict) -> tuple | None:
+def _concat_parts(dims: dict, name: str, producers: dict) -> tuple | None:
     """The channel counts of the inputs of the channel Concat that makes `name` (nested Concats
     flattened), or None unless it is YOLO's: 4 box channels then a Sigmoid's class scores."""
     node = producers.get(name)
@@ -209,7 +209,7 @@ def _read_graph(model: onnx.ModelProto, input_hw: tuple[int, int]) -> _Graph:
     sigmoids = [dims.get(n.output[0]) for n in inferred.graph.node if n.op_type == "Sigmoid"]
     score_channels = next((min(s[1:]) for s in reversed(sigmoids)
                            if s and len(s) == 3 and all(isinstance(d, int) for d in s[1:])), None)
-    return _Graph(channels, _concat_parts(inferred, dims, first, producers),
+    return _Graph(channels, _concat_parts(dims, first, producers),
                   f"node '{selection.name}' is {selection.op_type}" if selection is not None else None,
                   second, score_channels)
 
