@@ -3,9 +3,11 @@
 One cosine over a whole YOLO output is dominated by box pixels and hides a broken score channel,
 so each real part of the detection output (boxes, class scores, then mask coefficients, keypoints
 or the angle) is compared on its own, and a segmentation model's proto output beside them.
-End-to-end outputs are ranked selections, not anchors: their scores are compared rank by rank, and
+End-to-end outputs are ranked selections, not anchors: their scores are compared rank by rank (where
+one model is sure of its row, see _sure_ranks), and
 their boxes and task values only for the reference's confident rows, each paired with the
-candidate's row of the same class that overlaps it most.
+candidate's row of the same class that overlaps it most (IoU >= 0.5); 'top1_agreement' is then the
+fraction of confident reference rows that found such a pair.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 from quantlab.description import OBB, SEGMENT, ModelDescription
 
 CONFIDENT_SCORE = 0.25  # rows the reference model is confident about, for top-1 agreement and row pairing
+PAIR_IOU = 0.5  # an end-to-end candidate row is the reference row's object from this IoU on
+SURE_SCORE = 0.5  # end-to-end scores compared where one model is at least this sure
 PROTOS = "protos"
 
 
@@ -73,14 +77,23 @@ def _xyxy(boxes: np.ndarray, centred: bool) -> np.ndarray:
 
 def _paired_rows(parts: dict, reference: dict, centred: bool) -> tuple[np.ndarray, np.ndarray]:
     """End-to-end rows: the reference's confident rows, and for each the candidate's row of the same
-    class that overlaps it most (-1 where the candidate has no row of that class). centred: boxes are
-    cx cy w h (OBB rows, paired by their unrotated extent), else x1 y1 x2 y2."""
+    class that overlaps it most, at IoU >= PAIR_IOU (-1 where there is none: a detection gained or lost
+    is agreement's business, not a numeric difference). centred: boxes are cx cy w h (OBB rows,
+    paired by their unrotated extent), else x1 y1 x2 y2."""
     confident = np.nonzero(reference["scores"][:, 0] >= CONFIDENT_SCORE)[0]
     iou = _iou(_xyxy(reference["boxes"][confident], centred), _xyxy(parts["boxes"], centred))
     iou[reference["class_ids"][confident, 0][:, None] != parts["class_ids"][None, :, 0]] = -1
     best = iou.argmax(axis=1) if iou.size else np.zeros(len(confident), np.int64)
-    found = iou[np.arange(len(confident)), best] >= 0 if iou.size else np.zeros(len(confident), bool)
+    found = iou[np.arange(len(confident)), best] >= PAIR_IOU if iou.size else np.zeros(len(confident), bool)
     return confident, np.where(found, best, -1)
+
+
+def _sure_ranks(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """End-to-end scores rank by rank where either model is sure (>= SURE_SCORE), else every rank: a
+    detection near an in-graph confidence threshold (0.25 in nms=True exports) shows in one model and
+    not the other, which is agreement's business; a head that lost its scores still shows as zeros."""
+    sure = (scores >= SURE_SCORE) | (reference >= SURE_SCORE)
+    return (scores[sure], reference[sure]) if sure.any() else (scores, reference)
 
 
 def task_cosine(result: dict) -> float | None:
@@ -110,11 +123,10 @@ class OutputParity:
         references = [references] if isinstance(references, np.ndarray) else list(references)
         parts, reference = self.description.split(outputs[0]), self.description.split(references[0])
         if self.description.end_to_end:
-            self._add("scores", parts["scores"], reference["scores"])  # rank by rank
+            self._add("scores", *_sure_ranks(parts["scores"][:, 0], reference["scores"][:, 0]))
             confident, paired = _paired_rows(parts, reference, self.description.task == OBB)
             for name in set(parts) - {"scores", "class_ids"}:
-                mine = np.where(paired[:, None] >= 0, parts[name][paired], 0)
-                self._add(name, mine, reference[name][confident])
+                self._add(name, parts[name][paired[paired >= 0]], reference[name][confident[paired >= 0]])
             self._agree += int((paired >= 0).sum())
             self._confident += len(confident)
         else:
