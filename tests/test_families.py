@@ -30,8 +30,8 @@ FAMILIES = {
     "yolov8-seg.onnx": ("segment", 4, 32, None, False),
     "yolo11-seg.onnx": ("segment", 4, 32, None, False),
     "yolov8-seg.dynamic.onnx": ("segment", 4, 32, None, False),
-    "yolov8-pose.onnx": ("pose", 1, 51, (17, 3), False),
-    "yolov8-pose-5x2.onnx": ("pose", 1, 10, (5, 2), False),
+    "yolov8-pose.onnx": ("pose", 4, 12, (4, 3), False),
+    "yolov8-pose-4x2.onnx": ("pose", 4, 8, (4, 2), False),
     "yolov8-obb.onnx": ("obb", 4, 1, None, False),
     "yolov10.e2e.onnx": ("detect", 4, 0, None, True),
     "yolo26.e2e.onnx": ("detect", 4, 0, None, True),
@@ -67,7 +67,7 @@ def test_without_metadata_the_graph_says_the_same(name):
 
 @pytest.mark.parametrize(("name", "metadata", "message"), [
     ("yolov8-seg.onnx", {"task": "pose", "kpt_shape": "[17, 3]"}, r"a 'pose' model should have 51 keypoint values .* has 32"),
-    ("yolov8-pose.onnx", {"kpt_shape": "[17, 2]"}, r"should have 34 keypoint values \(kpt_shape \[17, 2\]\) .* has 51"),
+    ("yolov8-pose.onnx", {"kpt_shape": "[4, 2]"}, r"should have 8 keypoint values \(kpt_shape \[4, 2\]\) .* has 12"),
     ("yolov8-obb.onnx", {"task": "detect"}, r"a 'detect' model should have 0 values per box after 4 class scores; .* has 1"),
     ("yolov8.onnx", {"task": "segment"}, r"should have some mask coefficients .* has 0"),
     ("yolov8-seg.onnx", {"names": "{0: 'a', 1: 'b'}"}, "lists 2 classes but its output has 4 class channels"),

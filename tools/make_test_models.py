@@ -1,31 +1,34 @@
-"""Make the tiny random-weight Ultralytics ONNX exports in tests/data/models/ (the YOLO task test data).
+"""Make the tiny, briefly trained Ultralytics ONNX exports in tests/data/models/ (the YOLO task test data).
 
 Run by hand in a throwaway venv; the test suite and CI never import ultralytics or torch:
 
     python3 -m venv /tmp/ulvenv && /tmp/ulvenv/bin/pip install ultralytics onnx onnxslim
     /tmp/ulvenv/bin/python tools/make_test_models.py --ort-python .venv/bin/python
 
-Every model is built from its Ultralytics yaml (no .pt is read or downloaded), shrunk (SCALE, nc 4 or 1,
-REG_MAX) and given seeded random weights. Ultralytics' own init loses the signal on the way to the head:
-every output is a constant (boxes of one size, scores 2e-4..3e-3, nothing over nms=True's 0.25). So
-BatchNorm statistics are re-estimated on seeded noise images and each prediction conv is rescaled to
-the mean and spread in HEAD_TARGETS, so that boxes, scores and task channels vary across anchors.
-Then each is exported to ONNX (opset 17, onnxslim, batch 1, 96x160), two copies lose their metadata,
-the project venv's onnxruntime (--ort-python) runs every file on zeros, and the table in
-tests/data/models/README.md is rewritten from what it reports.
+Every model is built from its Ultralytics yaml (no .pt is read or downloaded), shrunk (SCALE, or
+WIDE_SCALE for the trainings in WIDE; nc 4; REG_MAX) and trained from scratch for EPOCHS epochs on
+quantlab's own demo shapes dataset, written by `quantlab demo-data --task {detect,segment,pose,obb}`
+(run with --ort-python from the --quantlab source tree; nothing is downloaded). Random weights quantize
+unlike real ones (INT8-vs-FP32 score cosine 0.24-0.96 where trained models give over 0.99), so the
+weights are trained, briefly: 2-5 minutes per model on 2 CPU cores, enough for the scores to mean
+something (the README's trainings table gives each model's mAP50 on the demo val split), not for good
+detectors. One training serves every file built from the same yaml and kpt_shape. Then each is
+exported to ONNX (opset 17, onnxslim, batch 1, 96x160), two copies lose their metadata, the project
+venv's onnxruntime runs every file on zeros, and the tables in tests/data/models/README.md are
+rewritten from what it reports and from the trainings.
 
-Ultralytics runs offline (YOLO_OFFLINE, no auto-install, settings in a temporary folder, sync off); it
-warns that onnxruntime is missing from this venv, and slims the graphs without it.
-Seeded (torch, and Python's hash seed, on which onnxslim's symbolic shapes in the dynamic export depend),
-so a rerun with the same package versions gives the same graphs and weights; files are not byte-identical
-across runs (Ultralytics writes the export date into the metadata) nor promised identical across
-torch, ultralytics or onnxslim versions.
+Ultralytics runs offline (YOLO_OFFLINE, no auto-install, settings, datasets and runs/ in a temporary
+folder, sync off); it warns that onnxruntime is missing from this venv, and slims the graphs without it.
+Seeded (demo-data, torch with deterministic algorithms, one dataloader process, and Python's hash seed,
+on which onnxslim's symbolic shapes in the dynamic export depend), so a rerun with the same package
+versions on the same CPU gives the same weights and graphs; files are not byte-identical across runs
+(Ultralytics writes the export date into the metadata) nor promised identical across CPUs or torch,
+ultralytics or onnxslim versions.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -33,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,27 +50,45 @@ TABLE_END = "<!-- end of table -->"
 SEED = 0
 INPUT_HW = (96, 160)
 SCALE = [0.33, 0.0625, 128]  # depth, width, max_channels: 8 channels in every layer past the stem
+# 16 channels (width 0.125) for these trainings: with 8, after EPOCHS epochs their scores stayed unsure
+# (max 0.25-0.6 on a demo image) and quantlab's INT8 self-check fell below its 0.98 score cosine
+# (pose 0.95, OBB 0.977 with 100 calibration images; the in-graph NMS exports 0.86 and 0.94); with 16 all
+# pass, at about 1.7x the file size.
+WIDE = {"yolov8", "yolov8-seg", "yolov8-pose-4x3", "yolov8-obb"}  # Spec.weights names
+WIDE_SCALE = [0.33, 0.125, 128]
 # DFL bins where the yaml does not set them (v10Detect always has 16, yolo26 has 1). At 16 the box branch
 # alone is ~0.5 MB per model; 5 is the smallest that keeps the DFL's (4 sides, bins) axes apart.
 REG_MAX = 5
 SHAPES = ("circle", "rectangle", "triangle", "star")  # quantlab's demo shapes dataset
-NOISE_IMAGES = 8
-# (mean, std) given to each prediction conv's outputs: DFL logits, or the box sides in strides when
-# reg_max is 1; class logits (mostly low scores, some over 0.5); mask coefficients, keypoints, angle.
-HEAD_TARGETS = {"box": (0.0, 2.0), "box_sides": (2.0, 0.5), "cls": (-4.0, 2.0), "extra": (0.0, 1.0)}
+EPOCHS = 20
+# Brief training on 2 CPU cores. Square 160 (the export is 96x160). AdamW at 8x the lr Ultralytics' 'auto'
+# picks for a short run learns more in 15 epochs: yolov8 mAP50 0.10 with 'auto', 0.22 at lr 0.005, 0.26 at 0.01.
+TRAIN = dict(imgsz=max(INPUT_HW), epochs=EPOCHS, batch=32, workers=0, device="cpu", amp=False, plots=False,
+             val=False, seed=SEED, deterministic=True, optimizer="AdamW", lr0=0.01, verbose=False)
 EXPORT = dict(format="onnx", imgsz=list(INPUT_HW), opset=17, simplify=True, batch=1)
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One exported file: the Ultralytics model yaml it is built from and how it is exported."""
+    """One exported file: the Ultralytics model yaml it is built from, what it is trained on, how it is exported."""
 
     file: str
     yaml: str
     nms: bool | None = None  # Ultralytics 8.4: None raw outputs, False the end-to-end head, True NMS in graph
     dynamic: bool = False
-    kpt_shape: tuple[int, int] | None = None
-    names: tuple[str, ...] = SHAPES
+    kpt_shape: tuple[int, int] | None = None  # pose: (4, 3) is the demo data's; (4, 2) drops its visibility
+
+    @property
+    def task(self) -> str:
+        """The Ultralytics task, which is also the `demo-data --task` it is trained on."""
+        suffix = Path(self.yaml).stem.rpartition("-")[2]
+        return {"seg": "segment", "pose": "pose", "obb": "obb"}.get(suffix, "detect")
+
+    @property
+    def weights(self) -> str:
+        """A name for the training this file is exported from: one per yaml and kpt_shape."""
+        shape = "x".join(map(str, self.kpt_shape)) if self.kpt_shape else ""
+        return "-".join(filter(None, (Path(self.yaml).stem, shape)))
 
 
 SPECS = (
@@ -77,8 +99,8 @@ SPECS = (
     Spec("yolo26.onnx", "yolo26.yaml"),
     Spec("yolov8-seg.onnx", "yolov8-seg.yaml"),
     Spec("yolo11-seg.onnx", "yolo11-seg.yaml"),
-    Spec("yolov8-pose.onnx", "yolov8-pose.yaml", names=("person",)),
-    Spec("yolov8-pose-5x2.onnx", "yolov8-pose.yaml", kpt_shape=(5, 2), names=("star",)),  # 5 tips, no visibility
+    Spec("yolov8-pose.onnx", "yolov8-pose.yaml", kpt_shape=(4, 3)),  # top, right, bottom, left outline vertex
+    Spec("yolov8-pose-4x2.onnx", "yolov8-pose.yaml", kpt_shape=(4, 2)),  # the same points, no visibility
     Spec("yolov8-obb.onnx", "yolov8-obb.yaml"),
     Spec("yolov10.e2e.onnx", "yolov10n.yaml", nms=False),  # same weights as yolov10.onnx, one-to-one + TopK
     Spec("yolo26.e2e.onnx", "yolo26.yaml", nms=False),
@@ -88,67 +110,90 @@ SPECS = (
     Spec("yolov8-seg.dynamic.onnx", "yolov8-seg.yaml", dynamic=True),
 )
 STRIPPED = {"yolov8-seg.nometa.onnx": "yolov8-seg.onnx", "yolov8-pose.nometa.onnx": "yolov8-pose.onnx"}
+DEMO_KPT_SHAPE = (4, 3)  # what demo-data --task pose writes
 
 
-def spread_activations(model, images) -> None:
-    """Re-estimate BatchNorm statistics on `images`, then give each prediction conv its HEAD_TARGETS."""
-    import torch
+@dataclass(frozen=True)
+class Training:
+    """One training run: the files exported from it, its time, and Ultralytics' validation on the demo val split."""
 
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        bn.reset_running_stats()
-        bn.momentum = None  # a cumulative average: the one batch below sets the statistics
-    model.train()
-    with torch.no_grad():
-        model(images)  # in training mode each BatchNorm normalises by, and records, its batch statistics
-    model.eval()
-
-    head = model.model[-1]
-    convs = {name: m for name, m in head.named_modules()
-             if isinstance(m, torch.nn.Conv2d) and m.bias is not None and not name.startswith("proto")}
-    outputs = {}
-    hooks = [conv.register_forward_hook(lambda _, __, y, name=name: outputs.setdefault(name, y))
-             for name, conv in convs.items()]
-    with torch.no_grad():
-        model(images)
-    for hook in hooks:
-        hook.remove()
-    for name, y in outputs.items():  # convs used only in training (Pose26's sigma) never ran
-        branch = name.removeprefix("one2one_").split(".")[0]
-        kind = {"cv2": "box" if head.reg_max > 1 else "box_sides", "cv3": "cls"}.get(branch, "extra")
-        target_mean, target_std = HEAD_TARGETS[kind]
-        mean, std = y.mean(dim=(0, 2, 3)), y.std(dim=(0, 2, 3)).clamp_min(1e-6)
-        conv = convs[name]
-        with torch.no_grad():
-            gain = target_std / std
-            conv.weight.mul_(gain.view(-1, 1, 1, 1))
-            conv.bias.copy_((conv.bias - mean) * gain + target_mean)
+    weights: str
+    data: str
+    train_s: float
+    map50: dict[str, float]  # per part: "B" boxes (rotated for OBB), "M" masks, "P" keypoints
 
 
-def export(spec: Spec, work: Path) -> Path:
-    """Build `spec`'s model with seeded weights and export it; returns the .onnx, written under `work`."""
-    import torch
+def demo_data(task: str, work: Path, ort_python: Path, quantlab_src: Path) -> Path:
+    """Write the demo shapes dataset for `task` (train and val splits) under `work`; returns its data.yaml."""
+    out = work / "data" / task
+    subprocess.run([str(ort_python), "-m", "quantlab", "demo-data", str(out), "--task", task,
+                    "--splits", "train,val", "--quiet"],
+                   check=True, cwd=quantlab_src, env={**os.environ, "PYTHONPATH": str(quantlab_src)})  # -m: cwd first
+    return out / "data.yaml"
+
+
+def without_visibility(data_yaml: Path, out: Path) -> Path:
+    """Copy a [K, 3] pose dataset to `out` as [K, 2]: every keypoint's visibility value dropped.
+
+    Keypoints demo-data marks outside the image (0 0 0, 2.6% of them) become (0, 0) points, which a
+    [K, 2] dataset cannot mark; training tolerates them. Returns the new data.yaml.
+    """
+    from ultralytics.utils import YAML
+
+    source = data_yaml.parent
+    spec = YAML.load(data_yaml)
+    dims = spec["kpt_shape"][1]
+    shutil.copytree(source / "images", out / "images")  # copies: Ultralytics resolves links to the source labels
+    for labels in sorted((source / "labels").rglob("*.txt")):
+        lines = []
+        for line in labels.read_text().splitlines():
+            values = line.split()
+            keypoints = values[5:]
+            lines.append(" ".join(values[:5] + [v for i, v in enumerate(keypoints) if i % dims != dims - 1]))
+        target = out / labels.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(f"{line}\n" for line in lines))
+    spec["kpt_shape"] = [spec["kpt_shape"][0], dims - 1]
+    spec.pop("yaml_file", None)
+    YAML.save(out / "data.yaml", spec)
+    return out / "data.yaml"
+
+
+def train(spec: Spec, data_yaml: Path, work: Path) -> tuple[Path, Training]:
+    """Build `spec`'s model from its yaml and train it on `data_yaml`; returns its last.pt and the record."""
     from ultralytics import YOLO
     from ultralytics.utils import ROOT, YAML
-    from ultralytics.utils.torch_utils import init_seeds
 
     cfg = YAML.load(next((ROOT / "cfg" / "models").rglob(spec.yaml)))
-    cfg.update(nc=len(spec.names), scales={"n": SCALE})
+    cfg.update(nc=len(SHAPES), scales={"n": WIDE_SCALE if spec.weights in WIDE else SCALE})
     cfg.setdefault("reg_max", REG_MAX)
     if spec.kpt_shape:
         cfg["kpt_shape"] = list(spec.kpt_shape)
     stem = re.sub(r"^(yolov?\d+)n?", r"\1n", Path(spec.yaml).stem)  # the 'n' makes Ultralytics pick scales["n"]
-    folder = work / Path(spec.file).stem
-    folder.mkdir()
+    folder = work / "cfg" / spec.weights
+    folder.mkdir(parents=True)
     cfg_path = folder / f"{stem}.yaml"
     YAML.save(cfg_path, cfg)
 
-    init_seeds(SEED, deterministic=True)
     yolo = YOLO(str(cfg_path))
-    yolo.model.names = dict(enumerate(spec.names))
-    images = torch.rand(NOISE_IMAGES, 3, *INPUT_HW, generator=torch.Generator().manual_seed(SEED))
-    spread_activations(yolo.model, images)
-    with contextlib.chdir(folder):  # Ultralytics writes the .onnx into the working folder
-        return folder / yolo.export(**EXPORT, nms=spec.nms, dynamic=spec.dynamic)
+    started = time.perf_counter()
+    metrics = yolo.train(data=str(data_yaml), project=str(work / "runs"), name=spec.weights, **TRAIN)
+    train_s = time.perf_counter() - started
+    map50 = {key[-2]: round(float(value), 3) for key, value in metrics.results_dict.items()
+             if key.startswith("metrics/mAP50(")}
+    data = f"demo-data --task {spec.task}" + (", visibility dropped" if spec.kpt_shape not in (None, DEMO_KPT_SHAPE)
+                                              else "")
+    return Path(yolo.trainer.last), Training(spec.weights, data, round(train_s, 1), map50)
+
+
+def export(spec: Spec, weights: Path, data: str) -> Path:
+    """Export `spec` from the trained `weights`; returns the .onnx, written next to them (the next export
+    from the same weights overwrites it)."""
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(weights))
+    yolo.model.args["data"] = f"quantlab {data}"  # the metadata's description names this, not the temporary folder
+    return Path(yolo.export(**EXPORT, nms=spec.nms, dynamic=spec.dynamic))
 
 
 def describe(paths: list[str]) -> list[dict]:
@@ -180,7 +225,7 @@ def shape_text(output: dict) -> str:
     return f"{output['name']} {declared}, ran {ran}"
 
 
-def table(described: list[dict], versions: dict) -> str:
+def table(described: list[dict], trainings: list[Training], versions: dict) -> str:
     specs = {spec.file: spec for spec in SPECS}
     common = set.intersection(*(set(d["metadata"]) for d in described if d["metadata"]))
     lines = [
@@ -195,7 +240,8 @@ def table(described: list[dict], versions: dict) -> str:
     for d in described:
         spec = specs.get(d["file"]) or specs[STRIPPED[d["file"]]]
         meta = d["metadata"]
-        source = spec.yaml + (f", kpt_shape {list(spec.kpt_shape)}" if spec.kpt_shape else "")
+        source = (spec.yaml + (f", kpt_shape {list(spec.kpt_shape)}" if spec.kpt_shape else "")
+                  + (f", width {WIDE_SCALE[1]}" if spec.weights in WIDE else ""))
         how = ("copy of " + STRIPPED[d["file"]] + ", metadata_props deleted" if d["file"] in STRIPPED
                else f"nms={spec.nms}" + (", dynamic=True" if spec.dynamic else ""))
         extra = sorted(set(meta) - common)
@@ -207,7 +253,16 @@ def table(described: list[dict], versions: dict) -> str:
         lines.append(f"| `{d['file']}` | {source} | {task} | {head} | {how} | "
                      f"{'<br>'.join(shape_text(o) for o in d['outputs'])} | {meta_text} | {size:,} |")
     total = sum((MODELS_DIR / d["file"]).stat().st_size for d in described)
-    lines += ["", f"Total: {total:,} bytes in {len(described)} files."]
+    lines += ["", f"Total: {total:,} bytes in {len(described)} files.", "",
+              f"Trainings ({EPOCHS} epochs each; the time on the machine that made them, {os.cpu_count()} CPUs; "
+              "mAP50 from Ultralytics' validation of the last epoch on the demo val split, PyTorch, imgsz "
+              f"{TRAIN['imgsz']}: B boxes, rotated for OBB; M masks; P keypoints):", "",
+              "| Files | Trained on | Training (s) | mAP50 |", "|---|---|---|---|"]
+    for training in trainings:
+        files = [spec.file for spec in SPECS if spec.weights == training.weights]
+        files += [file for file, source in STRIPPED.items() if source in files]
+        scores = ", ".join(f"{part} {value:.3f}" for part, value in training.map50.items())
+        lines.append(f"| {', '.join(f'`{f}`' for f in files)} | {training.data} | {training.train_s:.0f} | {scores} |")
     return "\n".join(lines)
 
 
@@ -225,6 +280,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ort-python", type=Path, default=REPO / ".venv" / "bin" / "python",
                         help="a Python with the project's onnxruntime, to run and describe every file")
+    parser.add_argument("--quantlab", type=Path, default=REPO, metavar="SOURCE",
+                        help="the quantlab source tree whose `demo-data --task` (run with --ort-python) writes the "
+                             "training data (default: this repository)")
     parser.add_argument("--describe", nargs="+", metavar="ONNX", help=argparse.SUPPRESS)  # run by --ort-python
     args = parser.parse_args()
     if args.describe:
@@ -244,10 +302,20 @@ def main() -> None:
         import ultralytics
         from ultralytics.utils import SETTINGS
 
-        SETTINGS.update(sync=False)
+        SETTINGS.update(sync=False, datasets_dir=str(work / "datasets"), runs_dir=str(work / "runs"))
+        data = {task: demo_data(task, work, args.ort_python, args.quantlab)
+                for task in dict.fromkeys(spec.task for spec in SPECS)}
+        trained: dict[str, tuple[Path, Training]] = {}
         MODELS_DIR.mkdir(parents=True, exist_ok=True)
         for spec in SPECS:
-            shutil.copyfile(export(spec, work), MODELS_DIR / spec.file)
+            if spec.weights not in trained:
+                data_yaml = data[spec.task]
+                if spec.kpt_shape not in (None, DEMO_KPT_SHAPE):
+                    data_yaml = without_visibility(data_yaml, work / "data" / spec.weights)
+                trained[spec.weights] = train(spec, data_yaml, work)
+                print(trained[spec.weights][1], flush=True)
+            weights, training = trained[spec.weights]
+            shutil.copyfile(export(spec, weights, training.data), MODELS_DIR / spec.file)
         for file, source in STRIPPED.items():
             model = onnx.load(MODELS_DIR / source)
             del model.metadata_props[:]
@@ -258,7 +326,7 @@ def main() -> None:
     files = [str(MODELS_DIR / spec.file) for spec in SPECS] + [str(MODELS_DIR / f) for f in STRIPPED]
     described = json.loads(subprocess.run([str(args.ort_python), __file__, "--describe", *files],
                                           check=True, stdout=subprocess.PIPE, text=True).stdout)
-    text = table(described, versions)
+    text = table(described, [training for _, training in trained.values()], versions)
     write_table(MODELS_DIR / "README.md", text)
     print(text)
 
