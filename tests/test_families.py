@@ -3,6 +3,7 @@ tools/make_test_models.py): described from metadata or graph, quantized with the
 float, and decoded and compared part by part."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from quantlab.bench import make_session
 from quantlab.cli import main
+from quantlab.demo.shapes import write_dataset
 from quantlab.description import describe_model
 from quantlab.errors import ModelError
 from quantlab.evaluate import evaluate_models, unlabelled_samples
@@ -139,3 +141,23 @@ def test_each_task_is_decoded_and_compared_part_by_part(name, calib_images):
                                                                      else set())
     assert {k for k, v in parity.items() if isinstance(v, dict)} == expected
     assert all(parity[part]["cosine"] == pytest.approx(1.0) for part in expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "task", "metric"), [("yolov8-seg.onnx", "segment", "segm"),
+                                                      ("yolov8-pose.onnx", "pose", "keypoints"),
+                                                      ("yolov8-obb.onnx", "obb", "obb")])
+def test_run_scores_each_task_with_its_own_metric_on_its_own_labels(tmp_path, calib_images, name, task, metric):
+    """`quantlab run` on a segment, pose or OBB model and the demo data labelled for that task: no code
+    or option changes, and the report says which task and which mAP it measured."""
+    data = write_dataset(tmp_path / "data", splits=("val",), sizes={"val": 40}, task=task)
+    code = main(["run", "--model", str(MODELS / name), "--data", str(data), "--calib", str(calib_images[0].parent),
+                 "--num-calib", "16", "--runs", "5", "--no-contrast", "--max-size-ratio", "2", "--min-speedup", "0.1",
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    variants = {v["name"]: v for v in report["variants"]}
+    assert report["model"]["task"]["task"] == task and {v["metric"] for v in variants.values()} == {metric}
+    assert variants["fp32"]["map50_95"] > 0.05  # briefly trained: weak, but it finds the shapes
+    assert variants["auto"]["self_check"]["passed"] and abs(variants["auto"]["map_drop"]) < 0.05
+    assert (variants["fp32"]["box_map50_95"] is None) == (task == "obb")
+    assert code == 0, [v["failures"] for v in variants.values()]
