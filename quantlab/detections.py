@@ -137,10 +137,11 @@ def _rotated(boxes: np.ndarray, angles: np.ndarray, geometry: Letterbox) -> tupl
     return rboxes, np.clip(bounds, 0, [w, h, w, h]).astype(np.float32)
 
 
-def decode(outputs, geometry: Letterbox, description: ModelDescription, settings: NmsSettings = VAL_NMS
-           ) -> Detections:
+def decode(outputs, geometry: Letterbox, description: ModelDescription, settings: NmsSettings = VAL_NMS,
+           masks: bool = True) -> Detections:
     """Turn a model's raw outputs (a list in the model's order, or the detection output alone for a
-    model with one output) into detections in original-image pixels, with the task's parts."""
+    model with one output) into detections in original-image pixels, with the task's parts.
+    masks=False leaves a segment model's masks out (None), where only boxes are compared."""
     outputs = [outputs] if isinstance(outputs, np.ndarray) else list(outputs)
     parts = description.split(outputs[0])
     if description.end_to_end:  # rows already selected and ranked inside the model
@@ -167,7 +168,7 @@ def decode(outputs, geometry: Letterbox, description: ModelDescription, settings
     if "rboxes" in found:
         inside &= found["rboxes"][:, 2:4].min(axis=1) >= MIN_ROTATED_SIDE
     found, rows = {key: value[inside] for key, value in found.items()}, rows[inside]
-    if description.task == SEGMENT:
+    if description.task == SEGMENT and masks:
         found["masks"] = _masks(parts["mask_coefficients"][rows], outputs[1][0], found["boxes"], geometry)
     if description.task == POSE:
         found["keypoints"] = _keypoints(parts["keypoints"][rows], description.kpt_shape, geometry)

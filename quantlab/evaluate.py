@@ -108,7 +108,7 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
         tensor, geometry = letterbox(sample.image, input_hw)
         outputs = {name: run_explained(s, None, {input_names[name]: tensor}, f"{name} on {sample.path}")
                    for name, s in sessions.items()}
-        truth = decode(outputs[reference], geometry, description, PREDICT_NMS) if reference else None
+        truth = decode(outputs[reference], geometry, description, PREDICT_NMS, masks=False) if reference else None
         for name, output in outputs.items():
             if sample.labels is not None:
                 labelled = True
@@ -117,7 +117,7 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
                 if box_maps is not None:
                     box_maps[name].update(found, sample.labels)
             if truth is not None:
-                agreements[name].update(decode(output, geometry, description, AGREEMENT_NMS), truth)
+                agreements[name].update(decode(output, geometry, description, AGREEMENT_NMS, masks=False), truth)
                 parities[name].update(output, outputs[reference])
         count += 1
         if progress is not None:
