@@ -515,11 +515,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_WARNINGS_SHOWN = 10  # of one kind; a data.yaml of another task's labels skips every line
+
+
 @contextmanager
 def _warnings_to_console(console: Console):
-    """Skipped images and labels are reported as one line each, not as Python warnings."""
+    """Skipped images and labels are reported as one line each, not as Python warnings: the first
+    MAX_WARNINGS_SHOWN of each kind, then one line with how many more there were."""
+    counts: dict[str, int] = {}
+
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"quantlab: warning: {message}", file=sys.stderr)
+        counts[category.__name__] = counts.get(category.__name__, 0) + 1
+        if counts[category.__name__] <= MAX_WARNINGS_SHOWN:
+            print(f"quantlab: warning: {message}", file=sys.stderr)
 
     original = warnings.showwarning
     warnings.showwarning = show
@@ -527,6 +535,10 @@ def _warnings_to_console(console: Console):
         yield
     finally:
         warnings.showwarning = original
+        for kind, count in counts.items():
+            if count > MAX_WARNINGS_SHOWN:
+                print(f"quantlab: warning: {count - MAX_WARNINGS_SHOWN} more {kind} warnings not shown "
+                      f"({count} in all)", file=sys.stderr)
 
 
 _signals_received: list[str] = []

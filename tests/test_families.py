@@ -4,6 +4,9 @@ float, and decoded and compared part by part."""
 
 import dataclasses
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +164,16 @@ def test_run_scores_each_task_with_its_own_metric_on_its_own_labels(tmp_path, ca
     assert variants["auto"]["self_check"]["passed"] and abs(variants["auto"]["map_drop"]) < 0.05
     assert (variants["fp32"]["box_map50_95"] is None) == (task == "obb")
     assert code == 0, [v["failures"] for v in variants.values()]
+
+
+@pytest.mark.slow
+def test_labels_of_another_task_give_ten_warnings_a_count_and_one_error(demo_data):
+    """A segment model against the demo's detect boxes: every line is skipped. Was: one warning per
+    line (about 700 for the demo's val split) before the error. A real process: pytest makes warnings errors."""
+    done = subprocess.run([sys.executable, "-m", "quantlab", "eval", str(MODELS / "yolov8-seg.onnx"), "--data",
+                           str(demo_data), "--quiet"], capture_output=True, text=True, timeout=600)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 12, lines[-3:]
+    assert all("a segment label needs a polygon" in line for line in lines[:10])
+    assert re.fullmatch(r"quantlab: warning: \d+ more LabelWarning warnings not shown \(\d+ in all\)", lines[10])
+    assert lines[11].startswith("quantlab: error: ") and "none of the 200 images has a usable label line" in lines[11]
