@@ -50,16 +50,17 @@ TABLE_END = "<!-- end of table -->"
 SEED = 0
 INPUT_HW = (96, 160)
 SCALE = [0.33, 0.0625, 128]  # depth, width, max_channels: 8 channels in every layer past the stem
-# 16 channels (width 0.125) for these trainings: with 8, after EPOCHS epochs their scores stayed unsure
-# (max 0.25-0.6 on a demo image) and quantlab's INT8 self-check fell below its 0.98 score cosine
-# (pose 0.95, OBB 0.977 with 100 calibration images; the in-graph NMS exports 0.86 and 0.94); with 16 all
-# pass, at about 1.7x the file size.
+# 16 channels (width 0.125) for these trainings. With 8, after EPOCHS epochs their scores stayed unsure
+# (yolov8's best anchor 0.60 over 50 demo images; 0.95 with 16) and quantlab's INT8 self-check fell under
+# its 0.98 floor: score cosine 0.95 (pose) and 0.977 (OBB) with 100 calibration images, 0.86 and 0.94 in
+# the in-graph NMS exports of yolov8 and yolov8-seg. With 16 every file passes, at about 1.7x the size.
 WIDE = {"yolov8", "yolov8-seg", "yolov8-pose-4x3", "yolov8-obb"}  # Spec.weights names
 WIDE_SCALE = [0.33, 0.125, 128]
 # DFL bins where the yaml does not set them (v10Detect always has 16, yolo26 has 1). At 16 the box branch
 # alone is ~0.5 MB per model; 5 is the smallest that keeps the DFL's (4 sides, bins) axes apart.
 REG_MAX = 5
 SHAPES = ("circle", "rectangle", "triangle", "star")  # quantlab's demo shapes dataset
+DEMO_KPT_SHAPE = (4, 3)  # what demo-data --task pose writes: top, right, bottom, left vertex, each x y visibility
 EPOCHS = 20
 # Brief training on 2 CPU cores. Square 160 (the export is 96x160). AdamW at 8x the lr Ultralytics' 'auto'
 # picks for a short run learns more in 15 epochs: yolov8 mAP50 0.10 with 'auto', 0.22 at lr 0.005, 0.26 at 0.01.
@@ -90,6 +91,11 @@ class Spec:
         shape = "x".join(map(str, self.kpt_shape)) if self.kpt_shape else ""
         return "-".join(filter(None, (Path(self.yaml).stem, shape)))
 
+    @property
+    def drops_visibility(self) -> bool:
+        """A pose file trained on the demo pose labels without their visibility values."""
+        return self.kpt_shape not in (None, DEMO_KPT_SHAPE)
+
 
 SPECS = (
     Spec("yolov5u.onnx", "yolov5.yaml"),  # Ultralytics 8's yolov5.yaml is the anchor-free 'u' model
@@ -110,7 +116,6 @@ SPECS = (
     Spec("yolov8-seg.dynamic.onnx", "yolov8-seg.yaml", dynamic=True),
 )
 STRIPPED = {"yolov8-seg.nometa.onnx": "yolov8-seg.onnx", "yolov8-pose.nometa.onnx": "yolov8-pose.onnx"}
-DEMO_KPT_SHAPE = (4, 3)  # what demo-data --task pose writes
 
 
 @dataclass(frozen=True)
@@ -126,9 +131,10 @@ class Training:
 def demo_data(task: str, work: Path, ort_python: Path, quantlab_src: Path) -> Path:
     """Write the demo shapes dataset for `task` (train and val splits) under `work`; returns its data.yaml."""
     out = work / "data" / task
+    # run in quantlab_src too: `python -m` puts the working folder ahead of PYTHONPATH on sys.path
     subprocess.run([str(ort_python), "-m", "quantlab", "demo-data", str(out), "--task", task,
                     "--splits", "train,val", "--quiet"],
-                   check=True, cwd=quantlab_src, env={**os.environ, "PYTHONPATH": str(quantlab_src)})  # -m: cwd first
+                   check=True, cwd=quantlab_src, env={**os.environ, "PYTHONPATH": str(quantlab_src)})
     return out / "data.yaml"
 
 
@@ -181,8 +187,7 @@ def train(spec: Spec, data_yaml: Path, work: Path) -> tuple[Path, Training]:
     train_s = time.perf_counter() - started
     map50 = {key[-2]: round(float(value), 3) for key, value in metrics.results_dict.items()
              if key.startswith("metrics/mAP50(")}
-    data = f"demo-data --task {spec.task}" + (", visibility dropped" if spec.kpt_shape not in (None, DEMO_KPT_SHAPE)
-                                              else "")
+    data = f"demo-data --task {spec.task}" + (", visibility dropped" if spec.drops_visibility else "")
     return Path(yolo.trainer.last), Training(spec.weights, data, round(train_s, 1), map50)
 
 
@@ -310,7 +315,7 @@ def main() -> None:
         for spec in SPECS:
             if spec.weights not in trained:
                 data_yaml = data[spec.task]
-                if spec.kpt_shape not in (None, DEMO_KPT_SHAPE):
+                if spec.drops_visibility:
                     data_yaml = without_visibility(data_yaml, work / "data" / spec.weights)
                 trained[spec.weights] = train(spec, data_yaml, work)
                 print(trained[spec.weights][1], flush=True)
