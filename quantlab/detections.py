@@ -54,9 +54,17 @@ class Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
-def _cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) centre, width, height -> (N, 4) corners x1 y1 x2 y2."""
     half = boxes[:, 2:4] / 2
     return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
+
+
+def opencv_rect(rbox) -> tuple:
+    """A rotated box cx cy w h angle-radians as OpenCV's RotatedRect ((cx, cy), (w, h), angle-degrees);
+    both turn x towards y, so the angle needs no sign change."""
+    cx, cy, w, h, angle = (float(v) for v in rbox)
+    return (cx, cy), (w, h), float(np.degrees(angle))
 
 
 def _candidates(probs: np.ndarray, settings: NmsSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,15 +86,14 @@ def _nms(boxes: np.ndarray, angles: np.ndarray | None, scores: np.ndarray, cls: 
     """Indices kept by class-aware NMS, best first: OpenCV's batched NMS on cx cy w h boxes, or its
     rotated NMS class by class when angles are given."""
     if angles is None:
-        xyxy = _cxcywh_to_xyxy(boxes)
+        xyxy = cxcywh_to_xyxy(boxes)
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
         keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), settings.conf, settings.iou)
         return np.asarray(keep, dtype=np.int64).reshape(-1)[: settings.max_det]
     kept = []
     for label in np.unique(cls):
         members = np.nonzero(cls == label)[0]
-        rects = [((float(x), float(y)), (float(w), float(h)), float(np.degrees(a)))
-                 for (x, y, w, h), a in zip(boxes[members], angles[members])]
+        rects = [opencv_rect((*box, angle)) for box, angle in zip(boxes[members], angles[members])]
         kept.extend(members[np.asarray(cv2.dnn.NMSBoxesRotated(rects, scores[members].tolist(), settings.conf,
                                                                settings.iou), dtype=np.int64).reshape(-1)])
     kept = np.asarray(kept, dtype=np.int64)
@@ -130,8 +137,7 @@ def _rotated(boxes: np.ndarray, angles: np.ndarray, geometry: Letterbox) -> tupl
     """Rotated boxes (cx cy w h angle) in original-image pixels, and their axis-aligned bounds, clipped."""
     centres = points_to_image(boxes[:, :2], geometry)
     rboxes = np.concatenate([centres, boxes[:, 2:4] / geometry.scale, angles[:, None]], axis=1).astype(np.float32)
-    corners = np.stack([cv2.boxPoints(((x, y), (w, h), float(np.degrees(a)))) for x, y, w, h, a in rboxes]) \
-        if len(rboxes) else np.zeros((0, 4, 2), np.float32)
+    corners = np.stack([cv2.boxPoints(opencv_rect(r)) for r in rboxes]) if len(rboxes) else np.zeros((0, 4, 2))
     bounds = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
     h, w = geometry.image_hw
     return rboxes, np.clip(bounds, 0, [w, h, w, h]).astype(np.float32)
@@ -155,7 +161,7 @@ def decode(outputs, geometry: Letterbox, description: ModelDescription, settings
         angles = parts["angle"][rows, 0] if description.task == OBB else None
         keep = _nms(boxes, angles, scores, cls, settings) if len(rows) else np.zeros(0, np.int64)
         rows, cls, scores = rows[keep], cls[keep], scores[keep]
-        xyxy = _cxcywh_to_xyxy(boxes[keep])
+        xyxy = cxcywh_to_xyxy(boxes[keep])
     found = {"scores": scores.astype(np.float32), "class_ids": cls.astype(np.int64)}
     if description.task == OBB:
         found["rboxes"], found["boxes"] = _rotated(parts["boxes"][rows].astype(np.float32),

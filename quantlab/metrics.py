@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from quantlab.datasets import Labels
-from quantlab.detections import Detections
+from quantlab.detections import Detections, opencv_rect
 from quantlab.errors import ConfigError
 
 MAX_DETS = 300  # detections per image that count, as Ultralytics' val (COCOeval keeps 100, 20 for keypoints)
@@ -213,7 +213,7 @@ def _pair_rotated_iou(first: np.ndarray, second: np.ndarray) -> float:
     area_first, area_second = first[2] * first[3], second[2] * second[3]
     if area_first <= 0 or area_second <= 0:  # a degenerate box overlaps nothing (and OpenCV may refuse it)
         return 0.0
-    overlap, corners = cv2.rotatedRectangleIntersection(_cv_rect(first), _cv_rect(second))
+    overlap, corners = cv2.rotatedRectangleIntersection(opencv_rect(first), opencv_rect(second))
     if overlap == cv2.INTERSECT_NONE or corners is None:
         return 0.0
     # OpenCV documents no order for the corners (recent versions sort them, old ones did not);
@@ -221,8 +221,3 @@ def _pair_rotated_iou(first: np.ndarray, second: np.ndarray) -> float:
     intersection = cv2.contourArea(cv2.convexHull(corners))
     return float(intersection / (area_first + area_second - intersection))
 
-
-def _cv_rect(rbox: np.ndarray) -> tuple:
-    """cx cy w h angle-radians -> OpenCV's ((cx, cy), (w, h), angle-degrees); both turn x towards y."""
-    cx, cy, w, h, angle = (float(v) for v in rbox)
-    return (cx, cy), (w, h), float(np.rad2deg(angle))

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from quantlab.description import OBB, SEGMENT, ModelDescription
+from quantlab.detections import cxcywh_to_xyxy
 
 CONFIDENT_SCORE = 0.25  # rows the reference model is confident about, for top-1 agreement and row pairing
 PAIR_IOU = 0.5  # an end-to-end candidate row is the reference row's object from this IoU on
@@ -60,19 +62,14 @@ class _Accumulator:
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of x1 y1 x2 y2 boxes."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    return inter / np.maximum(_area(a)[:, None] + _area(b)[None, :] - inter, 1e-9)
+    """(len(a), len(b)) IoU of x1 y1 x2 y2 boxes, by pycocotools."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    return np.asarray(mask_utils.iou(_xywh(a), _xywh(b), np.zeros(len(b), np.uint8)))
 
 
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2:] - boxes[:, :2], 0, None).prod(axis=1)
-
-
-def _xyxy(boxes: np.ndarray, centred: bool) -> np.ndarray:
-    return np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], 1) if centred else boxes
+def _xywh(boxes: np.ndarray) -> np.ndarray:
+    return np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
 
 
 def _paired_rows(parts: dict, reference: dict, centred: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +78,10 @@ def _paired_rows(parts: dict, reference: dict, centred: bool) -> tuple[np.ndarra
     is agreement's business, not a numeric difference). centred: boxes are cx cy w h (OBB rows,
     paired by their unrotated extent), else x1 y1 x2 y2."""
     confident = np.nonzero(reference["scores"][:, 0] >= CONFIDENT_SCORE)[0]
-    iou = _iou(_xyxy(reference["boxes"][confident], centred), _xyxy(parts["boxes"], centred))
+    theirs, mine = reference["boxes"][confident], parts["boxes"]
+    if centred:
+        theirs, mine = cxcywh_to_xyxy(theirs), cxcywh_to_xyxy(mine)
+    iou = _iou(theirs, mine)
     iou[reference["class_ids"][confident, 0][:, None] != parts["class_ids"][None, :, 0]] = -1
     best = iou.argmax(axis=1) if iou.size else np.zeros(len(confident), np.int64)
     found = iou[np.arange(len(confident)), best] >= PAIR_IOU if iou.size else np.zeros(len(confident), bool)

@@ -108,3 +108,29 @@ def test_parity_accumulates_in_float64_whatever_the_output_dtype():
     output = _yolo(boxes, probs).astype(np.float16)
     result = _parity(1).update(output, output.copy()).compute()
     assert result["boxes"]["cosine"] == pytest.approx(1.0)
+
+
+def _rows(*rows):
+    """End-to-end output (1, 300, 6) from (x1, y1, x2, y2, score, class) rows, the rest zero."""
+    out = np.zeros((1, 300, 6), np.float32)
+    out[0, :len(rows)] = rows
+    return out
+
+
+E2E = ModelDescription(DETECT, {0: "a", 1: "b"}, end_to_end=True)
+REFERENCE_ROWS = [(10, 10, 50, 50, 0.9, 0), (100, 10, 140, 60, 0.8, 1), (200, 50, 240, 90, 0.6, 0)]
+
+
+def test_end_to_end_rows_are_paired_by_object_not_by_rank():
+    """The same three boxes, the last two swapped in rank (scores 0.7 and 0.72): every pair is exact."""
+    swapped = [REFERENCE_ROWS[0], (200, 50, 240, 90, 0.72, 0), (100, 10, 140, 60, 0.7, 1)]
+    result = OutputParity(E2E).update(_rows(*swapped), _rows(*REFERENCE_ROWS)).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(1.0) and result["boxes"]["max_abs"] == 0.0
+    assert result["top1_agreement"] == 1.0
+
+
+def test_a_lost_end_to_end_row_costs_agreement_and_a_lost_score_channel_costs_score_cosine():
+    lost = OutputParity(E2E).update(_rows(*REFERENCE_ROWS[:2]), _rows(*REFERENCE_ROWS)).compute()
+    assert lost["top1_agreement"] == pytest.approx(2 / 3) and lost["boxes"]["cosine"] == pytest.approx(1.0)
+    zeroed = [(*row[:4], 0.0, row[5]) for row in REFERENCE_ROWS]
+    assert OutputParity(E2E).update(_rows(*zeroed), _rows(*REFERENCE_ROWS)).compute()["scores"]["cosine"] == 0.0
