@@ -106,7 +106,7 @@ def outputs_text(model: onnx.ModelProto) -> str:
     return ", ".join(f"{o.name} {shape_text(value_dims(o))}" for o in model.graph.output)
 
 
-def metadata(model: onnx.ModelProto) -> dict[str, str]:
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
@@ -129,12 +129,15 @@ class _Metadata:
 
 
 def _read_metadata(model: onnx.ModelProto, path) -> _Metadata:
-    meta = metadata(model)
+    meta = _metadata(model)
     task = meta.get("task")
     if task is not None and task not in TASKS:
         raise ModelError(f"{path}: its metadata says task '{task}'; quantlab reads {', '.join(TASKS)} models")
     names = _literal(meta, "names")
-    names = {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) and names else None
+    if not (isinstance(names, dict) and names and all(isinstance(k, int) for k in names)):
+        names = None  # absent or not Ultralytics' {index: name}: the class count comes from the graph
+    else:
+        names = {k: str(v) for k, v in names.items()}
     kpt = _literal(meta, "kpt_shape")
     kpt = tuple(kpt) if isinstance(kpt, (list, tuple)) and len(kpt) == 2 and all(isinstance(k, int) for k in kpt) \
         else None

@@ -178,3 +178,12 @@ def test_labels_of_another_task_give_ten_warnings_a_count_and_one_error(demo_dat
     assert all("a segment label needs a polygon" in line for line in lines[:10])
     assert re.fullmatch(r"quantlab: warning: \d+ more LabelWarning warnings not shown \(\d+ in all\)", lines[10])
     assert lines[11].startswith("quantlab: error: ") and "none of the 200 images has a usable label line" in lines[11]
+
+
+def test_names_metadata_that_is_not_index_to_name_is_ignored(tmp_path):
+    """Was: int('a') raised ValueError, a traceback and exit 3. The class count then comes from the graph."""
+    model = load_model(MODELS / "yolov8.onnx")
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "names": "{'a': 'circle', 'b': 'rectangle', 'c': 'triangle', 'd': 'star'}"})
+    onnx.save(model, tmp_path / "m.onnx")
+    assert inspect_model(tmp_path / "m.onnx").class_names == {i: f"class{i}" for i in range(4)}
