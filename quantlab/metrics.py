@@ -53,15 +53,11 @@ class DetectionMAP:
         self._targets: list[dict] = []
         self._predictions: list[dict] = []
 
-    def update(self, predicted: Detections, truth: Labels | Detections,
-               truth_classes: np.ndarray | None = None) -> DetectionMAP:
+    def update(self, predicted: Detections, truth: Labels | Detections) -> DetectionMAP:
         """One image's predictions and truth (its labels, or a reference model's detections), in its pixels.
 
         Both need the kind's part (masks, keypoints or rboxes) where they have objects.
-        The older form update(predicted, boxes, classes) gives the truth as (N, 4) x1 y1 x2 y2 and (N,) ids.
         """
-        if truth_classes is not None:
-            truth = Labels(np.asarray(truth, np.float32).reshape(-1, 4), np.asarray(truth_classes, np.int64))
         if self.kind == "keypoints" and isinstance(truth, Detections) and truth.keypoints is not None:
             truth = _confident_keypoints(truth)
         image_id = len(self._images) + 1
