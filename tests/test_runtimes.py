@@ -150,3 +150,20 @@ def test_openvino_runs_quantlab_int8(int8_models, probe, recipe):
     got = open_session(int8, "openvino").run(None, feed)[0]
     cosine = float((got * expected).sum() / np.linalg.norm(got) / np.linalg.norm(expected))
     assert cosine > 0.999, f"OpenVINO's INT8 output disagrees with onnxruntime's (cosine {cosine:.5f})"
+
+
+@pytest.mark.slow
+def test_the_placement_tool_runs_and_prints_its_table(tmp_path, capsys):
+    """tools/ort_placement.py is what the README's placement table came from: it must keep running
+    (an evaluate_models signature change once broke it unnoticed)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "ort_placement", Path(__file__).resolve().parents[1] / "tools" / "ort_placement.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main(["--only", "auto", "--runs", "3", "--no-openvino", "--out", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert {row.split(" | ")[0] + " | " + row.split(" | ")[1] for row in rows[1:]} == {
+        "| fp32 | ort", "| auto | ort", "| auto | ort-extended"}

@@ -25,6 +25,7 @@ from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
 from quantlab.evaluate import evaluate_models, labelled_samples
 from quantlab.images import list_images
+from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.pipeline import probe_input
 from quantlab.quantize import quantize_model
 from quantlab.recipes import PRESETS, auto_recipe
@@ -109,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
             quantize_model(DEMO_MODEL, path, recipe, calib, force=True)
         paths[name] = path
     sessions = {f"{n}@ort": make_session(p, args.threads) for n, p in paths.items()}
-    sessions["auto@ort-extended"] = extended_session(paths["auto"], args.threads) if "auto" in paths else None
-    sessions = {k: v for k, v in sessions.items() if v is not None}
+    if "auto" in paths:
+        sessions["auto@ort-extended"] = extended_session(paths["auto"], args.threads)
     if not args.no_openvino:
         sessions.update({f"{n}@openvino": open_session(p, "openvino", args.threads) for n, p in paths.items()})
-    evaluations = evaluate_models(sessions, labelled_samples(dataset), (192, 320), dataset.names,
-                                  reference="fp32@ort")
+    info = inspect_model(DEMO_MODEL)
+    evaluations = evaluate_models(sessions, labelled_samples(dataset, info.description), resolve_input_hw(info),
+                                  dataset.names, info.description, reference="fp32@ort")
     latencies = interleaved_latency(sessions, probe_input(DEMO_MODEL, dataset.images[0]), runs=args.runs)
     base_ms, base_map = latencies["fp32@ort"].median_ms, evaluations["fp32@ort"].map.map50_95
     print(f"onnxruntime {ort.__version__}, {args.threads} thread(s), {args.runs} interleaved runs, "
