@@ -188,17 +188,17 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.gates import Budgets
     from quantlab.images import list_images
     from quantlab.memory import require_measurable
-    from quantlab.pipeline import run_job, split_variant, variant_names
+    from quantlab.pipeline import check_recipes_fit, run_job, split_variant
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, relocate, render_markdown, write_report
-    from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
+    from quantlab.runtimes import parse_runtimes
 
     out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
     try:
-        runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(args.runtimes))))
-        variant_names([*recipes, *contrast], runtimes=runtimes)
+        runtimes = parse_runtimes(args.runtimes)
+        check_recipes_fit([*recipes, *contrast], runtimes)
     except ConfigError as exc:
         raise ConfigError(f"--runtimes: {exc}") from exc
     budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup,

@@ -51,11 +51,7 @@ def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True,
     on every other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated). A recipe
     made for some runtimes only (Recipe.runtimes) runs on those; one that none of `runtimes` fits is an error."""
     recipes = list(dict.fromkeys(recipe_names))
-    for name in recipes:
-        made_for = resolve_recipe(name).runtimes
-        if made_for and not set(made_for) & set(runtimes):
-            raise ConfigError(f"recipe {name!r} is made for {', '.join(made_for)}, which is not among the "
-                              f"runtimes ({', '.join(runtimes)}): add {made_for[0]}")
+    check_recipes_fit(recipes, runtimes)
     names = [FP32, *(n for n in recipes if _fits(n, ONNXRUNTIME))]
     if include_dynamic and DYNAMIC not in names:
         names.append(DYNAMIC)
@@ -65,30 +61,38 @@ def variant_names(recipe_names: Sequence[str], include_dynamic: bool = True,
     return names
 
 
+def check_recipes_fit(recipe_names: Sequence[str], runtimes: Sequence[str]) -> None:
+    """ConfigError for a recipe made for some runtimes only (Recipe.runtimes) when none of them is in `runtimes`."""
+    for name in recipe_names:
+        made_for = resolve_recipe(name).runtimes
+        if made_for and not set(made_for) & set(runtimes):
+            raise ConfigError(f"recipe {name!r} is made for {', '.join(made_for)}, which is not among the "
+                              f"runtimes ({', '.join(runtimes)}): add {made_for[0]}")
+
+
 def _fits(name: str, runtime: str) -> bool:
     return name == FP32 or not resolve_recipe(name).runtimes or runtime in resolve_recipe(name).runtimes
 
 
-def build_variant(name: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
+def build_variant(build: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
                   num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
                   exclude_nodes: Sequence[str] = ()) -> Variant:
-    """FP32 as given, or the model quantized with the recipe `name` names (plus `exclude_nodes`
-    kept in float) into out_dir, to run on the runtime `name` names ('auto@openvino').
+    """FP32 as given, or the model quantized with the recipe `build` (plus `exclude_nodes` kept in
+    float) into out_dir, on onnxruntime; dataclasses.replace gives it another runtime, as one file
+    serves every runtime.
 
     A build that fails its self-check is kept (force): the gates and the report judge it.
     """
     model_path = Path(model_path)
-    build, runtime = split_variant(name)
     if build == FP32:
-        return Variant(name, model_path, runtime=runtime)
+        return Variant(build, model_path)
     recipe = resolve_recipe(build)
     if num_calib is not None:
         recipe = recipe.replace(num_calib=num_calib)
     if exclude_nodes:
         recipe = recipe.replace(exclude_nodes=tuple(recipe.exclude_nodes) + tuple(exclude_nodes))
     output = Path(out_dir) / f"{model_path.stem}.{build}.onnx"
-    return Variant(name, output, quantize_model(model_path, output, recipe, calib_images, input_hw, force=True),
-                   runtime)
+    return Variant(build, output, quantize_model(model_path, output, recipe, calib_images, input_hw, force=True))
 
 
 def probe_input(model_path: Path, image_path: Path, input_hw: tuple[int, int] | None = None) -> dict:

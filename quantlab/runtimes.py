@@ -64,14 +64,15 @@ def _dims(port) -> list:
 
 
 def parse_runtimes(text: str) -> tuple[str, ...]:
-    """'onnxruntime,openvino' -> a tuple of known runtime names, each one importable here."""
+    """'openvino' -> ('onnxruntime', 'openvino'): known runtime names, each one importable here, onnxruntime
+    first always (FP32 on onnxruntime is every comparison's reference)."""
     names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in RUNTIMES]
     if unknown or not names:
         raise ConfigError(f"runtime(s) {', '.join(unknown) or '(none)'} unknown: choose from {', '.join(RUNTIMES)}")
     for name in names:
         require(name)
-    return names
+    return tuple(dict.fromkeys((ONNXRUNTIME, *names)))
 
 
 def require(runtime: str) -> None:

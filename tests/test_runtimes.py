@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections import Counter
 
@@ -167,3 +168,9 @@ def test_the_placement_tool_runs_and_prints_its_table(tmp_path, capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
     assert {row.split(" | ")[0] + " | " + row.split(" | ")[1] for row in rows[1:]} == {
         "| fp32 | ort", "| auto | ort", "| auto | ort-extended"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed")
+def test_parsed_runtimes_start_with_onnxruntime_the_reference():
+    assert parse_runtimes("onnxruntime") == ("onnxruntime",)
+    assert parse_runtimes("openvino,onnxruntime") == ("onnxruntime", "openvino")

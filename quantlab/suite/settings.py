@@ -21,7 +21,7 @@ from quantlab.gates import Budgets, Check
 from quantlab.images import list_images
 from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
-from quantlab.pipeline import FP32, split_variant, variant_names
+from quantlab.pipeline import FP32, check_recipes_fit, split_variant, variant_names
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
 from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
 from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
@@ -106,8 +106,8 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
                                 "--quantlab-calib (an image folder: agreement with FP32) to gate it on")
     providers = parse_providers(reader.value("providers"))
     try:
-        runtimes = tuple(dict.fromkeys((ONNXRUNTIME, *parse_runtimes(reader.value("runtimes")))))
-        variant_names(parse_recipe_list(reader.value("recipes")), runtimes=runtimes)
+        runtimes = parse_runtimes(reader.value("runtimes"))
+        check_recipes_fit(parse_recipe_list(reader.value("recipes")), runtimes)
     except QuantlabError as exc:
         raise pytest.UsageError(f"quantlab: {reader.given('runtimes')}: {exc}") from None
     budgets = {}
