@@ -45,6 +45,7 @@ class OpenVinoSession:
         self._request = self._compiled.create_infer_request()
         self._inputs = [Port(p.get_any_name(), _dims(p)) for p in self._compiled.inputs]
         self._outputs = [Port(p.get_any_name(), _dims(p)) for p in self._compiled.outputs]
+        self._ports = {p.get_any_name(): p for p in self._compiled.outputs}  # looked up once, not per run
 
     def get_inputs(self) -> list[Port]:
         return self._inputs
@@ -55,8 +56,7 @@ class OpenVinoSession:
     def run(self, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         # share_outputs=False (the default, spelt out): copies, so a result survives the next run
         results = self._request.infer(dict(feed), share_outputs=False)
-        names = output_names or [p.name for p in self._outputs]
-        return [results[self._compiled.output(name)] for name in names]
+        return [results[self._ports[name]] for name in (output_names or self._ports)]
 
 
 def _dims(port) -> list:
