@@ -96,6 +96,11 @@ def _sure_ranks(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, 
     return (scores[sure], reference[sure]) if sure.any() else (scores, reference)
 
 
+def detection_parity(parity: dict | None) -> dict:
+    """The detection output's entry in an evaluation's {output name: parity}; {} without a reference."""
+    return next(iter((parity or {}).values()), {})
+
+
 def task_cosine(result: dict) -> float | None:
     """The lowest cosine among the task's own parts (mask coefficients, protos, keypoints, angle) in a
     compute() result; None for a detect model, which has none."""

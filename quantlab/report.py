@@ -15,7 +15,7 @@ from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets
 from quantlab.ortcompat import ORT_VERSION
-from quantlab.parity import task_cosine
+from quantlab.parity import detection_parity, task_cosine
 from quantlab.pipeline import FP32, JobResult, Variant
 from quantlab.recipes import Mode, QType
 from quantlab.runtimes import ONNXRUNTIME, runtime_version
@@ -29,7 +29,7 @@ def machine_facts(threads: int, providers: tuple[str, ...], runtimes: tuple[str,
     return {"cpu": cpu.model, "arch": cpu.arch, "flags": cpu.notable_flags(), "vnni": cpu.has_vnni,
             "cores": cpu.cores, "onnxruntime": ORT_VERSION, "provider": providers[0], "providers": list(providers),
             "device": ort.get_device(), "threads": threads,
-            "runtimes": {r: ORT_VERSION if r == ONNXRUNTIME else runtime_version(r) for r in runtimes},
+            "runtimes": {r: runtime_version(r) for r in runtimes},
             "python": platform.python_version()}
 
 
@@ -61,7 +61,7 @@ def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[
         "per_class": evaluation["per_class"],
         "agreement": evaluation["agreement"],
         "parity": evaluation["parity"],
-        "task_cosine": task_cosine(next(iter((evaluation["parity"] or {}).values()), None) or {}),
+        "task_cosine": task_cosine(detection_parity(evaluation["parity"])),
         "quantize_seconds": q.seconds if q else None,
         "recipe": q.recipe.settings() if q else None,
         "float_nodes": len(q.float_nodes) if q else None,
@@ -98,15 +98,15 @@ def verdict(entry: dict, budgets: Budgets) -> str:
     else:
         parts.append(f"but {1 / entry['speedup']:.1f}x slower")
     drop, agreement = entry["map_drop"], entry["agreement"]
-    if drop is not None and drop > budgets.max_map_drop:
-        parts.append(f"accuracy drop over budget (mAP50-95 -{drop:.3f} > {budgets.max_map_drop:g})")
-    elif drop is None and agreement is not None and agreement < budgets.min_agreement:
-        parts.append(f"detections disagree with FP32 (agreement {agreement:.3f} < {budgets.min_agreement:g})")
-    elif drop is None and agreement is None:
-        parts.append("accuracy not measured (the FP32 model detects nothing on these images)")
-    else:
+    if accurate(entry, budgets):
         parts.append("as accurate" + (f" (mAP50-95 {-drop:+.3f})" if drop is not None else
                                       f" (agreement {agreement:.3f})"))
+    elif drop is not None:
+        parts.append(f"accuracy drop over budget (mAP50-95 -{drop:.3f} > {budgets.max_map_drop:g})")
+    elif agreement is not None:
+        parts.append(f"detections disagree with FP32 (agreement {agreement:.3f} < {budgets.min_agreement:g})")
+    else:
+        parts.append("accuracy not measured (the FP32 model detects nothing on these images)")
     if not recipe["keep_head_float"] and (drop or 0) > budgets.max_map_drop:
         parts.append("the detection head was quantized: one scale spans box pixels and class probabilities")
     return "; ".join(parts)
@@ -169,7 +169,7 @@ def render_markdown(report: dict) -> str:
     """The report as Markdown: the field report's columns first, then accuracy and verdicts."""
     m = report["machine"]
     task = report["model"]["task"]
-    metric = report["variants"][0].get("metric", "bbox")
+    metric = report["variants"][0]["metric"]
     task_parts = task["task"] != "detect"
     lines = [
         "# quantlab report",
@@ -180,24 +180,24 @@ def render_markdown(report: dict) -> str:
         f"({'labelled: ' + METRIC_WORDS[metric] if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
         f"Machine: {m['cpu']} ({m['arch']}; {', '.join(m['flags']) or 'no INT8 extensions'}), {m['cores']} cores, "
         f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}"
-        + "".join(f", {r} {v}" for r, v in m.get("runtimes", {}).items() if r != ONNXRUNTIME) + ".",
+        + "".join(f", {r} {v}" for r, v in m["runtimes"].items() if r != ONNXRUNTIME) + ".",
         "",
         "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
         f"| Agreement | Box cos | Score cos |{' Task cos |' if task_parts else ''} Session MB | Quantize s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
     ]
     for v in report["variants"]:
-        parity = next(iter((v["parity"] or {}).values()), None)
+        parity = detection_parity(v["parity"])
         lines.append(
-            f"| {v['name']} | {v.get('runtime', ONNXRUNTIME)} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
+            f"| {v['name']} | {v['runtime']} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
             f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} "
-            + (f"| {_fmt(v.get('task_cosine'), '.4f')} " if task_parts else "") +
+            + (f"| {_fmt(v['task_cosine'], '.4f')} " if task_parts else "") +
             f"| {_fmt(v['memory'] and v['memory']['session_bytes'] / MB, '.1f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
         )
-    best = report.get("fastest_accurate")
+    best = report["fastest_accurate"]
     lines += ["", "Fastest accurate variant: " + (
         f"**{best['name']}** ({best['speedup']:.2f}x FP32"
         + (f", mAP50-95 drop {best['map_drop']:.4f})" if best["map_drop"] is not None else ")")

@@ -15,7 +15,7 @@ from quantlab.datasets import label_path
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
-from quantlab.parity import task_cosine
+from quantlab.parity import detection_parity, task_cosine
 from quantlab.pipeline import FP32, Variant, build_variant, probe_input, split_variant
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
@@ -174,7 +174,7 @@ class Artifacts:
         """The gate metrics of one variant, as the report and benchmark extra_info spell them."""
         variant = self.variant(name)
         evaluation, fp32 = self.evaluation(name), self.evaluation(FP32)
-        parity = next(iter((evaluation.parity or {}).values()), None) or {}
+        parity = detection_parity(evaluation.parity)
         size = variant.path.stat().st_size
         memory, fp32_memory = self.memory(name), self.memory(FP32)
         return {
