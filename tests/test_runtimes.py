@@ -12,10 +12,8 @@ import pytest
 
 from quantlab.bench import make_session
 from quantlab.demo import DEMO_MODEL
-from quantlab.demo.shapes import write_dataset
 from quantlab.errors import ConfigError
 from quantlab.gates import Budgets
-from quantlab.images import list_images
 from quantlab.pipeline import split_variant, variant_name, variant_names
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
@@ -108,15 +106,13 @@ def test_openvino_results_survive_the_next_run(probe):
 
 
 @pytest.fixture(scope="module")
-def int8_models(tmp_path_factory):
+def int8_models(tmp_path_factory, demo_model, calib_images):
     """{recipe: path} of the demo quantized with auto and ov-conv on 8 calibration images."""
     folder = tmp_path_factory.mktemp("int8")
-    write_dataset(folder / "data", splits=("calib",), sizes={"calib": 8})
-    calib = list_images(folder / "data" / "images" / "calib")
     paths = {}
     for name in ("auto", "ov-conv"):
         paths[name] = folder / f"{name}.onnx"
-        quantize_model(DEMO_MODEL, paths[name], resolve_recipe(name).replace(num_calib=8), calib, force=True)
+        quantize_model(demo_model, paths[name], resolve_recipe(name).replace(num_calib=8), calib_images, force=True)
     return paths
 
 
