@@ -63,8 +63,7 @@ class ModelDescription:
         if output.ndim != 3 or output.shape[0] != 1 or self.channels not in output.shape[1:]:
             raise ModelError(f"output of shape {list(output.shape)} is not this {self.summary()} output "
                              f"(1, {self.channels}, anchors) or (1, rows, {self.channels})")
-        channels_first = output.shape[1] == self.channels and (output.shape[2] != self.channels
-                                                               or not self.end_to_end)
+        channels_first = not self.end_to_end and output.shape[1] == self.channels  # end-to-end rows come (1, N, C)
         return output[0].T if channels_first else output[0]
 
     def split(self, output: np.ndarray) -> dict[str, np.ndarray]:
@@ -102,7 +101,7 @@ def shape_text(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
-def outputs_text(model: onnx.ModelProto) -> str:
+def _outputs_text(model: onnx.ModelProto) -> str:
     return ", ".join(f"{o.name} {shape_text(value_dims(o))}" for o in model.graph.output)
 
 
@@ -254,7 +253,7 @@ def describe_model(model: onnx.ModelProto, path, fixed_hw: tuple[int, int] | Non
                          "(box pixels and class probabilities)")
     graph = _read_graph(model, fixed_hw or meta.imgsz or DEFAULT_INPUT_HW)
     end_to_end = graph.selection is not None or bool(meta.end_to_end)
-    seen = f"outputs seen: {outputs_text(model)}"
+    seen = f"outputs seen: {_outputs_text(model)}"
     if graph.channels is None:
         raise ModelError(f"{path}: the first output is not a YOLO detection output (1, 4+classes+values, anchors) "
                          f"or end-to-end rows (1, boxes, 6+values); {seen}")

@@ -26,7 +26,7 @@ AGREEMENT_NMS = NmsSettings(conf=VAL_NMS.conf, iou=VAL_NMS.iou, max_det=VAL_NMS.
 TASK_METRIC = {SEGMENT: "segm", POSE: "keypoints", OBB: "obb"}
 
 
-def metric_kind(description: ModelDescription) -> str:
+def _metric_kind(description: ModelDescription) -> str:
     """The COCOeval kind of the task's mAP: bbox, segm, keypoints or obb."""
     return TASK_METRIC.get(description.task, "bbox")
 
@@ -97,7 +97,7 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
         raise ValueError(f"reference {reference!r} is not one of the sessions: {', '.join(sessions)}")
     input_names = {name: s.get_inputs()[0].name for name, s in sessions.items()}
     output_names = {name: s.get_outputs()[0].name for name, s in sessions.items()}
-    kind, box_kind = metric_kind(description), _box_kind(description)
+    kind, box_kind = _metric_kind(description), _box_kind(description)
     maps = {name: DetectionMAP(names, kind) for name in sessions}
     box_maps = {name: DetectionMAP(names, box_kind) for name in sessions} if kind != box_kind else None
     agreements = {name: DetectionMAP(names, box_kind) for name in sessions}
