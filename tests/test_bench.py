@@ -1,4 +1,4 @@
-"""Latency measurement (quantlab.bench): interleaved rounds in a rotating order, robust statistics, sessions alike.
+"""Latency measurement (quantlab.bench): interleaved rounds in a seeded order, warm visits, robust statistics.
 
 Fake sessions log their calls and a fake clock gives each call a known duration, so the order of calls
 and the statistics are exact, whatever the machine's load.
@@ -44,6 +44,21 @@ class FakeSession:
 
 
 FEED = {"images": np.zeros((1, 3, 8, 8), np.float32)}
+UNTIMED_MS = 2000.0  # the untimed run at the start of each visit; it must never reach the statistics either
+
+
+def _with_untimed_runs(durations_ms: dict, blocks: int = 1, runs: int | None = None) -> dict:
+    """Per-call durations with UNTIMED_MS inserted where each visit's untimed run falls."""
+    out = {}
+    for name, timed in durations_ms.items():
+        per_block = runs or len(timed)
+        calls = []
+        for block in range(blocks):
+            chunk = timed[block * per_block:(block + 1) * per_block]
+            for start in range(0, len(chunk), bench.RUNS_PER_VISIT):
+                calls += [UNTIMED_MS, *chunk[start:start + bench.RUNS_PER_VISIT]]
+        out[name] = calls
+    return out
 
 
 @pytest.fixture
@@ -56,25 +71,52 @@ def fake_timing(monkeypatch):
     return sessions, log
 
 
-def test_rounds_rotate_the_order_after_all_warmups(fake_timing):
+def _visits(log: list[str], calls: int) -> list[str]:
+    """The session of each visit, when every visit makes `calls` calls; fails if one mixes sessions."""
+    chunks = [log[i:i + calls] for i in range(0, len(log), calls)]
+    assert all(len(set(chunk)) == 1 for chunk in chunks)
+    return [chunk[0] for chunk in chunks]
+
+
+def _longest_streak(log: list[str]) -> int:
+    longest = streak = 0
+    for i, name in enumerate(log):
+        streak = streak + 1 if i and log[i - 1] == name else 1
+        longest = max(longest, streak)
+    return longest
+
+
+def test_rounds_visit_every_model_in_a_changing_order_after_all_warmups(fake_timing):
     make, log = fake_timing
-    sessions = make({"fp32": [1] * 5, "auto": [1] * 5, "dynamic": [1] * 5}, warmup=2)
-    interleaved_latency(sessions, FEED, runs=5, warmup=2)
-    warmups, rounds = log[:6], log[6:]
-    assert warmups == ["fp32", "fp32", "auto", "auto", "dynamic", "dynamic"]
-    assert [rounds[i:i + 3] for i in range(0, 15, 3)] == [
-        ["fp32", "auto", "dynamic"],
-        ["auto", "dynamic", "fp32"],  # each round starts one model later, so drift hits all alike
-        ["dynamic", "fp32", "auto"],
-        ["fp32", "auto", "dynamic"],
-        ["auto", "dynamic", "fp32"],
-    ]
+    names = ["fp32", "auto", "dynamic"]
+    runs = 3 * bench.RUNS_PER_VISIT * 6
+    sessions = make(_with_untimed_runs({name: [1] * runs for name in names}), warmup=2)
+    interleaved_latency(sessions, FEED, runs=runs, warmup=2)
+    assert log[:6] == ["fp32", "fp32", "auto", "auto", "dynamic", "dynamic"]
+    # a visit: one untimed run, to bring the model back into the caches, then RUNS_PER_VISIT timed ones
+    visits = _visits(log[6:], 1 + bench.RUNS_PER_VISIT)
+    assert len(visits) == 3 * 6 * 3
+    rounds = [visits[i:i + 3] for i in range(0, len(visits), 3)]
+    assert all(sorted(r) == sorted(names) for r in rounds)  # every round visits each model once
+    # and no model is always timed after the same one: every ordered pair meets within a round
+    pairs = {(r[i], r[i + 1]) for r in rounds for i in range(2)}
+    assert pairs == {(a, b) for a in names for b in names if a != b}
+
+
+def test_the_order_is_seeded_so_a_measurement_can_be_repeated(fake_timing):
+    make, log = fake_timing
+    names = _with_untimed_runs({name: [1] * 30 for name in ("fp32", "auto", "dynamic", "s8s8")})
+    interleaved_latency(make(names, warmup=0), FEED, runs=30, warmup=0)
+    first = list(log)
+    log.clear()
+    interleaved_latency(make(names, warmup=0), FEED, runs=30, warmup=0)
+    assert log == first
 
 
 def test_each_call_is_timed_alone_and_reported_by_its_median(fake_timing):
     make, _ = fake_timing
     durations = {"fp32": [9, 30, 10, 11, 12], "auto": [5, 1, 7, 6, 100]}
-    sessions = make(durations, warmup=3)
+    sessions = make(_with_untimed_runs(durations), warmup=3)
     progress = []
     latency = interleaved_latency(sessions, FEED, runs=5, warmup=3, progress=progress.append)
     # medians 11 and 6; the minimum (9, 1) or the mean (14.4, 23.8) would be other numbers
@@ -82,13 +124,13 @@ def test_each_call_is_timed_alone_and_reported_by_its_median(fake_timing):
     assert latency["fp32"].mean_ms == pytest.approx(14.4) and latency["auto"].mean_ms == pytest.approx(23.8)
     assert latency["auto"].p99_ms == pytest.approx(np.percentile(durations["auto"], 99))
     assert latency["fp32"].runs == latency["auto"].runs == 5
-    assert progress == [1] * 5  # one tick per round
+    assert sum(progress) == 5 and len(progress) == 2  # a tick per round, of the runs it timed (3, then 2)
 
 
 def test_one_model_alone_is_measured_too(fake_timing):
     make, log = fake_timing
-    latency = interleaved_latency(make({"fp32": [3, 1, 2]}, warmup=0), FEED, runs=3, warmup=0)
-    assert log == ["fp32"] * 3 and latency["fp32"].median_ms == pytest.approx(2.0)
+    latency = interleaved_latency(make(_with_untimed_runs({"fp32": [3, 1, 2]}), warmup=0), FEED, runs=3, warmup=0)
+    assert log == ["fp32"] * 4 and latency["fp32"].median_ms == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(
@@ -115,8 +157,9 @@ def test_statistics_known_answers(samples_ms, median, p90, p99, mean):
 
 def test_default_rounds_and_warmups(fake_timing):
     make, log = fake_timing
-    interleaved_latency(make({"fp32": [1] * 100, "auto": [1] * 100}, warmup=10), FEED)
-    assert log.count("fp32") == log.count("auto") == 110  # 10 warm-ups and 100 timed runs each
+    interleaved_latency(make(_with_untimed_runs({"fp32": [1] * 100, "auto": [1] * 100}), warmup=10), FEED)
+    visits = -(-100 // bench.RUNS_PER_VISIT)
+    assert log.count("fp32") == log.count("auto") == 10 + visits + 100  # warm-ups, untimed, timed
 
 
 @pytest.mark.parametrize("threads", [None, 1, 3])
@@ -166,23 +209,25 @@ def test_sessions_open_from_bytes_unless_the_model_has_external_data(tmp_path, m
 def test_speedup_is_a_ratio_of_medians_of_interleaved_runs(fake_timing):
     """One run in five is a 50x outlier: the median ignores it, a mean would not (ratio of means ~0.36)."""
     make, log = fake_timing
-    sessions = make({"fp32": [10.0, 10.0, 10.0, 10.0, 500.0] * 8, "int8": [5.0, 5.0, 5.0, 5.0, 4000.0] * 8}, warmup=3)
+    durations = {"fp32": [10.0, 10.0, 10.0, 10.0, 500.0] * 8, "int8": [5.0, 5.0, 5.0, 5.0, 4000.0] * 8}
+    sessions = make(_with_untimed_runs(durations, blocks=4, runs=10), warmup=3)
     speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=10, warmup=3)
     assert speedup.ratio == pytest.approx(2.0)
     assert speedup.low == pytest.approx(2.0) and speedup.high == pytest.approx(2.0)
     assert (speedup.blocks, speedup.rounds) == (4, 10)
     timed = log[2 * 3:]  # after each session's warm-up
-    assert len(timed) == 2 * 4 * 10
-    # interleaved: every round calls both sessions once, never one session's runs back to back
-    assert [set(timed[i:i + 2]) for i in range(0, len(timed), 2)] == [{"fp32", "int8"}] * (len(timed) // 2)
+    assert timed.count("int8") == timed.count("fp32") == 4 * (10 + -(-10 // bench.RUNS_PER_VISIT))
+    # interleaved: the two models take turns a visit at a time, never a whole block of one
+    assert _longest_streak(timed) <= 2 * (1 + bench.RUNS_PER_VISIT)
 
 
 def test_speedup_interval_spans_the_block_ratios(fake_timing):
     """The candidate drifts slower block after block (10 rounds each): the interval must widen."""
     make, _ = fake_timing
-    sessions = make({"fp32": [10.0] * 40, "int8": [5.0] * 10 + [6.0] * 10 + [7.0] * 10 + [8.0] * 10}, warmup=0)
+    durations = {"fp32": [10.0] * 40, "int8": [5.0] * 10 + [6.0] * 10 + [7.0] * 10 + [8.0] * 10}
+    sessions = make(_with_untimed_runs(durations, blocks=4, runs=10), warmup=0)
     speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=10, warmup=0)
-    assert 10 / 8 <= speedup.low < speedup.ratio < speedup.high <= 10 / 5
+    assert 10 / 8 - 1e-9 <= speedup.low < speedup.ratio < speedup.high <= 10 / 5 + 1e-9
     assert speedup.ratio == pytest.approx(10 / 6.5)
 
 

@@ -1,12 +1,14 @@
 """Where should Q/DQ go on this CPU? Candidate INT8 builds of the demo, timed and scored in one process.
 
-  python tools/ort_placement.py [--runs 200] [--threads 1] [--out /tmp/placement] [--no-openvino]
+  python tools/ort_placement.py [--runs 200] [--threads 1] [--out /tmp/placement] [--no-openvino] [--nncf]
 
 Every candidate is quantized by quantlab (quantize_model with a Recipe), then timed interleaved
-with FP32 (quantlab.bench's rotation, 1 thread by default) and evaluated on the demo's labelled
+with FP32 (quantlab.bench's seeded rounds, 1 thread by default) and evaluated on the demo's labelled
 val split. Ratios are onnxruntime FP32's median latency over the candidate's; the mAP50-95 drop
 is against FP32 on onnxruntime. With openvino installed, the same files also run on OpenVINO.
-Prints a Markdown table; run it on an otherwise idle machine.
+--nncf adds OpenVINO's own INT8 of the demo, the peer to beat: NNCF (pip install nncf, not a
+quantlab dependency) with the settings of Ultralytics' OpenVINO INT8 export, calibrated on the
+same images. Prints a Markdown table; run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import onnx
 import onnxruntime as ort
 
 from quantlab.bench import interleaved_latency, make_session, session_options
+from quantlab.calibration import ImageCalibrationReader
 from quantlab.datasets import load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
@@ -60,6 +63,28 @@ def candidates() -> dict:
     }
 
 
+def nncf_model(out: Path, calib: list[Path], threads: int):
+    """The demo quantized by NNCF 3.x as Ultralytics exports OpenVINO INT8: MIXED preset, the head's
+    decode and every Multiply, Subtract and Sigmoid ignored; saved as OpenVINO IR and opened on OpenVINO."""
+    import nncf
+    import openvino as ov
+
+    path = out / "nncf.xml"
+    if not path.exists():
+        info = inspect_model(DEMO_MODEL)
+        reader = ImageCalibrationReader(calib, info.input_name, resolve_input_hw(info), 100, seed=0)
+        feeds = list(iter(reader.get_next, None))
+        head = "/model.22"
+        ignored = nncf.IgnoredScope(patterns=[f".*{head}/.*/Add", f".*{head}/.*/Sub*", f".*{head}/.*/Mul*",
+                                              f".*{head}/.*/Div*", f".*{head}/dfl.*"],
+                                    types=["Multiply", "Subtract", "Sigmoid"], validate=False)
+        quantized = nncf.quantize(ov.Core().read_model(str(DEMO_MODEL)), nncf.Dataset(feeds),
+                                  preset=nncf.QuantizationPreset.MIXED, ignored_scope=ignored,
+                                  subset_size=len(feeds))
+        ov.save_model(quantized, str(path), compress_to_fp16=False)
+    return open_session(path, "openvino", threads)
+
+
 def op_profile(path: Path, feed: dict, runs: int = 50) -> dict[str, float]:
     """Share of onnxruntime's kernel time per op type for one model (1 thread), from its profiler."""
     import json
@@ -93,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--only", default="", help="comma-separated candidate names (default: all)")
     parser.add_argument("--no-openvino", action="store_true")
+    parser.add_argument("--nncf", action="store_true", help="add NNCF's INT8 on OpenVINO (needs nncf)")
     parser.add_argument("--profile", action="store_true", help="also print auto's onnxruntime op-type profile")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="quantlab-placement-"))
@@ -114,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         sessions["auto@ort-extended"] = extended_session(paths["auto"], args.threads)
     if not args.no_openvino:
         sessions.update({f"{n}@openvino": open_session(p, "openvino", args.threads) for n, p in paths.items()})
+    if args.nncf:
+        sessions["nncf@openvino"] = nncf_model(out, calib, args.threads)
     info = inspect_model(DEMO_MODEL)
     evaluations = evaluate_models(sessions, labelled_samples(dataset, info.description), resolve_input_hw(info),
                                   dataset.names, info.description, reference="fp32@ort")
