@@ -3,7 +3,7 @@
 The noise model, and why:
 
 * The speed gate compares `speedup` = FP32 median / variant median, measured INTERLEAVED in one
-  process (the plugin rotates the sessions in repeated blocks). Whatever slows the whole machine
+  process (the plugin interleaves the sessions in repeated blocks). Whatever slows the whole machine
   (a busy neighbour, frequency scaling, another CI runner) slows FP32 and INT8 alike and cancels in
   the ratio; what is left varies from block to block, and the plugin turns that spread into a 95%
   interval [speedup_low, speedup_high]. Two back-to-back runs of one commit give intervals that
