@@ -116,8 +116,8 @@ def _interleaved_samples(sessions: Mapping[str, ort.InferenceSession], feed: Map
             sessions[name].run(None, feed)
     order = random.Random(seed)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    while (left := runs - len(samples[names[0]])) > 0:
-        timed = min(RUNS_PER_VISIT, left)
+    for done in range(0, runs, RUNS_PER_VISIT):
+        timed = min(RUNS_PER_VISIT, runs - done)
         order.shuffle(names)
         for name in names:
             sessions[name].run(None, feed)
