@@ -122,7 +122,7 @@ def cmd_eval(args, console: Console) -> int:
         raise InputError("--images without labels needs --reference FP32.onnx to compare against")
     dataset, images = _dataset_or_images(args)
     if dataset:
-        check_class_names(dataset, info.class_names, Path(args.model), info.description.kpt_shape)
+        check_class_names(dataset, info.description, Path(args.model))
     sessions = {args.model: make_session(args.model, args.threads, args.providers)}
     if args.reference:
         inspect_model(args.reference)

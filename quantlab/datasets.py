@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -12,6 +13,9 @@ import yaml
 
 from quantlab.errors import ConfigError, DatasetError
 from quantlab.images import IMAGE_SUFFIXES, list_images
+
+if TYPE_CHECKING:
+    from quantlab.description import ModelDescription
 
 
 class LabelWarning(UserWarning):
@@ -63,16 +67,23 @@ def _names(spec: dict, path: Path) -> dict[int, str]:
     raise DatasetError(f"{path}: 'names' must be a non-empty list or a mapping of class index to name")
 
 
-def check_class_names(dataset: Dataset, model_names: dict[int, str], model_path: Path,
-                      kpt_shape: tuple[int, int] | None = None) -> None:
-    """Refuse a data.yaml whose classes (or keypoints) are not the model's: every mAP would be silently wrong.
+def check_class_names(dataset: Dataset, description: ModelDescription, model_path: Path) -> None:
+    """Refuse a data.yaml whose classes or keypoints are not the model's: every mAP would be silently wrong.
 
     Counts must match; the same names in another order is a class-order mix-up and also refused.
-    kpt_shape: a pose model's; the data.yaml's, when it has one, must be the same.
+    A data.yaml has a kpt_shape exactly when the model is a pose model, and then the same one.
     """
-    if kpt_shape and dataset.kpt_shape and tuple(dataset.kpt_shape) != tuple(kpt_shape):
+    if dataset.kpt_shape != description.kpt_shape:
+        if description.kpt_shape is None:
+            raise DatasetError(f"{dataset.yaml_path}: kpt_shape {list(dataset.kpt_shape)} (keypoint labels) but the "
+                               f"model {model_path} is a {description.task} model, with no keypoints; use the "
+                               "data.yaml the model was trained with")
+        if dataset.kpt_shape is None:
+            raise DatasetError(f"{dataset.yaml_path}: no kpt_shape but the model {model_path} is a pose model "
+                               f"predicting {list(description.kpt_shape)}; add the kpt_shape it was trained with")
         raise DatasetError(f"{dataset.yaml_path}: kpt_shape {list(dataset.kpt_shape)} but the model {model_path} "
-                           f"predicts {list(kpt_shape)}; use the data.yaml the model was trained with")
+                           f"predicts {list(description.kpt_shape)}; use the data.yaml the model was trained with")
+    model_names = description.class_names
     if len(dataset.names) != len(model_names):
         raise DatasetError(f"{dataset.yaml_path}: lists {len(dataset.names)} class names but the model "
                            f"{model_path} has {len(model_names)} classes; use the data.yaml the model was "

@@ -136,7 +136,7 @@ def run_job(model_path: Path, out_dir: Path, recipe_names: Sequence[str], calib_
     info = inspect_model(model_path)
     hw = resolve_input_hw(info, input_hw)
     if dataset is not None:
-        check_class_names(dataset, info.class_names, Path(model_path), info.description.kpt_shape)
+        check_class_names(dataset, info.description, Path(model_path))
     variants, built = [], {}
     for name in variant_names(recipe_names, runtimes=runtimes):
         build, runtime = split_variant(name)

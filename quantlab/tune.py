@@ -204,7 +204,7 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
     info = inspect_model(model_path)
     input_hw = resolve_input_hw(info)
     if dataset is not None:
-        check_class_names(dataset, info.class_names, model_path, info.description.kpt_shape)
+        check_class_names(dataset, info.description, model_path)
     fp32_session = make_session(model_path, threads)
     samples = (lambda: labelled_samples(dataset, info.description)) if dataset is not None else (lambda: unlabelled_samples(eval_images))
     names = dataset.names if dataset is not None else info.class_names

@@ -11,6 +11,7 @@ from model_edits import ultralytics_dynamic_opset12, with_batch, with_extra_outp
 from quantlab.bench import make_session
 from quantlab.cli import main
 from quantlab.datasets import Dataset, check_class_names
+from quantlab.description import ModelDescription
 from quantlab.errors import DatasetError, ModelError, SelfCheckError
 from quantlab.onnxmodel import inspect_model
 from quantlab.quantize import quantize_model, read_metadata
@@ -103,6 +104,7 @@ def test_an_ultralytics_dynamic_opset_12_export_quantizes_soundly(tmp_path, demo
 
 
 NAMES = {0: "circle", 1: "rectangle", 2: "triangle", 3: "star"}
+DETECT = ModelDescription("detect", NAMES)
 
 
 @pytest.mark.parametrize(("names", "message"), [
@@ -113,11 +115,29 @@ NAMES = {0: "circle", 1: "rectangle", 2: "triangle", 3: "star"}
 def test_data_yaml_classes_must_be_the_models(tmp_path, names, message):
     dataset = Dataset(tmp_path / "data.yaml", (), names)
     with pytest.raises(DatasetError, match=message):
-        check_class_names(dataset, NAMES, tmp_path / "m.onnx")
+        check_class_names(dataset, DETECT, tmp_path / "m.onnx")
 
 
 def test_renamed_classes_of_the_right_count_are_accepted(tmp_path):
-    check_class_names(Dataset(tmp_path / "data.yaml", (), {0: "a", 1: "b", 2: "c", 3: "d"}), NAMES, tmp_path / "m")
+    check_class_names(Dataset(tmp_path / "data.yaml", (), {0: "a", 1: "b", 2: "c", 3: "d"}), DETECT, tmp_path / "m")
+
+
+POSE = ModelDescription("pose", NAMES, extra_channels=12, kpt_shape=(4, 3))
+
+
+@pytest.mark.parametrize(("kpt_shape", "model", "message"), [
+    # was: pose lines read as a detect model's polygons (D = 2) or all skipped (D = 3), mAP wrong or refused late
+    ((4, 2), DETECT, r"kpt_shape \[4, 2\] \(keypoint labels\) but the model .* is a detect model"),
+    (None, POSE, r"no kpt_shape but the model .* is a pose model predicting \[4, 3\]"),
+    ((17, 3), POSE, r"kpt_shape \[17, 3\] but the model .* predicts \[4, 3\]"),
+])
+def test_data_yaml_keypoints_must_be_the_models(tmp_path, kpt_shape, model, message):
+    with pytest.raises(DatasetError, match=message):
+        check_class_names(Dataset(tmp_path / "data.yaml", (), NAMES, kpt_shape), model, tmp_path / "m.onnx")
+
+
+def test_the_models_own_keypoints_are_accepted(tmp_path):
+    check_class_names(Dataset(tmp_path / "data.yaml", (), NAMES, (4, 3)), POSE, tmp_path / "m.onnx")
 
 
 @pytest.mark.parametrize("option", ["--max-map-drop", "--max-size-ratio", "--min-speedup"])

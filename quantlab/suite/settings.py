@@ -94,7 +94,7 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     data, calib = reader.value("data"), reader.value("calib")
     dataset = load_dataset(data) if data else None
     if dataset is not None:
-        check_class_names(dataset, info.class_names, model, info.description.kpt_shape)
+        check_class_names(dataset, info.description, model)
     if calib:
         calib_images = tuple(list_images(calib, recursive=True))
     elif dataset is not None:
