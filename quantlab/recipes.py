@@ -6,38 +6,27 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
+from quantlab.choice import Choice
 from quantlab.cpu import CpuInfo, detect_cpu
 from quantlab.errors import ConfigError
 
 
-class _Choice(enum.Enum):
-    @classmethod
-    def from_value(cls, value):
-        if isinstance(value, cls):
-            return value
-        for member in cls:
-            if str(value).lower() in (member.value, member.name.lower()):
-                return member
-        choices = ", ".join(m.value for m in cls)
-        raise ConfigError(f"{cls.__name__} {value!r} is not valid: choose one of {choices}")
-
-
-class Mode(_Choice):
+class Mode(Choice):
     STATIC = "static"
     DYNAMIC = "dynamic"
 
 
-class QuantFormat(_Choice):
+class QuantFormat(Choice):
     QDQ = "qdq"
     QOPERATOR = "qoperator"
 
 
-class QType(_Choice):
+class QType(Choice):
     U8 = "u8"
     S8 = "s8"
 
 
-class CalibMethod(_Choice):
+class CalibMethod(Choice):
     MINMAX = "minmax"
     ENTROPY = "entropy"
     PERCENTILE = "percentile"
