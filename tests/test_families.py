@@ -17,9 +17,13 @@ from quantlab.bench import make_session
 from quantlab.cli import main
 from quantlab.demo.shapes import write_dataset
 from quantlab.description import describe_model
+from quantlab.detections import decode
 from quantlab.errors import ModelError
 from quantlab.evaluate import evaluate_models, unlabelled_samples
+from quantlab.images import read_image
 from quantlab.onnxmodel import inspect_model, load_model
+from quantlab.parity import detection_parity
+from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
 
@@ -46,6 +50,7 @@ FAMILIES = {
 }
 # The in-graph ops that only a head of that task has, and that must stay float with it
 TASK_DECODE_OPS = {"obb": {"Cos", "Sin"}}
+TASK_PART = {"segment": "masks", "pose": "keypoints", "obb": "rboxes"}  # the Detections field of each task
 AUTO = dataclasses.replace(resolve_recipe("auto"), num_calib=16)
 
 
@@ -139,11 +144,16 @@ def test_each_task_is_decoded_and_compared_part_by_part(name, calib_images):
     session = make_session(MODELS / name)
     results = evaluate_models({"fp32": session, "again": session}, unlabelled_samples(calib_images[:4]), INPUT_HW,
                               info.class_names, info.description, reference="fp32")
-    parity = next(iter(results["again"].parity.values()))
+    parity = detection_parity(results["again"].parity)
     expected = {"boxes", "scores", info.description.extra_part} | ({"protos"} if info.description.task == "segment"
                                                                      else set())
     assert {k for k, v in parity.items() if isinstance(v, dict)} == expected
     assert all(parity[part]["cosine"] == pytest.approx(1.0) for part in expected)
+    assert results["again"].agreement == pytest.approx(1.0)
+    tensor, geometry = letterbox(read_image(calib_images[0]), INPUT_HW)
+    found = decode(session.run(None, {info.input_name: tensor}), geometry, info.description)
+    part = getattr(found, TASK_PART[info.description.task])
+    assert len(found.boxes) > 0 and part is not None and len(part) == len(found.boxes)
 
 
 @pytest.mark.slow
