@@ -68,8 +68,8 @@ class ModelDescription:
 
     def split(self, output: np.ndarray) -> dict[str, np.ndarray]:
         """The output's real parts, each (rows, n): raw heads give 'boxes' (cx cy w h in input pixels) and
-        'scores' (one per class); end-to-end heads give 'boxes' (x1 y1 x2 y2), 'scores' (1) and 'class_ids' (1);
-        then the task's part ('mask_coefficients', 'keypoints' or 'angle') where it has one."""
+        'scores' (one per class); end-to-end heads give 'boxes' (x1 y1 x2 y2; cx cy w h for OBB), 'scores' (1)
+        and 'class_ids' (1); then the task's part ('mask_coefficients', 'keypoints' or 'angle') where it has one."""
         rows = self.rows(output)
         parts = {"boxes": rows[:, :BOX_CHANNELS]}
         at = BOX_CHANNELS

@@ -154,20 +154,18 @@ def decode(outputs, geometry: Letterbox, description: ModelDescription, settings
         scores = parts["scores"][:, 0]
         rows = np.nonzero(scores > settings.conf)[0][: settings.max_det]
         cls, scores = parts["class_ids"][rows, 0].round().astype(np.int64), scores[rows]
-        xyxy = parts["boxes"][rows].astype(np.float32)
     else:
         rows, cls, scores = _candidates(parts["scores"], settings)
-        boxes = parts["boxes"][rows].astype(np.float32)
         angles = parts["angle"][rows, 0] if description.task == OBB else None
-        keep = _nms(boxes, angles, scores, cls, settings) if len(rows) else np.zeros(0, np.int64)
+        keep = (_nms(parts["boxes"][rows].astype(np.float32), angles, scores, cls, settings) if len(rows)
+                else np.zeros(0, np.int64))
         rows, cls, scores = rows[keep], cls[keep], scores[keep]
-        xyxy = cxcywh_to_xyxy(boxes[keep])
+    boxes = parts["boxes"][rows].astype(np.float32)  # cx cy w h; x1 y1 x2 y2 in end-to-end rows but OBB's
     found = {"scores": scores.astype(np.float32), "class_ids": cls.astype(np.int64)}
     if description.task == OBB:
-        found["rboxes"], found["boxes"] = _rotated(parts["boxes"][rows].astype(np.float32),
-                                                   parts["angle"][rows, 0].astype(np.float32), geometry)
+        found["rboxes"], found["boxes"] = _rotated(boxes, parts["angle"][rows, 0].astype(np.float32), geometry)
     else:
-        found["boxes"] = boxes_to_image(xyxy, geometry)
+        found["boxes"] = boxes_to_image(boxes if description.end_to_end else cxcywh_to_xyxy(boxes), geometry)
     # a box wholly outside the image clips to zero area, a rotated one can be a line: no object there,
     # and no IoU even with itself (OpenCV's rotated intersection loses sides of 1e-5 px)
     inside = (found["boxes"][:, 2] > found["boxes"][:, 0]) & (found["boxes"][:, 3] > found["boxes"][:, 1])
