@@ -60,6 +60,11 @@ def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
 
 
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) corners x1 y1 x2 y2 -> (N, 4) x y w h, the form OpenCV's NMS and pycocotools take."""
+    return np.concatenate([boxes[:, :2], boxes[:, 2:4] - boxes[:, :2]], axis=1)
+
+
 def opencv_rect(rbox) -> tuple:
     """A rotated box cx cy w h angle-radians as OpenCV's RotatedRect ((cx, cy), (w, h), angle-degrees);
     both turn x towards y, so the angle needs no sign change."""
@@ -86,8 +91,7 @@ def _nms(boxes: np.ndarray, angles: np.ndarray | None, scores: np.ndarray, cls: 
     """Indices kept by class-aware NMS, best first: OpenCV's batched NMS on cx cy w h boxes, or its
     rotated NMS class by class when angles are given."""
     if angles is None:
-        xyxy = cxcywh_to_xyxy(boxes)
-        xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        xywh = xyxy_to_xywh(cxcywh_to_xyxy(boxes))
         keep = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), settings.conf, settings.iou)
         return np.asarray(keep, dtype=np.int64).reshape(-1)[: settings.max_det]
     kept = []

@@ -19,7 +19,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from quantlab.description import OBB, SEGMENT, ModelDescription
-from quantlab.detections import cxcywh_to_xyxy
+from quantlab.detections import cxcywh_to_xyxy, xyxy_to_xywh
 
 CONFIDENT_SCORE = 0.25  # rows the reference model is confident about, for top-1 agreement and row pairing
 PAIR_IOU = 0.5  # an end-to-end candidate row is the reference row's object from this IoU on
@@ -62,14 +62,9 @@ class _Accumulator:
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of x1 y1 x2 y2 boxes, by pycocotools."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    return np.asarray(mask_utils.iou(_xywh(a), _xywh(b), np.zeros(len(b), np.uint8)))
-
-
-def _xywh(boxes: np.ndarray) -> np.ndarray:
-    return np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
+    """(len(a), len(b)) IoU of x1 y1 x2 y2 boxes, by pycocotools; neither may be empty."""
+    return np.asarray(mask_utils.iou(xyxy_to_xywh(a).astype(np.float64), xyxy_to_xywh(b).astype(np.float64),
+                                     np.zeros(len(b), np.uint8)))
 
 
 def _paired_rows(parts: dict, reference: dict, centred: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +76,12 @@ def _paired_rows(parts: dict, reference: dict, centred: bool) -> tuple[np.ndarra
     theirs, mine = reference["boxes"][confident], parts["boxes"]
     if centred:
         theirs, mine = cxcywh_to_xyxy(theirs), cxcywh_to_xyxy(mine)
+    if not len(theirs) or not len(mine):  # no confident row, or no row at all in the candidate
+        return confident, np.full(len(confident), -1)
     iou = _iou(theirs, mine)
     iou[reference["class_ids"][confident, 0][:, None] != parts["class_ids"][None, :, 0]] = -1
-    best = iou.argmax(axis=1) if iou.size else np.zeros(len(confident), np.int64)
-    found = iou[np.arange(len(confident)), best] >= PAIR_IOU if iou.size else np.zeros(len(confident), bool)
-    return confident, np.where(found, best, -1)
+    best = iou.argmax(axis=1)
+    return confident, np.where(iou[np.arange(len(confident)), best] >= PAIR_IOU, best, -1)
 
 
 def _sure_ranks(scores: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
