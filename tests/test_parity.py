@@ -134,3 +134,10 @@ def test_a_lost_end_to_end_row_costs_agreement_and_a_lost_score_channel_costs_sc
     assert lost["top1_agreement"] == pytest.approx(2 / 3) and lost["boxes"]["cosine"] == pytest.approx(1.0)
     zeroed = [(*row[:4], 0.0, row[5]) for row in REFERENCE_ROWS]
     assert OutputParity(E2E).update(_rows(*zeroed), _rows(*REFERENCE_ROWS)).compute()["scores"]["cosine"] == 0.0
+
+
+def test_an_image_without_a_confident_detection_pairs_nothing_and_the_next_one_counts():
+    """An empty scene: the reference has no row to pair (its first row here is unsure, 0.3)."""
+    parity = OutputParity(E2E).update(_rows((10, 10, 50, 50, 0.3, 0)), _rows((10, 10, 50, 50, 0.2, 0)))
+    result = parity.update(_rows(*REFERENCE_ROWS), _rows(*REFERENCE_ROWS)).compute()
+    assert result["boxes"]["cosine"] == pytest.approx(1.0) and result["top1_agreement"] == 1.0
