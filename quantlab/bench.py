@@ -105,10 +105,10 @@ def _interleaved_samples(sessions: Mapping[str, ort.InferenceSession], feed: Map
     """`runs` per-run milliseconds of each session, interleaved in rounds so drift hits all alike.
 
     Each round visits every session once, in a seeded random order (a fixed order would always time one
-    model right after the same other one). A visit runs its session once untimed, to bring its weights
-    back into the caches the other sessions used, then times up to RUNS_PER_VISIT runs: the latency of a
-    model running frame after frame, as a deployed detector does, not of one that another model just
-    evicted (on the demo, the model timed right after FP32 ran 6% slower).
+    model right after the same other one). A visit that follows another model runs its session once
+    untimed, to bring its weights back into the caches that model used, then times up to RUNS_PER_VISIT
+    runs: the latency of a model running frame after frame, as a deployed detector does, not of one that
+    another model just evicted (on the demo, the model timed right after FP32 ran 6% slower).
     """
     names = list(sessions)
     for name in names:
@@ -116,11 +116,14 @@ def _interleaved_samples(sessions: Mapping[str, ort.InferenceSession], feed: Map
             sessions[name].run(None, feed)
     order = random.Random(seed)
     samples: dict[str, list[float]] = {name: [] for name in names}
+    last = names[-1] if warmup else None  # the session that ran last, if known
     for done in range(0, runs, RUNS_PER_VISIT):
         timed = min(RUNS_PER_VISIT, runs - done)
         order.shuffle(names)
         for name in names:
-            sessions[name].run(None, feed)
+            if name != last:
+                sessions[name].run(None, feed)
+            last = name
             for _ in range(timed):
                 started = time.perf_counter()
                 sessions[name].run(None, feed)
@@ -157,7 +160,8 @@ def interleaved_speedup(reference: ort.InferenceSession, candidate: ort.Inferenc
                         warmup: int = 10, resamples: int = 2000, seed: int = 0) -> Speedup:
     """How much faster `candidate` runs than `reference`, both timed interleaved in this process.
 
-    ratio: median of every reference run / median of every candidate run (blocks x rounds each).
+    ratio: median of every reference run / median of every candidate run (blocks x rounds each; `rounds`
+    counts timed runs of each model per block, made RUNS_PER_VISIT at a time).
     Interval: a percentile bootstrap over whole blocks (resampling blocks, not runs, keeps the
     slow drift of a shared machine inside the spread): the 2.5th and 97.5th percentiles of the
     same ratio of medians over `resamples` block resamples, seeded so a run is reproducible.

@@ -16,49 +16,44 @@ from onnx import TensorProto, helper, numpy_helper
 from quantlab import bench
 from quantlab.bench import Latency, interleaved_latency, make_session, session_options
 
-WARMUP_MS = 1000.0  # a warm-up call is slow; it must never reach the statistics
+UNTIMED_MS = 1000.0  # a warm-up or re-warming call is slow; it must never reach the statistics
 
 
 class FakeClock:
+    """perf_counter() alternately starts and ends a timing, so a run between the two is a timed one."""
+
     def __init__(self):
-        self.now_s = 0.0
+        self.now_s, self.reads = 0.0, 0
 
     def perf_counter(self) -> float:
+        self.reads += 1
         return self.now_s
+
+    @property
+    def timing(self) -> bool:
+        return self.reads % 2 == 1
 
 
 class FakeSession:
-    """run() logs its name in a shared log and takes `durations_ms[i]` on the fake clock for the i-th timed call."""
+    """run() logs its name in a shared log and takes `durations_ms[i]` on the fake clock for the i-th timed
+    call, UNTIMED_MS for any other."""
 
-    def __init__(self, name, durations_ms, clock, log, warmup):
-        self.name, self.durations_ms, self.clock, self.log, self.warmup = name, list(durations_ms), clock, log, warmup
-        self.calls = 0
+    def __init__(self, name, durations_ms, clock, log):
+        self.name, self.durations_ms, self.clock, self.log = name, list(durations_ms), clock, log
+        self.timed = 0
 
     def run(self, output_names, feed):
         assert output_names is None and feed is FEED  # every model gets the same, pre-built input
-        self.log.append(self.name)
-        timed = self.calls - self.warmup
-        self.clock.now_s += (WARMUP_MS if timed < 0 else self.durations_ms[timed]) / 1000.0
-        self.calls += 1
+        self.log.append((self.name, self.clock.timing))
+        if self.clock.timing:
+            self.clock.now_s += self.durations_ms[self.timed] / 1000.0
+            self.timed += 1
+        else:
+            self.clock.now_s += UNTIMED_MS / 1000.0
         return [np.zeros((1, 8, 10), np.float32)]
 
 
 FEED = {"images": np.zeros((1, 3, 8, 8), np.float32)}
-UNTIMED_MS = 2000.0  # the untimed run at the start of each visit; it must never reach the statistics either
-
-
-def _with_untimed_runs(durations_ms: dict, blocks: int = 1, runs: int | None = None) -> dict:
-    """Per-call durations with UNTIMED_MS inserted where each visit's untimed run falls."""
-    out = {}
-    for name, timed in durations_ms.items():
-        per_block = runs or len(timed)
-        calls = []
-        for block in range(blocks):
-            chunk = timed[block * per_block:(block + 1) * per_block]
-            for start in range(0, len(chunk), bench.RUNS_PER_VISIT):
-                calls += [UNTIMED_MS, *chunk[start:start + bench.RUNS_PER_VISIT]]
-        out[name] = calls
-    return out
 
 
 @pytest.fixture
@@ -66,22 +61,19 @@ def fake_timing(monkeypatch):
     clock, log = FakeClock(), []
     monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
 
-    def sessions(durations_ms: dict, warmup: int):
-        return {name: FakeSession(name, d, clock, log, warmup) for name, d in durations_ms.items()}
+    def sessions(durations_ms: dict):
+        return {name: FakeSession(name, d, clock, log) for name, d in durations_ms.items()}
     return sessions, log
 
 
-def _visits(log: list[str], calls: int) -> list[str]:
-    """The session of each visit, when every visit makes `calls` calls; fails if one mixes sessions."""
-    chunks = [log[i:i + calls] for i in range(0, len(log), calls)]
-    assert all(len(set(chunk)) == 1 for chunk in chunks)
-    return [chunk[0] for chunk in chunks]
+def _timed(log: list[tuple[str, bool]]) -> list[str]:
+    return [name for name, timed in log if timed]
 
 
-def _longest_streak(log: list[str]) -> int:
+def _longest_streak(names: list[str]) -> int:
     longest = streak = 0
-    for i, name in enumerate(log):
-        streak = streak + 1 if i and log[i - 1] == name else 1
+    for i, name in enumerate(names):
+        streak = streak + 1 if i and names[i - 1] == name else 1
         longest = max(longest, streak)
     return longest
 
@@ -89,34 +81,35 @@ def _longest_streak(log: list[str]) -> int:
 def test_rounds_visit_every_model_in_a_changing_order_after_all_warmups(fake_timing):
     make, log = fake_timing
     names = ["fp32", "auto", "dynamic"]
-    runs = 3 * bench.RUNS_PER_VISIT * 6
-    sessions = make(_with_untimed_runs({name: [1] * runs for name in names}), warmup=2)
-    interleaved_latency(sessions, FEED, runs=runs, warmup=2)
-    assert log[:6] == ["fp32", "fp32", "auto", "auto", "dynamic", "dynamic"]
-    # a visit: one untimed run, to bring the model back into the caches, then RUNS_PER_VISIT timed ones
-    visits = _visits(log[6:], 1 + bench.RUNS_PER_VISIT)
-    assert len(visits) == 3 * 6 * 3
-    rounds = [visits[i:i + 3] for i in range(0, len(visits), 3)]
-    assert all(sorted(r) == sorted(names) for r in rounds)  # every round visits each model once
-    # and no model is always timed after the same one: every ordered pair meets within a round
-    pairs = {(r[i], r[i + 1]) for r in rounds for i in range(2)}
-    assert pairs == {(a, b) for a in names for b in names if a != b}
+    runs = bench.RUNS_PER_VISIT * 18
+    interleaved_latency(make({name: [1] * runs for name in names}), FEED, runs=runs, warmup=2)
+    assert log[:6] == [(name, False) for name in ("fp32", "fp32", "auto", "auto", "dynamic", "dynamic")]
+    timed = _timed(log)
+    assert all(timed.count(name) == runs for name in names)
+    # a model is timed only right after itself ran: its untimed re-warming run, or its own timed run;
+    # and re-warmed only where another model ran before it (no untimed run wasted)
+    assert all(log[i - 1][0] == name for i, (name, is_timed) in enumerate(log) if is_timed)
+    assert all(log[i - 1][0] != name for i, (name, is_timed) in enumerate(log) if not is_timed and i >= 6)
+    # interleaved a visit at a time, and no model always timed after the same one
+    assert _longest_streak(timed) <= 2 * bench.RUNS_PER_VISIT
+    switches = {(a, b) for a, b in zip(timed, timed[1:]) if a != b}
+    assert switches == {(a, b) for a in names for b in names if a != b}
 
 
 def test_the_order_is_seeded_so_a_measurement_can_be_repeated(fake_timing):
     make, log = fake_timing
-    names = _with_untimed_runs({name: [1] * 30 for name in ("fp32", "auto", "dynamic", "s8s8")})
-    interleaved_latency(make(names, warmup=0), FEED, runs=30, warmup=0)
+    durations = {name: [1] * 30 for name in ("fp32", "auto", "dynamic", "s8s8")}
+    interleaved_latency(make(durations), FEED, runs=30, warmup=0)
     first = list(log)
     log.clear()
-    interleaved_latency(make(names, warmup=0), FEED, runs=30, warmup=0)
+    interleaved_latency(make(durations), FEED, runs=30, warmup=0)
     assert log == first
 
 
 def test_each_call_is_timed_alone_and_reported_by_its_median(fake_timing):
     make, _ = fake_timing
     durations = {"fp32": [9, 30, 10, 11, 12], "auto": [5, 1, 7, 6, 100]}
-    sessions = make(_with_untimed_runs(durations), warmup=3)
+    sessions = make(durations)
     progress = []
     latency = interleaved_latency(sessions, FEED, runs=5, warmup=3, progress=progress.append)
     # medians 11 and 6; the minimum (9, 1) or the mean (14.4, 23.8) would be other numbers
@@ -129,8 +122,9 @@ def test_each_call_is_timed_alone_and_reported_by_its_median(fake_timing):
 
 def test_one_model_alone_is_measured_too(fake_timing):
     make, log = fake_timing
-    latency = interleaved_latency(make(_with_untimed_runs({"fp32": [3, 1, 2]}), warmup=0), FEED, runs=3, warmup=0)
-    assert log == ["fp32"] * 4 and latency["fp32"].median_ms == pytest.approx(2.0)
+    latency = interleaved_latency(make({"fp32": [3, 1, 2]}), FEED, runs=3, warmup=1)
+    # no other model evicts it: after its warm-up, every run is timed
+    assert log == [("fp32", False)] + [("fp32", True)] * 3 and latency["fp32"].median_ms == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(
@@ -157,9 +151,9 @@ def test_statistics_known_answers(samples_ms, median, p90, p99, mean):
 
 def test_default_rounds_and_warmups(fake_timing):
     make, log = fake_timing
-    interleaved_latency(make(_with_untimed_runs({"fp32": [1] * 100, "auto": [1] * 100}), warmup=10), FEED)
-    visits = -(-100 // bench.RUNS_PER_VISIT)
-    assert log.count("fp32") == log.count("auto") == 10 + visits + 100  # warm-ups, untimed, timed
+    interleaved_latency(make({"fp32": [1] * 100, "auto": [1] * 100}), FEED)
+    assert log[:20] == [("fp32", False)] * 10 + [("auto", False)] * 10
+    assert _timed(log).count("fp32") == _timed(log).count("auto") == 100
 
 
 @pytest.mark.parametrize("threads", [None, 1, 3])
@@ -210,22 +204,22 @@ def test_speedup_is_a_ratio_of_medians_of_interleaved_runs(fake_timing):
     """One run in five is a 50x outlier: the median ignores it, a mean would not (ratio of means ~0.36)."""
     make, log = fake_timing
     durations = {"fp32": [10.0, 10.0, 10.0, 10.0, 500.0] * 8, "int8": [5.0, 5.0, 5.0, 5.0, 4000.0] * 8}
-    sessions = make(_with_untimed_runs(durations, blocks=4, runs=10), warmup=3)
+    sessions = make(durations)
     speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=10, warmup=3)
     assert speedup.ratio == pytest.approx(2.0)
     assert speedup.low == pytest.approx(2.0) and speedup.high == pytest.approx(2.0)
     assert (speedup.blocks, speedup.rounds) == (4, 10)
-    timed = log[2 * 3:]  # after each session's warm-up
-    assert timed.count("int8") == timed.count("fp32") == 4 * (10 + -(-10 // bench.RUNS_PER_VISIT))
+    timed = _timed(log)
+    assert timed.count("int8") == timed.count("fp32") == 4 * 10
     # interleaved: the two models take turns a visit at a time, never a whole block of one
-    assert _longest_streak(timed) <= 2 * (1 + bench.RUNS_PER_VISIT)
+    assert _longest_streak(timed) <= 2 * bench.RUNS_PER_VISIT
 
 
 def test_speedup_interval_spans_the_block_ratios(fake_timing):
     """The candidate drifts slower block after block (10 rounds each): the interval must widen."""
     make, _ = fake_timing
     durations = {"fp32": [10.0] * 40, "int8": [5.0] * 10 + [6.0] * 10 + [7.0] * 10 + [8.0] * 10}
-    sessions = make(_with_untimed_runs(durations, blocks=4, runs=10), warmup=0)
+    sessions = make(durations)
     speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=10, warmup=0)
     assert 10 / 8 - 1e-9 <= speedup.low < speedup.ratio < speedup.high <= 10 / 5 + 1e-9
     assert speedup.ratio == pytest.approx(10 / 6.5)
