@@ -28,7 +28,7 @@ from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
 from quantlab.evaluate import evaluate_models, labelled_samples
 from quantlab.images import list_images
-from quantlab.onnxmodel import inspect_model, resolve_input_hw
+from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
 from quantlab.pipeline import probe_input
 from quantlab.quantize import quantize_model
 from quantlab.recipes import PRESETS, auto_recipe
@@ -63,16 +63,17 @@ def candidates() -> dict:
     }
 
 
-def nncf_model(out: Path, calib: list[Path], threads: int):
+def nncf_model(out: Path, calib: list[Path], info: ModelInfo, threads: int):
     """The demo quantized by NNCF 3.x as Ultralytics exports OpenVINO INT8: MIXED preset, the head's
-    decode and every Multiply, Subtract and Sigmoid ignored; saved as OpenVINO IR and opened on OpenVINO."""
+    decode and every Multiply, Subtract and Sigmoid ignored, calibrated on the images `auto` samples;
+    saved as OpenVINO IR and opened on OpenVINO."""
     import nncf
     import openvino as ov
 
     path = out / "nncf.xml"
     if not path.exists():
-        info = inspect_model(DEMO_MODEL)
-        reader = ImageCalibrationReader(calib, info.input_name, resolve_input_hw(info), 100, seed=0)
+        auto = auto_recipe()
+        reader = ImageCalibrationReader(calib, info.input_name, resolve_input_hw(info), auto.num_calib, auto.seed)
         feeds = list(iter(reader.get_next, None))
         head = "/model.22"
         ignored = nncf.IgnoredScope(patterns=[f".*{head}/.*/Add", f".*{head}/.*/Sub*", f".*{head}/.*/Mul*",
@@ -140,12 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         sessions["auto@ort-extended"] = extended_session(paths["auto"], args.threads)
     if not args.no_openvino:
         sessions.update({f"{n}@openvino": open_session(p, "openvino", args.threads) for n, p in paths.items()})
-    if args.nncf:
-        sessions["nncf@openvino"] = nncf_model(out, calib, args.threads)
     info = inspect_model(DEMO_MODEL)
+    if args.nncf:
+        sessions["nncf@openvino"] = nncf_model(out, calib, info, args.threads)
     evaluations = evaluate_models(sessions, labelled_samples(dataset, info.description), resolve_input_hw(info),
                                   dataset.names, info.description, reference="fp32@ort")
-    latencies = interleaved_latency(sessions, probe_input(DEMO_MODEL, dataset.images[0]), runs=args.runs)
+    feed = probe_input(DEMO_MODEL, dataset.images[0])
+    latencies = interleaved_latency(sessions, feed, runs=args.runs)
     base_ms, base_map = latencies["fp32@ort"].median_ms, evaluations["fp32@ort"].map.map50_95
     print(f"onnxruntime {ort.__version__}, {args.threads} thread(s), {args.runs} interleaved runs, "
           f"FP32 {base_ms:.2f} ms, mAP50-95 {base_map:.4f}")
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {candidate} | {runtime} | {latencies[name].median_ms:.2f} | {base_ms / latencies[name].median_ms:.2f}x "
               f"| {e.map.map50_95:.4f} | {base_map - e.map.map50_95:+.4f} | {e.agreement:.3f} |")
     if args.profile and "auto" in paths:
-        shares = op_profile(paths["auto"], probe_input(DEMO_MODEL, dataset.images[0]))
+        shares = op_profile(paths["auto"], feed)
         print("auto on onnxruntime, share of kernel time: " + ", ".join(f"{op} {s:.1%}" for op, s in shares.items()))
     return 0
 
