@@ -44,8 +44,8 @@ class OpenVinoSession:
                                             {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         self._request = self._compiled.create_infer_request()
         self._inputs = [Port(p.get_any_name(), _dims(p)) for p in self._compiled.inputs]
-        self._outputs = [Port(p.get_any_name(), _dims(p)) for p in self._compiled.outputs]
         self._ports = {p.get_any_name(): p for p in self._compiled.outputs}  # looked up once, not per run
+        self._outputs = [Port(name, _dims(p)) for name, p in self._ports.items()]
 
     def get_inputs(self) -> list[Port]:
         return self._inputs
