@@ -157,6 +157,22 @@ def test_each_task_is_decoded_and_compared_part_by_part(name, calib_images):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("name", "task"), [("yolov8-seg.nometa.onnx", "segment"), ("yolov8-pose.nometa.onnx", "pose")])
+def test_a_model_stripped_of_its_metadata_is_evaluated_as_the_original(tmp_path, name, task):
+    """The committed copies without metadata_props, read from disk by `quantlab eval`: from the graph
+    alone, the same task, metric and mAP as the export with its metadata, on that task's labels."""
+    data = write_dataset(tmp_path / "data", splits=("val",), sizes={"val": 20}, task=task)
+    results = []
+    for model in (name, name.replace(".nometa", "")):
+        assert main(["eval", str(MODELS / model), "--data", str(data), "--json", str(tmp_path / f"{model}.json"),
+                     "--quiet"]) == 0
+        results.append(json.loads((tmp_path / f"{model}.json").read_text()))
+    stripped, original = results
+    assert stripped["metric"] == {"segment": "segm", "pose": "keypoints"}[task] and stripped["map50_95"] > 0
+    assert stripped == original
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "task", "metric"), [("yolov8-seg.onnx", "segment", "segm"),
                                                       ("yolov8-pose.onnx", "pose", "keypoints"),
                                                       ("yolov8-obb.onnx", "obb", "obb")])
