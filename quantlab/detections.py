@@ -164,7 +164,7 @@ def decode(outputs, geometry: Letterbox, description: ModelDescription, settings
         keep = (_nms(parts["boxes"][rows].astype(np.float32), angles, scores, cls, settings) if len(rows)
                 else np.zeros(0, np.int64))
         rows, cls, scores = rows[keep], cls[keep], scores[keep]
-    boxes = parts["boxes"][rows].astype(np.float32)  # cx cy w h; x1 y1 x2 y2 in end-to-end rows but OBB's
+    boxes = parts["boxes"][rows].astype(np.float32)  # cx cy w h, but x1 y1 x2 y2 in end-to-end non-OBB rows
     found = {"scores": scores.astype(np.float32), "class_ids": cls.astype(np.int64)}
     if description.task == OBB:
         found["rboxes"], found["boxes"] = _rotated(boxes, parts["angle"][rows, 0].astype(np.float32), geometry)

@@ -106,8 +106,8 @@ def segment_label_lines(objects: list[ShapeObject], height: int, width: int) -> 
     """YOLO segment lines: `class x1 y1 ... xn yn`, the polygon of each object's visible region.
 
     A region split in two by a later object keeps its largest part: a YOLO polygon is one ring. An object
-    hidden whole, or left only a sliver of under 3 vertices (0 of the 6,352 objects at the default seed), falls back
-    to its clipped outline, so every object keeps a line.
+    hidden whole, or left only a sliver of under 3 vertices (0 of the 6,352 objects at the default seed),
+    falls back to its clipped outline, so every object keeps a line.
     """
     lines = []
     for index, obj in enumerate(objects):
