@@ -29,6 +29,26 @@ def sample_images(paths: Sequence[Path], num_images: int, seed: int) -> list[Pat
     return [ordered[i] for i in sorted(chosen)]
 
 
+def split_sample(paths: Sequence[Path], num_calib: int, num_check: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """(calibration sample, check images): images to calibrate on and images held out to judge the result.
+
+    The calibration sample is sample_images(paths, num_calib, seed) whenever num_check images are left
+    over; from a smaller folder up to num_check (at most half of it) are held out first and the rest
+    calibrate. A single image both calibrates and judges: there is nothing to hold out (check is empty).
+    """
+    ordered = sorted(paths)
+    if len(ordered) - num_calib >= num_check:
+        calib = sample_images(ordered, num_calib, seed)
+        chosen = set(calib)
+        return calib, sample_images([p for p in ordered if p not in chosen], num_check, seed)
+    held_out = min(num_check, len(ordered) // 2)
+    if held_out == 0:
+        return ordered, []
+    check = sample_images(ordered, held_out, seed)
+    chosen = set(check)
+    return sample_images([p for p in ordered if p not in chosen], num_calib, seed), check
+
+
 def sample_digest(paths: Sequence[Path]) -> str:
     """sha256 over the sampled file names, to record which images calibrated a model."""
     return hashlib.sha256(b"\n".join(os.fsencode(p.name) for p in paths)).hexdigest()  # any file name

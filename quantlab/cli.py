@@ -569,6 +569,10 @@ def _user_error(exc: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(args.quiet)
+    if not args.debug:
+        from quantlab.ortcompat import quiet_logs
+
+        quiet_logs()
     _signals_received.clear()
     previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:

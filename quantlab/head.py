@@ -40,12 +40,14 @@ def yolo_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 640
     dims = static_dims(inferred)
     producers = {out: node for node in inferred.graph.node for out in node.output}
     head: set[str] = set()
+    visited: set[str] = set()  # by first output, unique in a graph: node names may be empty or repeated
     stack = [inferred.graph.output[0].name]
     boundaries = 0
     while stack:
         node = producers.get(stack.pop())
-        if node is None or node.name in head:
+        if node is None or node.output[0] in visited:
             continue
+        visited.add(node.output[0])
         head.add(node.name)
         if _flattens_branch(node, dims):
             boundaries += 1
@@ -58,6 +60,27 @@ def yolo_head_pass(model: onnx.ModelProto, input_hw: tuple[int, int] = (640, 640
     if boundaries == 0 or len(head_convs) > max(2, len(convs) // 4):
         return set(), set()  # not a YOLO head: keep nothing in float rather than everything
     return set(), head
+
+
+def name_unnamed_nodes(model: onnx.ModelProto) -> int:
+    """Name every nameless node after its op and first output, in place; returns how many.
+
+    onnxruntime's quantizer excludes nodes by name, so nameless nodes (ONNX's version converter
+    makes them, e.g. the Flatten-Softmax-Reshape of an opset-12 Softmax raised to 13) would all be
+    one name "": keeping one of them in float would keep every one of them in float.
+    """
+    taken = {n.name for n in model.graph.node}
+    named = 0
+    for node in model.graph.node:
+        if node.name:
+            continue
+        name = f"{node.op_type}:{node.output[0]}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+        named += 1
+    return named
 
 
 def user_pass(recipe: Recipe, model: onnx.ModelProto) -> NodeSets:

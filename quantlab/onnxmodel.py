@@ -10,6 +10,7 @@ from onnx import TensorProto
 
 from quantlab.description import DEFAULT_INPUT_HW, ModelDescription, value_dims, describe_model, shape_text
 from quantlab.errors import ModelError
+from quantlab.ortcompat import check_opset
 
 # Ops that mean a model is already quantized (QDQ, QOperator or dynamic): quantizing again breaks it
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -53,12 +54,17 @@ def load_model(path: str | Path, load_external_data: bool = True) -> onnx.ModelP
         raise ModelError(f"{path}: not a readable ONNX model (corrupt or truncated?): {exc}") from exc
     if not model.graph.node:
         raise ModelError(f"{path}: not an ONNX model (it parsed to an empty graph)")
+    check_opset(_opset(model), path)
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0]
         raise ModelError(f"{path}: invalid ONNX model (corrupt or truncated?): {first_line}") from exc
     return model
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def check_quantizable(model: onnx.ModelProto, path: Path) -> None:
@@ -99,7 +105,7 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
     if shape[0] not in (1, None):
         raise ModelError(f"{path}: input '{image_input.name}' has shape {shape_text(shape)}: a fixed batch of "
                          f"{shape[0]}; quantlab feeds one image at a time (export with batch=1 or dynamic batch)")
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = _opset(model)
     fixed_hw = (shape[2], shape[3]) if shape[2] and shape[3] else None
     description = describe_model(model, path, fixed_hw)
     return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset,

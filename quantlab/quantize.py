@@ -21,9 +21,9 @@ from onnx import numpy_helper
 
 from quantlab import __version__, ortcompat
 from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file
-from quantlab.calibration import ImageCalibrationReader, sample_digest
+from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images, split_sample
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
-from quantlab.head import float_nodes, softmax_before_transpose, yolo_head_pass
+from quantlab.head import float_nodes, name_unnamed_nodes, softmax_before_transpose, yolo_head_pass
 from quantlab.onnxmodel import ModelInfo, check_quantizable, inspect_model, load_model, resolve_input_hw
 from quantlab.recipes import Mode, Recipe
 from quantlab.verify import CHECK_IMAGES, SelfCheck, self_check
@@ -69,9 +69,14 @@ def raise_opset(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, st
 def stage_model(model: onnx.ModelProto, stage: Path) -> Path:
     """Save `model` as stage/model.onnx with Python I/O (external data beside it past 2 GB)."""
     staged = stage / "model.onnx"
-    large = model.ByteSize() > _PROTOBUF_LIMIT
-    onnx.save_model(model, str(staged), save_as_external_data=large, location="model.data" if large else None)
+    _save_model(model, staged)
     return staged
+
+
+def _save_model(model: onnx.ModelProto, path: Path) -> None:
+    """Save with Python I/O; past protobuf's 2 GB the weights go to an external-data file beside it."""
+    large = model.ByteSize() > _PROTOBUF_LIMIT
+    onnx.save_model(model, str(path), save_as_external_data=large, location=f"{path.stem}.data" if large else None)
 
 
 def _fix_degenerate_scales(model: onnx.ModelProto) -> int:
@@ -120,14 +125,18 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             if p.key.startswith(METADATA_PREFIX)}
 
 
-def _check_feeds(reader: ImageCalibrationReader | None, calib_images: Sequence[Path], info: ModelInfo,
-                 input_hw: tuple[int, int] | None) -> list[dict]:
-    """A few preprocessed images for the self-check: the calibration sample's first ones."""
-    if reader is None and calib_images:
-        reader = ImageCalibrationReader(calib_images, info.input_name, resolve_input_hw(info, input_hw),
-                                        CHECK_IMAGES, seed=0)
-    if reader is None:
-        return []
+def _check_feeds(check_images: Sequence[Path], reader: ImageCalibrationReader | None, input_name: str,
+                 input_hw: tuple[int, int]) -> tuple[list[dict], bool]:
+    """(feeds, held_out): the preprocessed images the self-check judges on, and whether they were kept
+    out of calibration; the calibration sample's first images only when no held-out image decodes."""
+    feeds = _feeds(ImageCalibrationReader(check_images, input_name, input_hw, len(check_images), seed=0)) \
+        if check_images else []
+    if feeds or reader is None:
+        return feeds, bool(feeds)
+    return _feeds(reader), False
+
+
+def _feeds(reader: ImageCalibrationReader) -> list[dict]:
     reader.rewind()
     feeds = []
     while len(feeds) < CHECK_IMAGES and (feed := reader.get_next()) is not None:
@@ -168,10 +177,14 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     check_output_file(output_path, inputs=[model_path])
     hw = resolve_input_hw(info, input_hw)
     reader = None
-    if recipe.mode is Mode.STATIC:
+    calib_sample, check_images = split_sample(calib_images, recipe.num_calib, CHECK_IMAGES, recipe.seed) \
+        if calib_images else ([], [])
+    if recipe.mode is Mode.DYNAMIC:  # nothing calibrates: every image can judge
+        check_images = sample_images(calib_images, CHECK_IMAGES, recipe.seed) if calib_images else []
+    else:
         if not calib_images:
             raise ImageError(f"{model_path}: static quantization needs calibration images (--calib DIR)")
-        reader = ImageCalibrationReader(calib_images, info.input_name, hw, recipe.num_calib, recipe.seed)
+        reader = ImageCalibrationReader(calib_sample, info.input_name, hw, recipe.num_calib, recipe.seed)
         if reader.get_next() is None:
             raise ImageError(f"none of the {len(reader)} sampled calibration images could be decoded "
                              f"(first: {reader.paths[0]})")
@@ -188,6 +201,8 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
         except Exception as exc:
             raise QuantizationError(f"{model_path}: onnxruntime's quant_pre_process failed: {exc}") from exc
         prepared_model = onnx.load(str(prepared))
+        if name_unnamed_nodes(prepared_model):
+            _save_model(prepared_model, prepared)
         kept_float = float_nodes(prepared_model, recipe, hw)
         quantized = stage / "quantized.onnx"
         try:
@@ -214,8 +229,8 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
         checked = stage / "checked.onnx"
         checked.write_bytes(result_bytes)
         try:
-            check = self_check(staged, checked, _check_feeds(reader, calib_images, info, input_hw),
-                               info.description)
+            feeds, held_out = _check_feeds(check_images, reader, info.input_name, hw)
+            check = self_check(staged, checked, feeds, info.description, held_out)
         except QuantizationError as exc:
             raise QuantizationError(f"{model_path}: the quantized model is unusable, so it was not written: "
                                     f"{exc}") from exc

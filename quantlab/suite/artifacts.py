@@ -10,7 +10,7 @@ from pathlib import Path
 
 from quantlab.atomicio import atomic_write_bytes
 from quantlab.bench import Speedup, interleaved_speedup
-from quantlab.calibration import sample_images
+from quantlab.calibration import split_sample
 from quantlab.datasets import label_path
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.memory import MemoryUse, measure_memory
@@ -23,6 +23,7 @@ from quantlab.runtimes import ONNXRUNTIME, open_session
 from quantlab.suite.settings import TUNED, SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune
+from quantlab.verify import CHECK_IMAGES
 
 
 class Artifacts:
@@ -50,8 +51,9 @@ class Artifacts:
         suite = self.suite
         name = split_variant(name)[0]  # one build serves every runtime
         recipe = self._recipe(name)
-        sample = sample_images(suite.calib_images, recipe.num_calib, recipe.seed)
-        parts = {"model": self._model_digest, "recipe": recipe.settings(), "calib": file_digest(sample)}
+        calib, check = split_sample(suite.calib_images, recipe.num_calib, CHECK_IMAGES, recipe.seed)
+        parts = {"model": self._model_digest, "recipe": recipe.settings(), "calib": file_digest(calib),
+                 "check": file_digest(check)}
         if name == TUNED:
             evaluated = suite.dataset.images if suite.dataset else suite.calib_images
             parts.update(tuned=self._tune_budget(), evaluated=file_digest(evaluated))
