@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images
+from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images, split_sample
 from quantlab.errors import SkippedImageWarning
 from quantlab.images import read_image
 from quantlab.preprocess import letterbox
@@ -30,6 +30,24 @@ def test_same_seed_same_sample_other_seed_other_sample(image_folder):
     assert a != sample_images(image_folder, 100, seed=4)
     assert len(set(a)) == 100 and a == sorted(a)
     assert sample_digest(a) != sample_digest(sample_images(image_folder, 100, seed=4))
+
+
+@pytest.mark.parametrize(("count", "num_calib", "calibrated", "checked"), [
+    (300, 100, 100, 8),  # images to spare: the calibration sample is sample_images' own, 8 others judge
+    (108, 100, 100, 8),  # exactly enough to spare
+    (107, 100, 99, 8),  # one short: 8 held out first, the other 99 calibrate
+    (10, 100, 5, 5),  # a small folder: at most half is held out
+    (2, 100, 1, 1),
+    (1, 100, 1, 0),  # one image: nothing to hold out, it calibrates and judges
+], ids=["spare", "exactly-enough", "one-short", "ten-images", "two-images", "one-image"])
+def test_check_images_are_held_out_from_calibration(image_folder, count, num_calib, calibrated, checked):
+    calib, check = split_sample(image_folder[:count], num_calib, 8, seed=3)
+    assert (len(calib), len(check)) == (calibrated, checked)
+    assert not set(calib) & set(check)
+    assert set(calib) | set(check) <= set(image_folder[:count])
+    if count - num_calib >= 8:  # the same calibration, so the same INT8 bytes, as before check images were held out
+        assert calib == sample_images(image_folder[:count], num_calib, seed=3)
+    assert split_sample(list(reversed(image_folder[:count])), num_calib, 8, seed=3) == (calib, check)
 
 
 def test_asking_for_more_than_exist_takes_all(image_folder):

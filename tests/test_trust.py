@@ -1,6 +1,7 @@
 """Never a silent wrong verdict: models quantlab would get wrong are refused in one line, and every
 quantized model passes a self-check against FP32 before it is written."""
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -9,6 +10,7 @@ import quantlab.head
 import quantlab.quantize
 from model_edits import ultralytics_dynamic_opset12, with_batch, with_extra_output, with_fp16_weights
 from quantlab.bench import make_session
+from quantlab.calibration import split_sample
 from quantlab.cli import main
 from quantlab.datasets import Dataset, check_class_names
 from quantlab.description import ModelDescription
@@ -16,6 +18,7 @@ from quantlab.errors import DatasetError, ModelError, SelfCheckError
 from quantlab.onnxmodel import inspect_model
 from quantlab.quantize import quantize_model, read_metadata
 from quantlab.recipes import resolve_recipe
+from quantlab.verify import CHECK_IMAGES
 
 AUTO = resolve_recipe("auto").replace(num_calib=8)
 
@@ -165,3 +168,19 @@ def test_an_included_head_node_is_named_as_the_cause(tmp_path, demo_model, calib
     head_node = "/model.22/Concat_3"  # the final Concat: boxes and scores in one tensor
     with pytest.raises(SelfCheckError, match=r"--include quantized head node\(s\) /model.22/Concat_3"):
         quantize_model(demo_model, tmp_path / "int8.onnx", AUTO.replace(include_nodes=(head_node,)), calib_images)
+
+
+def test_the_self_check_judges_on_images_held_out_from_calibration(tmp_path, demo_model, calib_images):
+    """Was: judged on calibration images, so a calibration over-fitted to them passed. Here one image,
+    all black, calibrates (every range from it) and a real one is held out: judged on it, the model fails."""
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(b"")
+    calib, check = split_sample(sorted(folder.iterdir()), AUTO.num_calib, CHECK_IMAGES, AUTO.seed)
+    assert (len(calib), len(check)) == (1, 1)
+    calib[0].write_bytes(cv2.imencode(".png", np.zeros((192, 320, 3), np.uint8))[1].tobytes())
+    check[0].write_bytes(calib_images[0].read_bytes())
+    with pytest.raises(SelfCheckError, match=r"on 1 held-out image"):
+        quantize_model(demo_model, tmp_path / "int8.onnx", AUTO, sorted(folder.iterdir()))
+    assert not (tmp_path / "int8.onnx").exists()
