@@ -1,7 +1,8 @@
 """The suite's options: `--quantlab-*` on the command line, `quantlab_*` in the ini file.
 
 A command-line value wins over the ini value, which wins over the default. Relative paths on the
-command line resolve against the current folder, those in an ini file against the ini file's folder.
+command line (addopts and PYTEST_ADDOPTS are command line too) resolve against the current folder,
+as pytest's own do; those of ini keys (and -o) against the ini file's folder.
 Light on purpose: pytest imports it in every run of every repository where quantlab is installed.
 """
 
