@@ -1,5 +1,9 @@
 """quantlab's pytest plugin, registered through the `pytest11` entry point.
 
+Enabled by the entry point (named `quantlab`), or by name where autoloading is off: `-p quantlab`,
+`-p quantlab.pytest_plugin`, `PYTEST_PLUGINS=quantlab.pytest_plugin` or `pytest_plugins = [...]` in a
+conftest; any of these together load it once. `-p no:quantlab` (or `no:quantlab.pytest_plugin`) keeps it out.
+
 Inert until a model is named: `--quantlab-model PATH` or `quantlab_model = PATH` in the ini file
 (or `--quantlab-demo` for the embedded demo model). Then it checks its settings once (a bad one is
 pytest's usage error, exit 4), and adds quantlab's own gates and benchmarks (quantlab.suite, marked
@@ -13,22 +17,70 @@ suite's variants.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
+import types
 from pathlib import Path
 
 import pytest
 
-from quantlab.suite.options import Reader, add_options
+from quantlab.suite.options import SETTINGS, Reader, add_options
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 SUITE_MODULES = ("gates", "benchmarks")
 _SUITE = pytest.StashKey()
 _OFF = "quantlab's suite is off: name a model with --quantlab-model (ini quantlab_model) or --quantlab-demo"
+_NO_BENCHMARK = ("pytest-benchmark is not active (-p no:benchmark, or not installed: pip install 'quantlab[test]'): "
+                 "quantlab's benchmarks need its benchmark fixture")
+SHARED_FIXTURES = ("quantlab_suite", "quantlab_artifacts", "quantlab_metrics")  # the gates' own, and users'
+PLUGIN_NAMES = ("quantlab", __name__)  # pyproject's pytest11 entry point name, and the module's
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser)
+class _OtherName:
+    """Holds the plugin's other name in pytest's plugin manager: a name pytest finds taken, it loads nothing under."""
+
+
+def _kept_out(manager: pytest.PytestPluginManager) -> bool:
+    """-p no:quantlab or -p no:quantlab.pytest_plugin: either name turns the plugin off, however it was loaded."""
+    return any(manager.is_blocked(name) for name in PLUGIN_NAMES)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    if not _kept_out(pluginmanager):
+        add_options(parser)
+
+
+def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:
+    """Once registered, under the entry point's name or the module's, take the other name too.
+
+    pytest registers a plugin under the name it was asked for: the entry point loads this module as
+    `quantlab`, while `pytest_plugins`, `-p` and `PYTEST_PLUGINS` name it `quantlab.pytest_plugin`;
+    the second registration of the same module would stop pytest ("Plugin already registered under a
+    different name"). Under a blocked name, the plugin unregisters itself (it added no options).
+    """
+    if not (isinstance(plugin, types.ModuleType) and plugin.__name__ == __name__):
+        return
+    if _kept_out(manager):
+        for name in PLUGIN_NAMES:
+            manager.set_blocked(name)  # unregisters this module too
+        return
+    for name in PLUGIN_NAMES:
+        if not manager.has_plugin(name):
+            manager.register(_OtherName(), name)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]):
+    """A conftest adding an option under one of quantlab's names stops pytest in one line, not a traceback."""
+    try:
+        return (yield)
+    except (ValueError, argparse.ArgumentError) as exc:  # pytest's "dest ... already used", argparse's "conflicting"
+        taken = [s.flag for s in SETTINGS if repr(s.key) in str(exc) or f"{s.flag}:" in str(exc)]
+        if not taken:
+            raise
+        raise pytest.UsageError(f"quantlab: a conftest adds the option {taken[0]}, which quantlab's plugin adds: "
+                                "rename theirs (or keep quantlab out: -p no:quantlab)") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,9 +92,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"quantlab: {', '.join(reader.stray_flags())} given, but the suite is off: "
                                     "name the model with --quantlab-model (or --quantlab-demo)")
         return
-    for module, extra in (("filelock", "test"), ("pytest_benchmark", "test")):
-        if importlib.util.find_spec(module) is None:
-            raise pytest.UsageError(f"quantlab: the suite needs {module}: pip install 'quantlab[{extra}]'")
+    if importlib.util.find_spec("filelock") is None:
+        raise pytest.UsageError("quantlab: the suite needs filelock: pip install 'quantlab[test]'")
     from quantlab.suite.settings import read_suite
 
     config.stash[_SUITE] = read_suite(config)
@@ -65,12 +116,47 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """
     if _SUITE in config.stash and config.args_source is not pytest.Config.ArgsSource.ARGS:
         collected = {item.path for item in items}
-        for name in SUITE_MODULES:
+        for name in _suite_modules(config):
             path = SUITE_DIR / f"{name}.py"
             if path not in collected:
                 module = SuiteModule.from_parent(session, path=path, nodeid=f"quantlab/suite/{name}.py")
-                items.extend(session.genitems(module))
+                items.extend(_benchmarkable(config, map(_own_fixtures, session.genitems(module))))
     return (yield)
+
+
+def _own_fixtures(item: pytest.Item) -> pytest.Item:
+    """The suite's item, unless a fixture of the user's (a conftest's) shadows one the gates rely on.
+
+    pytest prefers a conftest's fixture over a plugin's of the same name; the gates would then
+    gate whatever that fixture returns. Shadowing one for the user's own tests alone is fine.
+    """
+    for name in SHARED_FIXTURES:
+        used = item._fixtureinfo.name2fixturedefs.get(name, ())  # pytest's resolution: the last one wins
+        if used and used[-1].func.__module__ != __name__:
+            where = used[-1].func.__code__.co_filename
+            raise pytest.UsageError(f"quantlab: {where} defines the fixture {name}, which shadows quantlab's own "
+                                    "for its gates: rename yours, or scope it to your tests' folder")
+    return item
+
+
+def _under_xdist(config: pytest.Config) -> bool:
+    """pytest-xdist distributes this run (its controller, or one of its workers)."""
+    return hasattr(config, "workerinput") or config.getoption("dist", "no") != "no"
+
+
+def _suite_modules(config: pytest.Config) -> tuple[str, ...]:
+    """The benchmarks stay out of xdist runs: pytest-benchmark cannot time there, and the warning it
+    gives at exit for every benchmark it saw fails the runs that make warnings errors."""
+    return SUITE_MODULES[:1] if _under_xdist(config) else SUITE_MODULES
+
+
+def _benchmarkable(config: pytest.Config, items):
+    """The items, the benchmarks skipped with the reason where pytest-benchmark is not registered
+    (its options come with its plugin): the gates need no benchmark fixture and run all the same."""
+    for item in items:
+        if not hasattr(config.option, "benchmark_skip") and "benchmark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=_NO_BENCHMARK))
+        yield item
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -145,8 +231,7 @@ def quantlab_static_variant():
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """Say so when pytest-xdist ran quantlab's benchmarks untimed (pytest-benchmark turns itself off)."""
-    if _SUITE in config.stash and getattr(config.option, "numprocesses", None) and not config.option.collectonly:
+    """Say so when an xdist run left quantlab's benchmarks out."""
+    if _SUITE in config.stash and _under_xdist(config) and not config.option.collectonly:
         terminalreporter.write_line("quantlab: pytest-benchmark does not time under pytest-xdist, so quantlab's "
-                                    "benchmarks run once each, untimed: time them serially with "
-                                    "pytest --benchmark-only (no -n)")
+                                    "benchmarks were left out: time them serially with pytest --benchmark-only (no -n)")

@@ -1,7 +1,8 @@
 """The suite's options: `--quantlab-*` on the command line, `quantlab_*` in the ini file.
 
 A command-line value wins over the ini value, which wins over the default. Relative paths on the
-command line resolve against the current folder, those in an ini file against the ini file's folder.
+command line (addopts and PYTEST_ADDOPTS are command line too) resolve against the current folder,
+as pytest's own do; those of ini keys (and -o) against the ini file's folder.
 Light on purpose: pytest imports it in every run of every repository where quantlab is installed.
 """
 
@@ -84,19 +85,43 @@ class Reader:
         s = BY_NAME[name]
         if self.config.getoption(s.key) is not None:
             return s.flag
-        return s.key if self.config.getini(s.key) not in ("", False) else None
+        return s.key if self._ini(s) not in ("", False) else None
 
     def value(self, name: str):
         s = BY_NAME[name]
         cli = self.config.getoption(s.key)
         if s.kind is bool:
-            return bool(cli) or bool(self.config.getini(s.key))
+            return bool(cli) or self._ini(s)
         if cli is not None:
             return self._convert(s, cli, s.flag, self.config.invocation_params.dir)
-        ini = self.config.getini(s.key)
+        ini = self._ini(s)
         if ini != "":
             return self._convert(s, ini, f"{s.key} in {self.config.inipath}", self._ini_dir())
         return s.default
+
+    def model(self) -> Path | None:
+        """The model to gate, None for the demo: the command line's choice wins over the ini file's.
+
+        Each names one at most: --quantlab-model or --quantlab-demo, quantlab_model or quantlab_demo.
+        """
+        model, demo = BY_NAME["model"], BY_NAME["demo"]
+        choices = (((self.config.getoption(model.key) is not None, bool(self.config.getoption(demo.key))),
+                    f"{model.flag} and {demo.flag}"),
+                   ((self._ini(model) != "", self._ini(demo)), f"{model.key} and {demo.key} (ini file or -o)"))
+        for (names_model, names_demo), both in choices:
+            if names_model and names_demo:
+                raise pytest.UsageError(f"quantlab: {both} both name the model to gate: give one")
+            if names_model or names_demo:
+                return self.value("model") if names_model else None
+        return None
+
+    def _ini(self, s: Setting):
+        """The ini value, of the type quantlab declared it with: a conftest or plugin may declare the key again."""
+        value = self.config.getini(s.key)
+        if not isinstance(value, bool if s.kind is bool else str):
+            raise pytest.UsageError(f"quantlab: ini key {s.key} is declared again by a conftest or plugin (it now "
+                                    f"reads as {type(value).__name__}, not {s.kind.__name__}): rename theirs")
+        return value
 
     def _ini_dir(self) -> Path:
         return self.config.inipath.parent if self.config.inipath else self.config.rootpath

@@ -78,7 +78,7 @@ def read_suite(config: pytest.Config) -> SuiteConfig:
     """The checked settings of a suite that is on (see options.Reader.enabled)."""
     reader = Reader(config)
     try:
-        return _checked(reader, reader.value("model") or DEMO_MODEL)
+        return _checked(reader, reader.model() or DEMO_MODEL)
     except QuantlabError as exc:
         raise pytest.UsageError(f"quantlab: {exc}") from None
 
