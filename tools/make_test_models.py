@@ -66,7 +66,7 @@ EPOCHS = 20
 # picks for a short run learns more in 15 epochs: yolov8 mAP50 0.10 with 'auto', 0.22 at lr 0.005, 0.26 at 0.01.
 TRAIN = dict(imgsz=max(INPUT_HW), epochs=EPOCHS, batch=32, workers=0, device="cpu", amp=False, plots=False,
              val=False, seed=SEED, deterministic=True, optimizer="AdamW", lr0=0.01, verbose=False)
-EXPORT = dict(format="onnx", imgsz=list(INPUT_HW), opset=17, simplify=True, batch=1)
+EXPORT = dict(format="onnx", imgsz=list(INPUT_HW), batch=1)  # opset, simplify, dynamic and nms: per Spec
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ class Spec:
     nms: bool | None = None  # Ultralytics 8.4: None raw outputs, False the end-to-end head, True NMS in graph
     dynamic: bool = False
     kpt_shape: tuple[int, int] | None = None  # pose: (4, 3) is the demo data's; (4, 2) drops its visibility
+    opset: int = 17
+    simplify: bool = True  # onnxslim
 
     @property
     def task(self) -> str:
@@ -116,6 +118,30 @@ SPECS = (
     Spec("yolov8-seg.dynamic.onnx", "yolov8-seg.yaml", dynamic=True),
 )
 STRIPPED = {"yolov8-seg.nometa.onnx": "yolov8-seg.onnx", "yolov8-pose.nometa.onnx": "yolov8-pose.onnx"}
+
+# `--set dynamic`: the exports users make for serving stacks (`dynamic=True`), every task and the end-to-end
+# head x the opsets serving stacks pin x onnxslim on and off, each beside a static twin from the same weights
+# (opset 17, slim), so a test can require the same description, head and mAP of both.
+DYNAMIC_OPSETS = (12, 13, 17, 20)
+DYNAMIC_BASES = (  # (file stem, yaml, nms, kpt_shape)
+    ("yolov8", "yolov8.yaml", None, None),
+    ("yolov8-seg", "yolov8-seg.yaml", None, None),
+    ("yolov8-pose", "yolov8-pose.yaml", None, (4, 3)),
+    ("yolov8-obb", "yolov8-obb.yaml", None, None),
+    ("yolo26.e2e", "yolo26.yaml", False, None),
+)
+DYNAMIC_SPECS = tuple(
+    spec for stem, yaml, nms, kpt_shape in DYNAMIC_BASES for spec in (
+        Spec(f"{stem}.static.onnx", yaml, nms, kpt_shape=kpt_shape),
+        *(Spec(f"{stem}.dynamic.opset{opset}{'.slim' if slim else ''}.onnx", yaml, nms, dynamic=True,
+               kpt_shape=kpt_shape, opset=opset, simplify=slim)
+          for opset in DYNAMIC_OPSETS for slim in (False, True)),
+    )
+)
+SETS = {  # --set: (its specs, the copies stripped of metadata, the folder)
+    "families": (SPECS, STRIPPED, MODELS_DIR),
+    "dynamic": (DYNAMIC_SPECS, {}, MODELS_DIR / "dynamic"),
+}
 
 
 @dataclass(frozen=True)
@@ -198,7 +224,7 @@ def export(spec: Spec, weights: Path, data: str) -> Path:
 
     yolo = YOLO(str(weights))
     yolo.model.args["data"] = f"quantlab {data}"  # the metadata's description names this, not the temporary folder
-    return Path(yolo.export(**EXPORT, nms=spec.nms, dynamic=spec.dynamic))
+    return Path(yolo.export(**EXPORT, nms=spec.nms, dynamic=spec.dynamic, opset=spec.opset, simplify=spec.simplify))
 
 
 def describe(paths: list[str]) -> list[dict]:
@@ -230,8 +256,9 @@ def shape_text(output: dict) -> str:
     return f"{output['name']} {declared}, ran {ran}"
 
 
-def table(described: list[dict], trainings: list[Training], versions: dict) -> str:
-    specs = {spec.file: spec for spec in SPECS}
+def table(described: list[dict], trainings: list[Training], versions: dict, chosen: str) -> str:
+    all_specs, stripped, folder = SETS[chosen]
+    specs = {spec.file: spec for spec in all_specs}
     common = set.intersection(*(set(d["metadata"]) for d in described if d["metadata"]))
     lines = [
         f"Made with {', '.join(f'{k} {v}' for k, v in versions.items())}; onnxruntime "
@@ -243,29 +270,30 @@ def table(described: list[dict], trainings: list[Training], versions: dict) -> s
         "|---|---|---|---|---|---|---|---|",
     ]
     for d in described:
-        spec = specs.get(d["file"]) or specs[STRIPPED[d["file"]]]
+        spec = specs.get(d["file"]) or specs[stripped[d["file"]]]
         meta = d["metadata"]
         source = (spec.yaml + (f", kpt_shape {list(spec.kpt_shape)}" if spec.kpt_shape else "")
                   + (f", width {WIDE_SCALE[1]}" if spec.weights in WIDE else ""))
-        how = ("copy of " + STRIPPED[d["file"]] + ", metadata_props deleted" if d["file"] in STRIPPED
-               else f"nms={spec.nms}" + (", dynamic=True" if spec.dynamic else ""))
+        how = ("copy of " + stripped[d["file"]] + ", metadata_props deleted" if d["file"] in stripped
+               else f"nms={spec.nms}" + (", dynamic=True" if spec.dynamic else "") + f", opset {spec.opset}"
+               + ("" if spec.simplify else ", simplify=False"))
         extra = sorted(set(meta) - common)
         meta_text = ("none" if not meta else f"task={meta['task']}, end2end={meta['end2end']}"
                      + "".join(f", {k}={meta[k]}" for k in extra))
         head = meta.get("head", "(no metadata)")
         task = meta.get("task", "(no metadata)")
-        size = (MODELS_DIR / d["file"]).stat().st_size
+        size = (folder / d["file"]).stat().st_size
         lines.append(f"| `{d['file']}` | {source} | {task} | {head} | {how} | "
                      f"{'<br>'.join(shape_text(o) for o in d['outputs'])} | {meta_text} | {size:,} |")
-    total = sum((MODELS_DIR / d["file"]).stat().st_size for d in described)
+    total = sum((folder / d["file"]).stat().st_size for d in described)
     lines += ["", f"Total: {total:,} bytes in {len(described)} files.", "",
               f"Trainings ({EPOCHS} epochs each; the time on the machine that made them, {os.cpu_count()} CPUs; "
               "mAP50 from Ultralytics' validation of the last epoch on the demo val split, PyTorch, imgsz "
               f"{TRAIN['imgsz']}: B boxes, rotated for OBB; M masks; P keypoints):", "",
               "| Files | Trained on | Training (s) | mAP50 |", "|---|---|---|---|"]
     for training in trainings:
-        files = [spec.file for spec in SPECS if spec.weights == training.weights]
-        files += [file for file, source in STRIPPED.items() if source in files]
+        files = [spec.file for spec in all_specs if spec.weights == training.weights]
+        files += [file for file, source in stripped.items() if source in files]
         scores = ", ".join(f"{part} {value:.3f}" for part, value in training.map50.items())
         lines.append(f"| {', '.join(f'`{f}`' for f in files)} | {training.data} | {training.train_s:.0f} | {scores} |")
     return "\n".join(lines)
@@ -288,6 +316,9 @@ def main() -> None:
     parser.add_argument("--quantlab", type=Path, default=REPO, metavar="SOURCE",
                         help="the quantlab source tree whose `demo-data --task` (run with --ort-python) writes the "
                              "training data (default: this repository)")
+    parser.add_argument("--set", choices=SETS, default="families", dest="chosen",
+                        help="families: one file per YOLO family and export kind (tests/data/models); dynamic: "
+                             "dynamic=True exports per task x opset x onnxslim with static twins (its dynamic/ folder)")
     parser.add_argument("--describe", nargs="+", metavar="ONNX", help=argparse.SUPPRESS)  # run by --ort-python
     args = parser.parse_args()
     if args.describe:
@@ -308,11 +339,12 @@ def main() -> None:
         from ultralytics.utils import SETTINGS
 
         SETTINGS.update(sync=False, datasets_dir=str(work / "datasets"), runs_dir=str(work / "runs"))
+        specs, stripped, folder = SETS[args.chosen]
         data = {task: demo_data(task, work, args.ort_python, args.quantlab)
-                for task in dict.fromkeys(spec.task for spec in SPECS)}
+                for task in dict.fromkeys(spec.task for spec in specs)}
         trained: dict[str, tuple[Path, Training]] = {}
-        MODELS_DIR.mkdir(parents=True, exist_ok=True)
-        for spec in SPECS:
+        folder.mkdir(parents=True, exist_ok=True)
+        for spec in specs:
             if spec.weights not in trained:
                 data_yaml = data[spec.task]
                 if spec.drops_visibility:
@@ -320,19 +352,19 @@ def main() -> None:
                 trained[spec.weights] = train(spec, data_yaml, work)
                 print(trained[spec.weights][1], flush=True)
             weights, training = trained[spec.weights]
-            shutil.copyfile(export(spec, weights, training.data), MODELS_DIR / spec.file)
-        for file, source in STRIPPED.items():
-            model = onnx.load(MODELS_DIR / source)
+            shutil.copyfile(export(spec, weights, training.data), folder / spec.file)
+        for file, source in stripped.items():
+            model = onnx.load(folder / source)
             del model.metadata_props[:]
-            onnx.save(model, MODELS_DIR / file)
+            onnx.save(model, folder / file)
         versions = {"ultralytics": ultralytics.__version__, "torch": torch.__version__,
                     "onnx": onnx.__version__, "onnxslim": onnxslim.__version__}
 
-    files = [str(MODELS_DIR / spec.file) for spec in SPECS] + [str(MODELS_DIR / f) for f in STRIPPED]
+    files = [str(folder / spec.file) for spec in specs] + [str(folder / f) for f in stripped]
     described = json.loads(subprocess.run([str(args.ort_python), __file__, "--describe", *files],
                                           check=True, stdout=subprocess.PIPE, text=True).stdout)
-    text = table(described, [training for _, training in trained.values()], versions)
-    write_table(MODELS_DIR / "README.md", text)
+    text = table(described, [training for _, training in trained.values()], versions, args.chosen)
+    write_table(folder / "README.md", text)
     print(text)
 
 
