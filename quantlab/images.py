@@ -63,6 +63,10 @@ def read_image(path: str | Path) -> np.ndarray:
     except cv2.error:  # some decoders raise on malformed data instead of returning None
         image = None
     if image is None:
+        # imdecode returns None when it cannot allocate, too: asking for the same memory tells which
+        # (MemoryError, not a skipped image, or calibration would quietly run on fewer images)
+        del data
+        np.empty((header.height, header.width, 3), np.uint8)
         raise ImageError(f"{path}: not a decodable {header.format} image (truncated or corrupt)")
     return image
 
