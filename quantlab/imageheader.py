@@ -79,6 +79,8 @@ def _bmp(f: BinaryIO) -> tuple[int, int]:
     if dib_size == 12:  # OS/2 BITMAPCOREHEADER
         return struct.unpack("<HH", _read(f, 4))
     width, height = struct.unpack("<ii", _read(f, 8))
+    if width < 0:
+        raise HeaderError("BMP of negative width")
     return width, abs(height)  # a negative height is a top-down bitmap
 
 

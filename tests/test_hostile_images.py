@@ -195,6 +195,7 @@ CASES = [
     ("bomb-progressive.jpg", with_jpeg_size(jpeg(progressive=True), 16000, 8000), "16000x8000"),
     ("bomb.bmp", bmp(20000, 20000), "20000x20000"),
     ("bomb-top-down.bmp", bmp(20000, 20000, top_down=True), "20000x20000"),
+    ("negative-width.bmp", bmp(-20, 12), "BMP of negative width"),
     ("bomb-vp8.webp", webp()[:26] + struct.pack("<HH", 16383, 16383) + webp()[30:], "16383x16383"),
     ("bomb-vp8l.webp", _riff(_webp_chunk(b"VP8L", with_vp8l_size(_vp8l_of(webp(lossless=True)), 16384, 16384))),
      "16384x16384"),
