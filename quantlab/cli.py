@@ -7,6 +7,7 @@ Exit codes (quantlab.errors.ExitCode): 0 success; 1 a gate, comparison or self-c
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -368,8 +369,19 @@ def _add_providers(p: argparse.ArgumentParser) -> None:
                         "a fallback to another provider is an error")
 
 
+class _InputHW(argparse.Action):
+    """--input-hw H W: refused at parse time when the pair is too large to allocate."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from quantlab.description import input_size_problem
+
+        if problem := input_size_problem(values):
+            parser.error(f"argument {option_string}: {values[0]} {values[1]} is {problem}")
+        setattr(namespace, self.dest, values)
+
+
 def _add_input_hw(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-hw", type=_count(32), nargs=2, metavar=("H", "W"),
+    p.add_argument("--input-hw", type=_count(32), nargs=2, metavar=("H", "W"), action=_InputHW,
                    help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
 
 
@@ -566,6 +578,49 @@ def _user_error(exc: BaseException) -> str | None:
     return None
 
 
+# What each command was doing when memory ran out, and what asks for less of it
+_MEMORY_CONTEXT = {
+    "quantize": ("quantizing", "use fewer calibration images (--num-calib) or a smaller --input-hw"),
+    "run": ("running", "use fewer calibration images (--num-calib), fewer recipes or a smaller --input-hw"),
+    "tune": ("tuning", "use fewer calibration images (--num-calib)"),
+    "eval": ("evaluating", "use a smaller --input-hw"),
+    "bench": ("benchmarking", "use a smaller --input-hw or fewer --threads"),
+}
+# How native code says it ran out: onnxruntime's C++ std::bad_alloc and its arena, OpenCV's allocator, protobuf's
+# arena when parsing or serializing a model (upb fails to serialize a parsed message only for want of memory),
+# and the dynamic loader mapping an extension module
+_NATIVE_MODULES = ("onnxruntime", "cv2", "google.protobuf")
+_OUT_OF_MEMORY_TEXTS = ("bad_alloc", "bad allocation", "Failed to allocate memory", "Insufficient memory",
+                        "Cannot allocate memory", "failed to map segment", "Arena alloc failed",
+                        "Failed to serialize proto")
+MAX_CAUSE_CHARS = 200
+
+
+def _ran_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: Python's, an OS ENOMEM, or one a native library reported as text."""
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
+        return True
+    native = type(exc).__module__.startswith(_NATIVE_MODULES) or isinstance(exc, ImportError)
+    return native and any(text in str(exc) for text in _OUT_OF_MEMORY_TEXTS)
+
+
+def _out_of_memory_error(exc: BaseException, args) -> str | None:
+    """The one-line message when `exc`, or an exception it was raised from, is running out of memory."""
+    chain = [exc]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 10:
+        chain.append(inner)
+    cause = next((e for e in chain if _ran_out_of_memory(e)), None)
+    if cause is None:
+        return None
+    doing, hint = _MEMORY_CONTEXT.get(args.command, (f"running quantlab {args.command}", "close other programs"))
+    target = getattr(args, "model", None) or " ".join(getattr(args, "models", None) or []) or (
+        "the demo model" if args.command == "run" else "")
+    text = first_line(cause)
+    text = text if len(text) <= MAX_CAUSE_CHARS else "..." + text[-MAX_CAUSE_CHARS:]  # the allocator's words end it
+    cause_text = type(cause).__name__ + (f": {text}" if text != type(cause).__name__ else "")
+    return f"out of memory while {doing}{' ' + target if target else ''} ({cause_text}): free memory, or {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(args.quiet)
@@ -583,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if _signals_received:
             return _interrupted(_signals_received[-1])
-        message = _user_error(exc)
+        message = _out_of_memory_error(exc, args) or _user_error(exc)
         if args.debug or message is None:
             traceback.print_exc()
         if message is None:

@@ -27,6 +27,11 @@ END_TO_END_OPS = frozenset({"NonMaxSuppression", "TopK"})
 BOX_CHANNELS = 4
 DEFAULT_STRIDE = 32  # YOLO's deepest feature map: a dynamic input's H and W must divide by it
 DEFAULT_INPUT_HW = (640, 640)  # Ultralytics' default imgsz, for dynamic inputs without imgsz metadata
+# YOLO exports go to 1280-2048 a side; the (1, 3, H, W) float32 input, and activations many times its size,
+# grow with H * W: 4096 a side and 8.4 M pixels (4096 x 2048, a 100 MB input) are generous, while 14 bytes of
+# metadata saying imgsz [32768, 32768] would ask for 12 GiB for the input alone.
+MAX_INPUT_SIDE = 4096
+MAX_INPUT_PIXELS = 4096 * 2048
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,17 @@ class ModelDescription:
                 "kpt_shape": list(self.kpt_shape) if self.kpt_shape else None, "source": self.source}
 
 
+def input_size_problem(input_hw: tuple[int, int]) -> str | None:
+    """Why an (H, W) input size is too large for quantlab to allocate, or None if it is within bounds."""
+    h, w = input_hw
+    if max(h, w) > MAX_INPUT_SIDE:
+        return f"over quantlab's limit of {MAX_INPUT_SIDE} pixels a side"
+    if h * w > MAX_INPUT_PIXELS:
+        return (f"{h * w / 1e6:.1f} M pixels, over quantlab's limit of {MAX_INPUT_PIXELS / 1e6:.1f} M "
+                f"({MAX_INPUT_SIDE}x{MAX_INPUT_PIXELS // MAX_INPUT_SIDE})")
+    return None
+
+
 def value_dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim)
 
@@ -145,6 +161,8 @@ def _read_metadata(model: onnx.ModelProto, path) -> _Metadata:
     imgsz = _literal(meta, "imgsz")
     valid = isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(
         isinstance(d, int) and d > 0 and d % (stride or DEFAULT_STRIDE) == 0 for d in imgsz)
+    if valid and (problem := input_size_problem(imgsz)):
+        raise ModelError(f"{path}: its metadata says imgsz {list(imgsz)}: {problem}; re-export with a smaller imgsz")
     end2end = meta["end2end"] == "True" if "end2end" in meta else None
     return _Metadata(task, names, kpt, end2end, stride, tuple(imgsz) if valid else None)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from quantlab.description import DEFAULT_INPUT_HW, ModelDescription, value_dims, describe_model, shape_text
-from quantlab.errors import ModelError
+from quantlab.description import (DEFAULT_INPUT_HW, ModelDescription, describe_model, input_size_problem, shape_text,
+                                  value_dims)
+from quantlab.errors import ConfigError, ModelError
 from quantlab.ortcompat import check_opset
 
 # Ops that mean a model is already quantized (QDQ, QOperator or dynamic): quantizing again breaks it
@@ -107,6 +108,8 @@ def inspect_model(path: str | Path, model: onnx.ModelProto | None = None) -> Mod
                          f"{shape[0]}; quantlab feeds one image at a time (export with batch=1 or dynamic batch)")
     opset = _opset(model)
     fixed_hw = (shape[2], shape[3]) if shape[2] and shape[3] else None
+    if problem := input_size_problem((shape[2] or 1, shape[3] or 1)):  # one static side can be too large alone
+        raise ModelError(f"{path}: input '{image_input.name}' has shape {shape_text(shape)}: {problem}")
     description = describe_model(model, path, fixed_hw)
     return ModelInfo(path, image_input.name, shape, tuple(o.name for o in model.graph.output), opset,
                      model_size_bytes(path), description)
@@ -132,6 +135,8 @@ def resolve_input_hw(info: ModelInfo, requested_hw: tuple[int, int] | None = Non
             raise ModelError(f"{info.path}: input size {info.input_hw} is fixed in the model; "
                              f"{tuple(requested_hw)} was requested")
         return info.input_hw
+    if requested_hw and (problem := input_size_problem(requested_hw)):
+        raise ConfigError(f"input size {tuple(requested_hw)} requested: {problem}")
     stride = info.description.stride
     if requested_hw and any(d % stride for d in requested_hw):
         raise ModelError(f"{info.path}: input size {tuple(requested_hw)} requested; YOLO's height and width must be "

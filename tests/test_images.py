@@ -105,7 +105,7 @@ def test_images_are_read_one_at_a_time(tmp_path):
 
 def test_an_empty_file_is_an_image_error_naming_it(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(ImageError, match="empty.png: not a decodable image"):
+    with pytest.raises(ImageError, match="empty.png: an empty file"):
         read_image(tmp_path / "empty.png")
 
 
