@@ -29,6 +29,8 @@ ultralytics or onnxslim versions.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import os
 import re
@@ -80,6 +82,7 @@ class Spec:
     kpt_shape: tuple[int, int] | None = None  # pose: (4, 3) is the demo data's; (4, 2) drops its visibility
     opset: int = 17
     simplify: bool = True  # onnxslim
+    twin: str | None = None  # --set dynamic: the families file whose weights it is exported with
 
     @property
     def task(self) -> str:
@@ -119,24 +122,17 @@ SPECS = (
 )
 STRIPPED = {"yolov8-seg.nometa.onnx": "yolov8-seg.onnx", "yolov8-pose.nometa.onnx": "yolov8-pose.onnx"}
 
-# `--set dynamic`: the exports users make for serving stacks (`dynamic=True`), every task and the end-to-end
-# head x the opsets serving stacks pin x onnxslim on and off, each beside a static twin from the same weights
-# (opset 17, slim), so a test can require the same description, head and mAP of both.
+# `--set dynamic`: the exports users make for serving stacks (`dynamic=True`), for every task and the
+# end-to-end head, at the opsets serving stacks pin, with onnxslim on and off. No training: each takes its
+# weights from its static twin in this folder (the same Ultralytics model rebuilt, fused, and loaded from
+# the twin's initializers, checked by re-exporting the twin exactly), so a test can require of both the
+# same description, head and mAP.
 DYNAMIC_OPSETS = (12, 13, 17, 20)
-DYNAMIC_BASES = (  # (file stem, yaml, nms, kpt_shape)
-    ("yolov8", "yolov8.yaml", None, None),
-    ("yolov8-seg", "yolov8-seg.yaml", None, None),
-    ("yolov8-pose", "yolov8-pose.yaml", None, (4, 3)),
-    ("yolov8-obb", "yolov8-obb.yaml", None, None),
-    ("yolo26.e2e", "yolo26.yaml", False, None),
-)
+DYNAMIC_TWINS = ("yolov8.onnx", "yolov8-seg.onnx", "yolov8-pose.onnx", "yolov8-obb.onnx", "yolo26.e2e.onnx")
 DYNAMIC_SPECS = tuple(
-    spec for stem, yaml, nms, kpt_shape in DYNAMIC_BASES for spec in (
-        Spec(f"{stem}.static.onnx", yaml, nms, kpt_shape=kpt_shape),
-        *(Spec(f"{stem}.dynamic.opset{opset}{'.slim' if slim else ''}.onnx", yaml, nms, dynamic=True,
-               kpt_shape=kpt_shape, opset=opset, simplify=slim)
-          for opset in DYNAMIC_OPSETS for slim in (False, True)),
-    )
+    dataclasses.replace(twin, file=f"{Path(twin.file).stem}.dynamic.opset{opset}{'.slim' if slim else ''}.onnx",
+                        dynamic=True, opset=opset, simplify=slim, twin=twin.file)
+    for twin in SPECS if twin.file in DYNAMIC_TWINS for opset in DYNAMIC_OPSETS for slim in (False, True)
 )
 SETS = {  # --set: (its specs, the copies stripped of metadata, the folder)
     "families": (SPECS, STRIPPED, MODELS_DIR),
@@ -191,9 +187,8 @@ def without_visibility(data_yaml: Path, out: Path) -> Path:
     return out / "data.yaml"
 
 
-def train(spec: Spec, data_yaml: Path, work: Path) -> tuple[Path, Training]:
-    """Build `spec`'s model from its yaml and train it on `data_yaml`; returns its last.pt and the record."""
-    from ultralytics import YOLO
+def model_yaml(spec: Spec, work: Path) -> Path:
+    """`spec`'s Ultralytics model yaml, shrunk (nc, scale, DFL bins, kpt_shape), written under `work`."""
     from ultralytics.utils import ROOT, YAML
 
     cfg = YAML.load(next((ROOT / "cfg" / "models").rglob(spec.yaml)))
@@ -203,11 +198,51 @@ def train(spec: Spec, data_yaml: Path, work: Path) -> tuple[Path, Training]:
         cfg["kpt_shape"] = list(spec.kpt_shape)
     stem = re.sub(r"^(yolov?\d+)n?", r"\1n", Path(spec.yaml).stem)  # the 'n' makes Ultralytics pick scales["n"]
     folder = work / "cfg" / spec.weights
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     cfg_path = folder / f"{stem}.yaml"
     YAML.save(cfg_path, cfg)
+    return cfg_path
 
-    yolo = YOLO(str(cfg_path))
+
+def rebuilt(spec: Spec, work: Path):
+    """A YOLO with the weights of `spec.twin` (a committed export): built from the same yaml, fused as the
+    exporter fuses it, every tensor the twin holds loaded by its name (an end-to-end twin holds only its
+    one-to-one branch, the one its export runs)."""
+    import torch
+    from onnx import numpy_helper
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(model_yaml(spec, work)))
+    yolo.model.fuse()
+    twin = onnx.load(str(MODELS_DIR / spec.twin))
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in twin.graph.initializer}
+    state = yolo.model.state_dict()
+    if not any(name in weights for name in state):
+        raise SystemExit(f"{spec.twin}: none of its initializers is named like a tensor of {spec.yaml}")
+    yolo.model.load_state_dict({name: weights.get(name, value) for name, value in state.items()})
+    names = next(p.value for p in twin.metadata_props if p.key == "names")
+    yolo.model.names = ast.literal_eval(names)
+    return yolo
+
+
+def same_outputs(a: Path, b: Path) -> bool:
+    """Whether two models give the same outputs (within 1e-5) on one seeded random image."""
+    import numpy as np
+    import onnxruntime as ort
+
+    image = np.random.default_rng(SEED).random((1, 3, *INPUT_HW), dtype=np.float32)
+    outputs = []
+    for path in (a, b):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: image}))
+    return all(x.shape == y.shape and np.allclose(x, y, atol=1e-5) for x, y in zip(*outputs))
+
+
+def train(spec: Spec, data_yaml: Path, work: Path) -> tuple[Path, Training]:
+    """Build `spec`'s model from its yaml and train it on `data_yaml`; returns its last.pt and the record."""
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(model_yaml(spec, work)))
     started = time.perf_counter()
     metrics = yolo.train(data=str(data_yaml), project=str(work / "runs"), name=spec.weights, **TRAIN)
     train_s = time.perf_counter() - started
@@ -217,12 +252,9 @@ def train(spec: Spec, data_yaml: Path, work: Path) -> tuple[Path, Training]:
     return Path(yolo.trainer.last), Training(spec.weights, data, round(train_s, 1), map50)
 
 
-def export(spec: Spec, weights: Path, data: str) -> Path:
-    """Export `spec` from the trained `weights`; returns the .onnx, written next to them (the next export
-    from the same weights overwrites it)."""
-    from ultralytics import YOLO
-
-    yolo = YOLO(str(weights))
+def export(spec: Spec, yolo, data: str) -> Path:
+    """Export `spec` from `yolo` (trained or rebuilt); returns the .onnx, written next to its weights (the
+    next export from the same weights overwrites it)."""
     yolo.model.args["data"] = f"quantlab {data}"  # the metadata's description names this, not the temporary folder
     return Path(yolo.export(**EXPORT, nms=spec.nms, dynamic=spec.dynamic, opset=spec.opset, simplify=spec.simplify))
 
@@ -272,7 +304,8 @@ def table(described: list[dict], trainings: list[Training], versions: dict, chos
     for d in described:
         spec = specs.get(d["file"]) or specs[stripped[d["file"]]]
         meta = d["metadata"]
-        source = (spec.yaml + (f", kpt_shape {list(spec.kpt_shape)}" if spec.kpt_shape else "")
+        source = (f"weights of `{spec.twin}`" if spec.twin else
+                  spec.yaml + (f", kpt_shape {list(spec.kpt_shape)}" if spec.kpt_shape else "")
                   + (f", width {WIDE_SCALE[1]}" if spec.weights in WIDE else ""))
         how = ("copy of " + stripped[d["file"]] + ", metadata_props deleted" if d["file"] in stripped
                else f"nms={spec.nms}" + (", dynamic=True" if spec.dynamic else "") + f", opset {spec.opset}"
@@ -286,8 +319,10 @@ def table(described: list[dict], trainings: list[Training], versions: dict, chos
         lines.append(f"| `{d['file']}` | {source} | {task} | {head} | {how} | "
                      f"{'<br>'.join(shape_text(o) for o in d['outputs'])} | {meta_text} | {size:,} |")
     total = sum((folder / d["file"]).stat().st_size for d in described)
-    lines += ["", f"Total: {total:,} bytes in {len(described)} files.", "",
-              f"Trainings ({EPOCHS} epochs each; the time on the machine that made them, {os.cpu_count()} CPUs; "
+    lines += ["", f"Total: {total:,} bytes in {len(described)} files."]
+    if not trainings:
+        return "\n".join(lines)
+    lines += ["", f"Trainings ({EPOCHS} epochs each; the time on the machine that made them, {os.cpu_count()} CPUs; "
               "mAP50 from Ultralytics' validation of the last epoch on the demo val split, PyTorch, imgsz "
               f"{TRAIN['imgsz']}: B boxes, rotated for OBB; M masks; P keypoints):", "",
               "| Files | Trained on | Training (s) | mAP50 |", "|---|---|---|---|"]
@@ -307,6 +342,42 @@ def write_table(readme: Path, text: str) -> None:
     before, rest = content.split(TABLE_START, 1)
     after = rest.split(TABLE_END, 1)[1]
     readme.write_text(f"{before}{TABLE_START}\n{text}\n{TABLE_END}{after}")
+
+
+def train_and_export(specs: tuple[Spec, ...], folder: Path, work: Path, args) -> list[Training]:
+    """Train each weights once on its task's demo data and export every spec from it into `folder`."""
+    data = {task: demo_data(task, work, args.ort_python, args.quantlab)
+            for task in dict.fromkeys(spec.task for spec in specs)}
+    trained: dict[str, tuple[Path, Training]] = {}
+    for spec in specs:
+        if spec.weights not in trained:
+            data_yaml = data[spec.task]
+            if spec.drops_visibility:
+                data_yaml = without_visibility(data_yaml, work / "data" / spec.weights)
+            trained[spec.weights] = train(spec, data_yaml, work)
+            print(trained[spec.weights][1], flush=True)
+        weights, training = trained[spec.weights]
+        from ultralytics import YOLO
+
+        shutil.copyfile(export(spec, YOLO(str(weights)), training.data), folder / spec.file)
+    return [training for _, training in trained.values()]
+
+
+def export_from_twins(specs: tuple[Spec, ...], folder: Path, work: Path) -> list[Training]:
+    """Export every spec into `folder` with its twin's weights, after checking that the rebuilt model
+    re-exports the twin itself with the same outputs. Nothing is trained: no Training to report."""
+    twins = {spec.file: spec for spec in SPECS}
+    checked = set()
+    for spec in specs:
+        data = f"demo-data --task {spec.task}"
+        if spec.twin not in checked:
+            again = export(twins[spec.twin], rebuilt(spec, work), data)
+            if not same_outputs(again, MODELS_DIR / spec.twin):
+                raise SystemExit(f"{spec.twin}: the model rebuilt from its weights exports other outputs; "
+                                 "its yaml or scale in SPECS no longer matches the file")
+            checked.add(spec.twin)
+        shutil.copyfile(export(spec, rebuilt(spec, work), data), folder / spec.file)
+    return []
 
 
 def main() -> None:
@@ -340,19 +411,11 @@ def main() -> None:
 
         SETTINGS.update(sync=False, datasets_dir=str(work / "datasets"), runs_dir=str(work / "runs"))
         specs, stripped, folder = SETS[args.chosen]
-        data = {task: demo_data(task, work, args.ort_python, args.quantlab)
-                for task in dict.fromkeys(spec.task for spec in specs)}
-        trained: dict[str, tuple[Path, Training]] = {}
         folder.mkdir(parents=True, exist_ok=True)
-        for spec in specs:
-            if spec.weights not in trained:
-                data_yaml = data[spec.task]
-                if spec.drops_visibility:
-                    data_yaml = without_visibility(data_yaml, work / "data" / spec.weights)
-                trained[spec.weights] = train(spec, data_yaml, work)
-                print(trained[spec.weights][1], flush=True)
-            weights, training = trained[spec.weights]
-            shutil.copyfile(export(spec, weights, training.data), folder / spec.file)
+        if args.chosen == "dynamic":
+            trainings = export_from_twins(specs, folder, work)
+        else:
+            trainings = train_and_export(specs, folder, work, args)
         for file, source in stripped.items():
             model = onnx.load(folder / source)
             del model.metadata_props[:]
@@ -363,7 +426,7 @@ def main() -> None:
     files = [str(folder / spec.file) for spec in specs] + [str(folder / f) for f in stripped]
     described = json.loads(subprocess.run([str(args.ort_python), __file__, "--describe", *files],
                                           check=True, stdout=subprocess.PIPE, text=True).stdout)
-    text = table(described, [training for _, training in trained.values()], versions, args.chosen)
+    text = table(described, trainings, versions, args.chosen)
     write_table(folder / "README.md", text)
     print(text)
 
