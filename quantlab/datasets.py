@@ -24,10 +24,12 @@ from quantlab.images import ALLOW_OUTSIDE_ROOT, IMAGE_SUFFIXES, leads_outside, l
 if TYPE_CHECKING:
     from quantlab.description import ModelDescription
 
-MAX_YAML_BYTES = 1 << 20  # Ultralytics' largest data.yaml (Objects365: 365 names, a download script) is 20 KB
+MAX_BYTES = {
+    "data.yaml": 1 << 20,  # Ultralytics' largest (Objects365: 365 names and a download script) is 20 KB
+    "list of images": 256 << 20,  # millions of lines
+    "label file": 16 << 20,  # a dense segment image's polygons take a few hundred KB
+}
 MAX_YAML_DEPTH = 32  # a data.yaml nests two or three deep; far deeper ends in RecursionError
-MAX_LIST_BYTES = 256 << 20  # a .txt list of image paths: millions of lines
-MAX_LABEL_BYTES = 16 << 20  # a label file: a dense segment image's polygons take a few hundred KB
 MAX_CLASSES = 100_000  # `nc` alone makes one name per class (LVIS has 1203 classes)
 PATH_SHOWN = 200  # characters of a path built from a data.yaml's or list's text, in a message
 
@@ -126,7 +128,7 @@ class _DataYamlLoader(yaml.SafeLoader):
 
 def _load_yaml(path: Path) -> dict:
     """The data.yaml's top-level mapping; DatasetError, in one line, for anything else."""
-    text, loader = _read_text(path, MAX_YAML_BYTES), None
+    text, loader = _read_text(path, "data.yaml"), None
     try:
         loader = _DataYamlLoader(text)  # its reader refuses a NUL or other control character here
         spec = loader.get_single_data()
@@ -228,7 +230,7 @@ def _listed_images(list_path: Path, root: Path) -> list[Path]:
     CVAT's exports are used). A line leading outside the root, or to a folder, pipe or device, is skipped
     with a warning."""
     images = []
-    for number, line in enumerate(_read_text(list_path, MAX_LIST_BYTES).splitlines(), start=1):
+    for number, line in enumerate(_read_text(list_path, "list of images").splitlines(), start=1):
         entry = line.strip()
         if Path(entry).suffix.lower() not in IMAGE_SUFFIXES:
             continue
@@ -386,31 +388,38 @@ def _kpt_shape(spec: dict, path: Path) -> tuple[int, int] | None:
     return value[0], value[1]
 
 
-def _read_text(path: Path, max_bytes: int) -> str:
-    """A regular file's text as UTF-8 (a BOM is dropped; CRLF lines split like LF), at most max_bytes long;
-    DatasetError otherwise. Opened without blocking and checked before reading: a pipe or a device (a label
-    symlinked to /dev/zero) is refused, never read, and never hangs."""
+def _read_text(path: Path, kind: str) -> str:
+    """A `kind` file's text as UTF-8 (a BOM is dropped; CRLF lines split like LF); DatasetError, naming the
+    file, where it is not a regular file, is larger than MAX_BYTES[kind], or is not UTF-8."""
+    data = _read_regular(path, MAX_BYTES[kind])
+    if len(data) > MAX_BYTES[kind]:
+        raise DatasetError(f"{printable(path)}: larger than {MAX_BYTES[kind] / (1 << 20):g} MiB, more than any "
+                           f"{kind} needs")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{printable(path)}: not UTF-8 text (byte {exc.start}: "
+                           f"{data[exc.start:exc.start + 1]!r})") from exc
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    """Up to max_bytes + 1 bytes of a regular file. Opened without blocking and checked before reading: a
+    pipe or a device (a label symlinked to /dev/zero) is refused, never read, and never hangs."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise DatasetError(f"{printable(path)}: not found") from None
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{printable(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
-    with os.fdopen(fd, "rb") as file:
+    try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise DatasetError(f"{printable(path)}: not a regular file (a folder, pipe or device)")
-        try:
-            data = file.read(max_bytes + 1)
-        except OSError as exc:
-            raise DatasetError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
-    if len(data) > max_bytes:
-        raise DatasetError(f"{printable(path)}: larger than {max_bytes / (1 << 20):g} MiB, too large to be "
-                           "what quantlab reads here")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{printable(path)}: not UTF-8 text (byte {exc.start}: "
-                           f"{data[exc.start:exc.start + 1]!r})") from exc
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(max_bytes + 1)
+    except OSError as exc:
+        raise DatasetError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
 
 
 def label_path(image_path: Path) -> Path:
@@ -436,7 +445,7 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
     path = label_path(image_path)
     rows = []
     if path.is_file():  # a folder, pipe or device is not read; load_dataset skipped its image
-        for number, line in enumerate(_read_text(path, MAX_LABEL_BYTES).splitlines(), start=1):
+        for number, line in enumerate(_read_text(path, "label file").splitlines(), start=1):
             if not line.strip():
                 continue
             problem, row = _parse_line(line, num_classes, task, kpt_shape, image_hw)
