@@ -76,10 +76,10 @@ def load_dataset(yaml_path: str | Path, split: str = "val") -> Dataset:
     """
     path = Path(yaml_path)
     spec = _load_yaml(path)
-    entry = _split_entry(spec, split, path)
+    entries, single = _split_entries(spec, split, path)
     names, kpt_shape = _names(spec, path), _kpt_shape(spec, path)
     root = _dataset_root(spec, path)
-    images = sorted({image for item in entry for image in _entry_images(item, root, path, single=len(entry) == 1)})
+    images = sorted({image for item in entries for image in _entry_images(item, root, path, single)})
     labelled = _with_usable_labels(images, root)
     if not labelled:
         skipped = f" ({len(images)} skipped: see the warnings)" if images else ""
@@ -95,8 +95,8 @@ class _Refused(yaml.YAMLError):
 
 class _DataYamlLoader(yaml.SafeLoader):
     """yaml.SafeLoader (no Python tags) and stricter: no aliases (a data.yaml needs none, and nine nested
-    ones in 600 bytes expand to a billion nodes), no key given twice (the last would win silently), and
-    nesting at most MAX_YAML_DEPTH deep."""
+    ones in 600 bytes are a billion strings to whatever walks them), no key given twice (the last would win
+    silently), and nesting at most MAX_YAML_DEPTH deep."""
 
     def __init__(self, text: str):
         super().__init__(text)
@@ -160,15 +160,16 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 # --- where the images are: Ultralytics' resolution, kept inside the dataset root ------------------------------
 
-def _split_entry(spec: dict, split: str, path: Path) -> list:
-    """The split's entries as a list (Ultralytics takes a 'validation' key for a missing 'val')."""
+def _split_entries(spec: dict, split: str, path: Path) -> tuple[list, bool]:
+    """(the split's entries, whether it was one entry rather than a list: only that gets the ../ fallback).
+    Ultralytics reads a 'validation' key where 'val' is missing."""
     key = "validation" if split == "val" and "val" not in spec and "validation" in spec else split
     if key not in spec:
         raise DatasetError(f"{path}: no '{split}' entry (an Ultralytics data.yaml has path, train, val, names)")
-    entry = spec[key]
-    if entry is None or entry == "" or entry == []:
+    value = spec[key]
+    if value is None or value == "" or value == []:
         raise DatasetError(f"{path}: the '{key}' entry is empty; name an image folder or a .txt list of images")
-    return entry if isinstance(entry, list) else [entry]
+    return (value, False) if isinstance(value, list) else ([value], True)
 
 
 def _dataset_root(spec: dict, path: Path) -> Path:
@@ -391,7 +392,7 @@ def _kpt_shape(spec: dict, path: Path) -> tuple[int, int] | None:
 def _read_text(path: Path, kind: str) -> str:
     """A `kind` file's text as UTF-8 (a BOM is dropped; CRLF lines split like LF); DatasetError, naming the
     file, where it is not a regular file, is larger than MAX_BYTES[kind], or is not UTF-8."""
-    data = _read_regular(path, MAX_BYTES[kind])
+    data = _read_regular(path, MAX_BYTES[kind], kind)
     if len(data) > MAX_BYTES[kind]:
         raise DatasetError(f"{printable(path)}: larger than {MAX_BYTES[kind] / (1 << 20):g} MiB, more than any "
                            f"{kind} needs")
@@ -402,13 +403,13 @@ def _read_text(path: Path, kind: str) -> str:
                            f"{data[exc.start:exc.start + 1]!r})") from exc
 
 
-def _read_regular(path: Path, max_bytes: int) -> bytes:
+def _read_regular(path: Path, max_bytes: int, kind: str) -> bytes:
     """Up to max_bytes + 1 bytes of a regular file. Opened without blocking and checked before reading: a
     pipe or a device (a label symlinked to /dev/zero) is refused, never read, and never hangs."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise DatasetError(f"{printable(path)}: not found") from None
+        raise DatasetError(f"{printable(path)}: {kind} not found") from None
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{printable(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
     try:
