@@ -31,6 +31,7 @@ MAX_BYTES = {
 }
 MAX_YAML_DEPTH = 32  # a data.yaml nests two or three deep; far deeper ends in RecursionError
 MAX_CLASSES = 100_000  # `nc` alone makes one name per class (LVIS has 1203 classes)
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: a longer list line is no path, and resolving it costs a stat a part
 PATH_SHOWN = 200  # characters of a path built from a data.yaml's or list's text, in a message
 
 
@@ -236,15 +237,23 @@ def _listed_images(list_path: Path, root: Path) -> list[Path]:
         if Path(entry).suffix.lower() not in IMAGE_SUFFIXES:
             continue
         image = (list_path.parent if entry.startswith("./") else root) / entry
-        where = f"{printable(list_path)}:{number}"
-        if leads_outside(image, root):
-            _skip(f"{where}: {shown(entry, 60)} leads outside the dataset root {printable(root)} "
-                  f"({ALLOW_OUTSIDE_ROOT}=1 follows it)")
-        elif _exists(image) and not image.is_file():
-            _skip(f"{where}: {shown(entry, 60)} is not a regular file (a folder, pipe or device)")
+        problem = _list_line_problem(entry, image, root)
+        if problem:
+            _skip(f"{printable(list_path)}:{number}: {problem}")
         else:
             images.append(image)
     return images
+
+
+def _list_line_problem(entry: str, image: Path, root: Path) -> str | None:
+    """Why a list line naming `image` is skipped; None where it is kept (a missing image is warned when read)."""
+    if len(entry) > MAX_PATH_CHARS:
+        return f"{shown(entry)} is longer than any path ({len(entry)} characters)"
+    if leads_outside(image, root):
+        return f"{shown(entry, 60)} leads outside the dataset root {printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
+    if _exists(image) and not image.is_file():
+        return f"{shown(entry, 60)} is not a regular file (a folder, pipe or device)"
+    return None
 
 
 def _with_usable_labels(images: list[Path], root: Path) -> list[Path]:
@@ -459,7 +468,7 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
 
 def _check_task(task: str, kpt_shape: tuple[int, int] | None) -> None:
     if task not in _OBJECT_PARSERS:
-        raise ConfigError(f"task {task!r} is not valid: choose one of {', '.join(_OBJECT_PARSERS)}")
+        raise ConfigError(f"task {shown(task)} is not valid: choose one of {', '.join(_OBJECT_PARSERS)}")
     if task == "pose" and kpt_shape is None:
         raise ConfigError("task 'pose' needs kpt_shape (K, D): pass the data.yaml's (Dataset.kpt_shape)")
 

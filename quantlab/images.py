@@ -78,10 +78,10 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise ImageError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        raise ImageError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ImageError(f"{path}: not a decodable image (empty, truncated or not an image format)")
+        raise ImageError(f"{printable(path)}: not a decodable image (empty, truncated or not an image format)")
     return image
 
 

@@ -202,6 +202,11 @@ CASES = [
     pytest.param(lambda s: _fifo(s, "images/val/p.png") and _list_lines(s, "images/val/a.png", "images/val/p.png"),
                  Works(images=("a.png",), warns=r"val.txt:2: 'images/val/p.png' is not a regular file"),
                  id="list-line-a-fifo"),
+    pytest.param(lambda s: _list_lines(s, "images/val/a.png", "images/" + "x/" * 1_000_000 + "b.png"),
+                 Works(images=("a.png",), warns=r"val.txt:2: 'images/x/x/x/x/x/x/x'\.\.\. is longer than any path"),
+                 id="list-line-of-2-million-characters"),
+    pytest.param(lambda s: _list_lines(s, "images/val/a.png", "images/val/\x1b[2Jmissing.png"),
+                 Works(images=("\x1b[2Jmissing.png", "a.png")), id="list-line-missing-with-terminal-escape"),
     pytest.param(lambda s: (s.root / "images/val/folder.png").mkdir() or s.yaml(), Works(), id="folder-named-x.png"),
     pytest.param(lambda s: _fifo(s, "labels/val/a.txt") and s.yaml(),
                  Works(images=("b.png",), warns=r"a.png: its label file .*a.txt is not a regular file"),
@@ -334,3 +339,12 @@ def test_through_the_cli_demo_data_from_the_repository_root(tmp_path, monkeypatc
     captured = capsys.readouterr()
     assert "map50_95: " in captured.out and SECRET_TAIL not in captured.out + captured.err
     assert "val_00000.jpg: its label file" in captured.err and "is a symlink leading outside" in captured.err
+
+
+def test_an_unreadable_image_is_named_escaped_on_one_line(tmp_path):
+    """Its name came from a list line: a terminal escape in it is shown as text, not sent to the terminal."""
+    from quantlab.images import iter_images
+
+    with pytest.warns(SkippedImageWarning) as got:
+        assert list(iter_images([tmp_path / "\x1b[2Jmissing\n.png"])) == []
+    assert "\\x1b[2Jmissing\\n.png: cannot be read" in str(got[0].message) and "\x1b" not in str(got[0].message)
