@@ -26,7 +26,7 @@ def leads_outside(path: Path, root: Path) -> bool:
         return False
     try:
         return not path.resolve().is_relative_to(root)
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop; ValueError: a NUL in the name
         return True
 
 
