@@ -1,7 +1,14 @@
-"""Ultralytics datasets: data.yaml, YOLO txt labels, and the (image, labels) samples to evaluate."""
+"""Ultralytics datasets: data.yaml, YOLO txt labels, and the (image, labels) samples to evaluate.
+
+A data.yaml is resolved as Ultralytics' check_det_dataset resolves it (ultralytics/data/utils.py), read with a
+stricter YAML loader, and every image, label and list file it leads to must stay inside the dataset root.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +18,21 @@ import cv2
 import numpy as np
 import yaml
 
-from quantlab.errors import ConfigError, DatasetError
-from quantlab.images import IMAGE_SUFFIXES, list_images
+from quantlab.errors import ConfigError, DatasetError, SkippedImageWarning, first_line, printable, shown
+from quantlab.images import ALLOW_OUTSIDE_ROOT, IMAGE_SUFFIXES, leads_outside, list_images
 
 if TYPE_CHECKING:
     from quantlab.description import ModelDescription
+
+MAX_BYTES = {
+    "data.yaml": 1 << 20,  # Ultralytics' largest (Objects365: 365 names and a download script) is 20 KB
+    "list of images": 256 << 20,  # millions of lines
+    "label file": 16 << 20,  # a dense segment image's polygons take a few hundred KB
+}
+MAX_YAML_DEPTH = 32  # a data.yaml nests two or three deep; far deeper ends in RecursionError
+MAX_CLASSES = 100_000  # `nc` alone makes one name per class (LVIS has 1203 classes)
+MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: a longer list line is no path, and resolving it costs a stat a part
+PATH_SHOWN = 200  # characters of a path built from a data.yaml's or list's text, in a message
 
 
 class LabelWarning(UserWarning):
@@ -50,21 +67,292 @@ class Labels:
     rboxes: np.ndarray | None = None
 
 
+def load_dataset(yaml_path: str | Path, split: str = "val") -> Dataset:
+    """Read an Ultralytics data.yaml and list the images of `split`.
+
+    The dataset root is the data.yaml's `path` (a relative one from the data.yaml's folder, else from the
+    current folder), or the data.yaml's folder without one. The split's entries are resolved from the root
+    as Ultralytics does (see _entry_target); an entry, image, list line or label file leading outside the
+    root (a symlink, `..`, an absolute path elsewhere) is refused unless QUANTLAB_ALLOW_OUTSIDE_ROOT=1.
+    """
+    path = Path(yaml_path)
+    spec = _load_yaml(path)
+    entries, single = _split_entries(spec, split, path)
+    names, kpt_shape = _names(spec, path), _kpt_shape(spec, path)
+    root = _dataset_root(spec, path)
+    images = sorted({image for item in entries for image in _entry_images(item, root, path, single)})
+    labelled = _with_usable_labels(images, root)
+    if not labelled:
+        skipped = f" ({len(images)} skipped: see the warnings)" if images else ""
+        raise DatasetError(f"{path}: the '{split}' split has no images{skipped}")
+    return Dataset(path, tuple(labelled), names, kpt_shape)
+
+
+# --- the data.yaml as YAML ---------------------------------------------------------------------------------------
+
+class _Refused(yaml.YAMLError):
+    """YAML that no data.yaml needs, refused before anything is built from it."""
+
+
+class _DataYamlLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (no Python tags) and stricter: no aliases (a data.yaml needs none, and nine nested
+    ones in 600 bytes are a billion strings to whatever walks them), no key given twice (the last would win
+    silently), and nesting at most MAX_YAML_DEPTH deep."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(f"a YAML alias (*{printable(event.anchor, 20)}, line {event.start_mark.line + 1}): "
+                           "a data.yaml needs none, and aliases can expand without bound")
+        if self.depth >= MAX_YAML_DEPTH:
+            raise _Refused(f"nested more than {MAX_YAML_DEPTH} deep (line {event.start_mark.line + 1})")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            if key in seen:
+                raise _Refused(f"the key {shown(key_node.value)} is given twice (line {key_node.start_mark.line + 1})")
+            if key is not None:
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(path: Path) -> dict:
+    """The data.yaml's top-level mapping; DatasetError, in one line, for anything else."""
+    text, loader = _read_text(path, "data.yaml"), None
+    try:
+        loader = _DataYamlLoader(text)  # its reader refuses a NUL or other control character here
+        spec = loader.get_single_data()
+    except _Refused as exc:
+        raise DatasetError(f"{path}: refused: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from exc
+    except ValueError as exc:  # an integer of over 4300 digits, a date such as 2024-13-45
+        raise DatasetError(f"{path}: not valid YAML ({printable(first_line(exc), 100)})") from exc
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(spec, dict):
+        kind = "empty" if spec is None else f"a {type(spec).__name__}"
+        raise DatasetError(f"{path}: not a data.yaml: its top level is {kind}, not a mapping of keys "
+                           "(path, train, val, names)")
+    return spec
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's cause and line, without the snippet of the file it quotes."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}" if mark else ""
+        cause = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
+        return printable(cause, 120) + where
+    return printable(first_line(exc), 100)
+
+
+# --- where the images are: Ultralytics' resolution, kept inside the dataset root ------------------------------
+
+def _split_entries(spec: dict, split: str, path: Path) -> tuple[list, bool]:
+    """(the split's entries, whether it was one entry rather than a list: only that gets the ../ fallback).
+    Ultralytics reads a 'validation' key where 'val' is missing."""
+    key = "validation" if split == "val" and "val" not in spec and "validation" in spec else split
+    if key not in spec:
+        raise DatasetError(f"{path}: no '{split}' entry (an Ultralytics data.yaml has path, train, val, names)")
+    value = spec[key]
+    if value is None or value == "" or value == []:
+        raise DatasetError(f"{path}: the '{key}' entry is empty; name an image folder or a .txt list of images")
+    return (value, False) if isinstance(value, list) else ([value], True)
+
+
+def _dataset_root(spec: dict, path: Path) -> Path:
+    """The resolved folder split entries are read from: `path`, or the data.yaml's folder without one.
+
+    Ultralytics reads a relative `path` from the current folder, else from its DATASETS_DIR setting; quantlab
+    has no such setting, and reads it from the data.yaml's folder first (a dataset then works from any
+    folder, as `path: .` in CVAT's exports means), then from the current folder.
+    """
+    value = spec.get("path")
+    yaml_folder = Path(os.path.abspath(path)).parent  # the folder as given, as Ultralytics takes it
+    if value is None or value == "":
+        return yaml_folder.resolve()
+    if not isinstance(value, str):
+        raise DatasetError(f"{path}: 'path' must be a folder path, got {shown(value)}")
+    given = Path(value)
+    candidates = [given] if given.is_absolute() else [yaml_folder / given, Path.cwd() / given]
+    for candidate in candidates:
+        if _is_dir(candidate):
+            return candidate.resolve()
+    looked = " and ".join(printable(c, PATH_SHOWN) for c in candidates)
+    raise DatasetError(f"{path}: 'path' {shown(value, 80)} is not a folder (looked for {looked})")
+
+
+def _entry_images(item, root: Path, path: Path, single: bool) -> list[Path]:
+    """The images one split entry names: a folder (searched recursively), an image, or a .txt list."""
+    target = _entry_target(item, root, path, single)
+    if _is_dir(target):
+        return list_images(target, recursive=True, root=root)
+    if target.suffix.lower() in IMAGE_SUFFIXES and target.is_file():
+        return [target]
+    if target.suffix == ".txt" and target.is_file():
+        return _listed_images(target, root)
+    hint = " (write / for a folder, not \\)" if "\\" in item else ""
+    raise DatasetError(f"{path}: split entry {shown(item, 80)} is neither an image folder nor a .txt list "
+                       f"(looked for {printable(target, PATH_SHOWN)}){hint}")
+
+
+def _entry_target(item, root: Path, path: Path, single: bool) -> Path:
+    """Ultralytics' check_det_dataset: the entry from the root, an absolute one as it is; a single entry
+    that does not exist and starts with ../ is tried without it (Roboflow writes `val: ../valid/images` into
+    the data.yaml at its export's root). Refused if it leads outside the root."""
+    if not isinstance(item, str) or not item:
+        raise DatasetError(f"{path}: split entry {shown(item)} is not a folder or .txt path")
+    target = _resolved(root / item)
+    if single and item.startswith("../") and not _exists(target):
+        target = _resolved(root / item[3:])
+    if leads_outside(target, root):
+        raise DatasetError(f"{path}: split entry {shown(item, 80)} leads outside the dataset root {printable(root)} "
+                           f"(to {printable(target, PATH_SHOWN)}); set 'path' to a folder holding every split, "
+                           f"or {ALLOW_OUTSIDE_ROOT}=1 to read it there")
+    return target
+
+
+def _listed_images(list_path: Path, root: Path) -> list[Path]:
+    """The images a .txt list names, one a line, as Ultralytics reads them: a line starting with ./ from the
+    list's folder, an absolute one as it is, lines without an image suffix left out. Any other relative line
+    is read from the dataset root (Ultralytics reads it from the current folder, which is the root where
+    CVAT's exports are used). A line leading outside the root, or to a folder, pipe or device, is skipped
+    with a warning."""
+    images = []
+    for number, line in enumerate(_read_text(list_path, "list of images").splitlines(), start=1):
+        entry = line.strip()
+        if Path(entry).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        image = (list_path.parent if entry.startswith("./") else root) / entry
+        problem = _list_line_problem(entry, image, root)
+        if problem:
+            _skip(f"{printable(list_path)}:{number}: {problem}")
+        else:
+            images.append(image)
+    return images
+
+
+def _list_line_problem(entry: str, image: Path, root: Path) -> str | None:
+    """Why a list line naming `image` is skipped; None where it is kept (a missing image is warned when read)."""
+    if len(entry) > MAX_PATH_CHARS:
+        return f"{shown(entry)} is longer than any path ({len(entry)} characters)"
+    if leads_outside(image, root):
+        return f"{shown(entry, 60)} leads outside the dataset root {printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
+    if _exists(image) and not image.is_file():
+        return f"{shown(entry, 60)} is not a regular file (a folder, pipe or device)"
+    return None
+
+
+def _with_usable_labels(images: list[Path], root: Path) -> list[Path]:
+    """`images` less those whose label file leads outside the root or is not a regular file, each skipped
+    with a warning: read as no labels, the image's detections would all count as false positives."""
+    kept = []
+    for image in images:
+        label = label_path(image)
+        problem = _label_problem(label, root)
+        if problem:
+            _skip(f"{printable(image)}: its label file {printable(label)} {problem}")
+        else:
+            kept.append(image)
+    return kept
+
+
+def _label_problem(label: Path, root: Path) -> str | None:
+    """Why an image's label file cannot be read; None where it can, or where there is none (no objects)."""
+    if not os.path.lexists(label):
+        return None
+    if leads_outside(label, root):
+        how = "is a symlink leading" if Path(os.path.abspath(label)).is_relative_to(root) else "lies"
+        return f"{how} outside the dataset root {printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
+    if not label.is_file():
+        return "is not a regular file (a folder, pipe or device)"
+    return None
+
+
+def _skip(message: str) -> None:
+    warnings.warn(f"skipping {message}", SkippedImageWarning, stacklevel=4)
+
+
+def _resolved(path: Path) -> Path:
+    """`path` with its symlinks and `..` followed; as given, made absolute, where that fails (a symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop; ValueError: a NUL in the name
+        return Path(os.path.abspath(path))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+# --- class names and keypoints --------------------------------------------------------------------------------
+
 def _names(spec: dict, path: Path) -> dict[int, str]:
-    names = spec.get("names")
+    """`names` (a list, or a mapping of class index to name), checked against `nc` where both are given;
+    `nc` alone names the classes class_0, class_1, ... as Ultralytics does."""
+    names, count = spec.get("names"), spec.get("nc")
+    if count is not None and (type(count) is not int or not 0 < count <= MAX_CLASSES):
+        raise DatasetError(f"{path}: 'nc' must be a class count 1..{MAX_CLASSES}, got {shown(count)}")
+    if names is None:
+        if count is None:
+            raise DatasetError(f"{path}: no 'names' (nor 'nc'): list the class names the model was trained with")
+        return {i: f"class_{i}" for i in range(count)}
+    indexed = _indexed_names(names, path)
+    if count is not None and count != len(indexed):
+        raise DatasetError(f"{path}: 'nc' is {count} but 'names' lists {len(indexed)} classes; they must agree")
+    odd = next((i for i, name in indexed.items() if not name.isprintable()), None)
+    if odd is not None:
+        raise DatasetError(f"{path}: class name {odd} {shown(indexed[odd])} holds a control character "
+                           "(a newline, tab or terminal escape)")
+    return indexed
+
+
+def _indexed_names(names, path: Path) -> dict[int, str]:
     if isinstance(names, list) and names:
         return dict(enumerate(str(n) for n in names))
     if isinstance(names, dict) and names:
         try:
-            indexed = {int(k): str(v) for k, v in names.items()}
-        except (TypeError, ValueError):
+            indexed = {_class_index(k): str(v) for k, v in names.items()}
+        except ValueError:
             raise DatasetError(f"{path}: 'names' keys must be class indices 0..N-1, got "
-                               f"{', '.join(repr(k) for k in list(names)[:5])}") from None
-        if sorted(indexed) != list(range(len(indexed))):
-            raise DatasetError(f"{path}: 'names' keys must be the class indices 0..{len(indexed) - 1}, got "
-                               f"{sorted(indexed)[:8]}")
+                               f"{', '.join(shown(k) for k in list(names)[:5])}") from None
+        if sorted(indexed) != list(range(len(names))):  # len(names): 0 and '0' are one index, given twice
+            raise DatasetError(f"{path}: 'names' keys must be the class indices 0..{len(names) - 1}, once each, "
+                               f"got {shown(sorted(indexed)[:8], 60)}")
         return indexed
     raise DatasetError(f"{path}: 'names' must be a non-empty list or a mapping of class index to name")
+
+
+def _class_index(key) -> int:
+    """A `names` key: an int or a string of digits (YAML reads `0:` as an int, JSON-style `"0":` as text)."""
+    if type(key) is int:
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    raise ValueError(key)
 
 
 def check_class_names(dataset: Dataset, description: ModelDescription, model_path: Path) -> None:
@@ -91,48 +379,11 @@ def check_class_names(dataset: Dataset, description: ModelDescription, model_pat
     ours, theirs = [dataset.names[i] for i in sorted(dataset.names)], [model_names[i] for i in sorted(model_names)]
     if ours != theirs and sorted(ours) == sorted(theirs):
         raise DatasetError(f"{dataset.yaml_path}: the class names are the model's ({model_path}) in another "
-                           f"order ({', '.join(ours[:4])} ... vs {', '.join(theirs[:4])} ...)")
+                           f"order ({_first_names(ours)} ... vs {_first_names(theirs)} ...)")
 
 
-def _split_images(entry, root: Path, path: Path) -> list[Path]:
-    entries = entry if isinstance(entry, list) else [entry]
-    images: list[Path] = []
-    for item in entries:
-        if not isinstance(item, str) or not item:
-            raise DatasetError(f"{path}: split entry {item!r} is not a folder or .txt path")
-        target = Path(item) if Path(item).is_absolute() else root / item
-        if target.is_dir():
-            images.extend(list_images(target, recursive=True))
-        elif target.suffix == ".txt" and target.is_file():
-            for line in _read_text(target).splitlines():
-                if line.strip():
-                    p = Path(line.strip())
-                    images.append(p if p.is_absolute() else root / p)
-        else:
-            raise DatasetError(f"{path}: split entry '{item}' is neither an image folder nor a .txt list "
-                               f"(looked for {target})")
-    return sorted(p for p in images if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def load_dataset(yaml_path: str | Path, split: str = "val") -> Dataset:
-    """Read an Ultralytics data.yaml and list the images of `split`."""
-    path = Path(yaml_path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: data.yaml not found")
-    try:
-        spec = yaml.safe_load(_read_text(path))
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-    if not isinstance(spec, dict) or split not in spec:
-        raise DatasetError(f"{path}: no '{split}' entry (an Ultralytics data.yaml has path, train, val, names)")
-    if not isinstance(spec.get("path") or "", str):
-        raise DatasetError(f"{path}: 'path' must be a folder path, got {spec['path']!r}")
-    root = Path(spec.get("path") or path.parent)
-    root = root if root.is_absolute() else (path.parent / root)
-    images = _split_images(spec[split], root, path)
-    if not images:
-        raise DatasetError(f"{path}: the '{split}' split has no images")
-    return Dataset(path, tuple(images), _names(spec, path), _kpt_shape(spec, path))
+def _first_names(names: list[str]) -> str:
+    return ", ".join(printable(name, 40) for name in names[:4])
 
 
 def _kpt_shape(spec: dict, path: Path) -> tuple[int, int] | None:
@@ -143,18 +394,42 @@ def _kpt_shape(spec: dict, path: Path) -> tuple[int, int] | None:
              and value[0] > 0 and value[1] in (2, 3))
     if not valid:
         raise DatasetError(f"{path}: 'kpt_shape' must be [K, D]: K keypoints > 0, D 2 (x y) or 3 (x y visibility), "
-                           f"got {value!r}")
+                           f"got {shown(value, 40)}")
     return value[0], value[1]
 
 
-def _read_text(path: Path) -> str:
-    """A text file as UTF-8 (a BOM is dropped; CRLF lines split like LF); DatasetError if unreadable."""
+def _read_text(path: Path, kind: str) -> str:
+    """A `kind` file's text as UTF-8 (a BOM is dropped; CRLF lines split like LF); DatasetError, naming the
+    file, where it is not a regular file, is larger than MAX_BYTES[kind], or is not UTF-8."""
+    data = _read_regular(path, MAX_BYTES[kind], kind)
+    if len(data) > MAX_BYTES[kind]:
+        raise DatasetError(f"{printable(path)}: larger than {MAX_BYTES[kind] / (1 << 20):g} MiB, more than any "
+                           f"{kind} needs")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})") from exc
+        raise DatasetError(f"{printable(path)}: not UTF-8 text (byte {exc.start}: "
+                           f"{data[exc.start:exc.start + 1]!r})") from exc
+
+
+def _read_regular(path: Path, max_bytes: int, kind: str) -> bytes:
+    """Up to max_bytes + 1 bytes of a regular file. Opened without blocking and checked before reading: a
+    pipe or a device (a label symlinked to /dev/zero) is refused, never read, and never hangs."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise DatasetError(f"{printable(path)}: {kind} not found") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{printable(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DatasetError(f"{printable(path)}: not a regular file (a folder, pipe or device)")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(max_bytes + 1)
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        raise DatasetError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
 
 
 def label_path(image_path: Path) -> Path:
@@ -179,13 +454,13 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
     _check_task(task, kpt_shape)
     path = label_path(image_path)
     rows = []
-    if path.is_file():
-        for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    if path.is_file():  # a folder, pipe or device is not read; load_dataset skipped its image
+        for number, line in enumerate(_read_text(path, "label file").splitlines(), start=1):
             if not line.strip():
                 continue
             problem, row = _parse_line(line, num_classes, task, kpt_shape, image_hw)
             if problem:
-                warnings.warn(f"{path}:{number}: {problem}; line skipped", LabelWarning, stacklevel=2)
+                warnings.warn(f"{printable(path)}:{number}: {problem}; line skipped", LabelWarning, stacklevel=2)
                 continue
             rows.append(row)
     return _stack_labels(rows, task, image_hw, kpt_shape)
@@ -193,29 +468,46 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
 
 def _check_task(task: str, kpt_shape: tuple[int, int] | None) -> None:
     if task not in _OBJECT_PARSERS:
-        raise ConfigError(f"task {task!r} is not valid: choose one of {', '.join(_OBJECT_PARSERS)}")
+        raise ConfigError(f"task {shown(task)} is not valid: choose one of {', '.join(_OBJECT_PARSERS)}")
     if task == "pose" and kpt_shape is None:
         raise ConfigError("task 'pose' needs kpt_shape (K, D): pass the data.yaml's (Dataset.kpt_shape)")
 
 
 def _parse_line(line: str, num_classes: int, task: str, kpt_shape: tuple[int, int] | None,
                 image_hw: tuple[int, int]):
-    """(problem, (cls, box x1 y1 x2 y2 in pixels, the task's part or None))."""
+    """(problem, (cls, box x1 y1 x2 y2 in pixels, the task's part or None)).
+
+    A problem quotes at most one field of the line, cut short: a label file may be a stranger's symlink to
+    a secret, and its lines must not reach the console or a CI log.
+    """
     fields = line.split()
-    try:
-        values = [float(v) for v in fields]
-    except ValueError:
-        return f"not numbers: {line.strip()!r}", None
+    values, problem = _numbers(fields)
+    if problem:
+        return problem, None
     problem = _count_problem(task, len(values), kpt_shape)
     if problem:
         return problem, None
     cls = values[0]
     if cls != int(cls) or not 0 <= cls < num_classes:
-        return f"class {fields[0]} is not one of 0..{num_classes - 1}", None
+        return f"class {printable(fields[0], 20)} is not one of 0..{num_classes - 1}", None
     problem, box, part = _OBJECT_PARSERS[task](np.asarray(values[1:]), image_hw, kpt_shape)
     if not problem and (box[2] <= box[0] or box[3] <= box[1]):
         problem = "zero-size box"
     return (problem, None) if problem else (None, (int(cls), box, part))
+
+
+def _numbers(fields: list[str]) -> tuple[list[float], str | None]:
+    """(the fields as floats, None), or ([], what is wrong with the first field that is not a finite number)."""
+    values = []
+    for position, field in enumerate(fields, start=1):
+        try:
+            value = float(field)
+        except ValueError:
+            return [], f"field {position} is not a number: {shown(field)}"
+        if not math.isfinite(value):  # nan passes every range check; inf and 1e309 break int()
+            return [], f"field {position} is not a finite number: {shown(field)}"
+        values.append(value)
+    return values, None
 
 
 def _count_problem(task: str, count: int, kpt_shape: tuple[int, int] | None) -> str | None:
@@ -282,7 +574,7 @@ def _pose_object(coords: np.ndarray, image_hw: tuple[int, int], kpt_shape: tuple
         return _OUTSIDE, None, None
     wrong_visibility = sorted({float(v) for v in keypoints[:, 2]} - {0, 1, 2}) if kpt_shape[1] == 3 else []
     if wrong_visibility:
-        return f"keypoint visibility must be 0, 1 or 2, got {wrong_visibility}", None, None
+        return f"keypoint visibility must be 0, 1 or 2, got {wrong_visibility[:5]}", None, None
     visibility = keypoints[:, 2] if kpt_shape[1] == 3 else np.full(len(keypoints), 2.0)
     visibility = np.where((keypoints[:, 0] == 0) & (keypoints[:, 1] == 0), 0.0, visibility)
     part = np.column_stack([_to_pixels(keypoints[:, :2], image_hw), visibility]).astype(np.float32)

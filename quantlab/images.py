@@ -12,10 +12,11 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from quantlab.errors import ImageError, SkippedImageWarning
+from quantlab.errors import ImageError, SkippedImageWarning, printable
 from quantlab.imageheader import HeaderError, ImageHeader, read_header
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+ALLOW_OUTSIDE_ROOT = "QUANTLAB_ALLOW_OUTSIDE_ROOT"  # =1: follow symlinks and list entries out of a dataset
 # Images are decoded whole (3 bytes a pixel) before the letterbox shrinks them: 120 MP (360 MB decoded) covers
 # 100 MP medium-format cameras (Fujifilm GFX100: 11648 x 8736); a 50 kB file claiming 400 MP is a bomb.
 MAX_IMAGE_PIXELS = 120_000_000
@@ -23,22 +24,57 @@ MAX_IMAGE_PIXELS = 120_000_000
 MAX_IMAGE_FILE_BYTES = 1 << 30
 
 
-def list_images(directory: str | Path, recursive: bool = False) -> list[Path]:
-    """Image files under `directory` (by suffix, any case), sorted by path."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise ImageError(f"{root}: not a directory of images")
-    candidates = root.rglob("*") if recursive else root.iterdir()
+def leads_outside(path: Path, root: Path) -> bool:
+    """Whether `path`, its symlinks and `..` followed, lies outside `root` (a resolved folder).
+
+    A symlink loop or an unresolvable name counts as outside. Always False where the user set
+    QUANTLAB_ALLOW_OUTSIDE_ROOT=1: a dataset from a stranger must not make quantlab read ~/.aws or /etc.
+    """
+    if os.environ.get(ALLOW_OUTSIDE_ROOT) == "1":
+        return False
+    try:
+        return not path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop; ValueError: a NUL in the name
+        return True
+
+
+def _inside(images: list[Path], root: Path) -> list[Path]:
+    """`images` less those that are symlinks out of `root`, each skipped with a warning."""
+    kept = []
+    for image in images:
+        if leads_outside(image, root):
+            warnings.warn(f"skipping {printable(image)}: a symlink leading outside the dataset root "
+                          f"{printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)", SkippedImageWarning, stacklevel=3)
+        else:
+            kept.append(image)
+    return kept
+
+
+def list_images(directory: str | Path, recursive: bool = False, root: str | Path | None = None) -> list[Path]:
+    """Image files under `directory` (by suffix, any case), sorted by path.
+
+    A symlink leading outside `root` (default: `directory` itself) is skipped with a warning, unless
+    QUANTLAB_ALLOW_OUTSIDE_ROOT=1.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: not a directory of images")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
     files = [p for p in candidates if p.is_file() or (p.is_symlink() and not p.exists())]  # dangling: warned later
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         others = sorted({p.suffix.lower() or "(no suffix)" for p in files})
-        found = f"{len(files)} other files ({', '.join(others[:8])})" if files else "nothing"
+        found = f"{len(files)} other files ({printable(', '.join(others[:8]))})" if files else "nothing"
         hint = "" if recursive else "; images in sub-folders need recursive=True / --recursive"
         raise ImageError(
-            f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found, only {found}{hint}"
+            f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found, only {found}{hint}"
         )
-    return images
+    resolved_root = Path(root or folder).resolve()
+    kept = _inside(images, resolved_root)
+    if not kept:
+        raise ImageError(f"{folder}: each of its {len(images)} images is a symlink leading outside "
+                         f"{printable(resolved_root)}; set {ALLOW_OUTSIDE_ROOT}=1 to follow them")
+    return kept
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -55,9 +91,9 @@ def read_image(path: str | Path) -> np.ndarray:
             _check_claimed_size(path, header)
             data = _read_bounded(path, f)
     except HeaderError as exc:
-        raise ImageError(f"{path}: {exc}") from exc
+        raise ImageError(f"{printable(path)}: {exc}") from exc
     except OSError as exc:
-        raise ImageError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        raise ImageError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:  # some decoders raise on malformed data instead of returning None
@@ -67,7 +103,7 @@ def read_image(path: str | Path) -> np.ndarray:
         # (MemoryError, not a skipped image, or calibration would quietly run on fewer images)
         del data
         np.empty((header.height, header.width, 3), np.uint8)
-        raise ImageError(f"{path}: not a decodable {header.format} image (truncated or corrupt)")
+        raise ImageError(f"{printable(path)}: not a decodable {header.format} image (truncated or corrupt)")
     return image
 
 

@@ -51,7 +51,7 @@ def test_labels_become_pixel_boxes_and_missing_files_mean_no_objects(tmp_path):
         ("2 0.5 0.5 0.1 0.1", "class 2 is not one of 0..1"),
         ("0 0.5 0.5 1.5 0.1", r"coordinates outside \[0, 1\] \(labels must be normalised\)"),
         ("0 0.5 0.5", "expected 'class cx cy w h', got 3 values"),
-        ("zero 0.5 0.5 0.1 0.1", "not numbers: 'zero 0.5 0.5 0.1 0.1'"),
+        ("zero 0.5 0.5 0.1 0.1", "field 1 is not a number: 'zero'"),  # the field, never the line
         ("0 0.5 0.5 0 0.1", "zero-size box"),
         ("0 0.5 0.5 0.1 0", "zero-size box"),
     ],
@@ -354,3 +354,132 @@ def test_a_bad_kpt_shape_names_the_file(tmp_path, value):
     with pytest.raises(DatasetError, match=r"data.yaml: 'kpt_shape' must be \[K, D\]") as info:
         load_dataset(data)
     assert str(data) in str(info.value) and repr(value) in str(info.value)
+
+
+# --- the layouts users have: Ultralytics' own, Roboflow's and CVAT's exports, demo-data's -------------------------
+
+def _images(folder: Path, *names: str, label: str | None = "0 0.5 0.5 0.2 0.2\n") -> None:
+    """Empty image files `names` in `folder`, and beside them in the Ultralytics labels folder a label each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+        if label is not None:
+            label_path(folder / name).parent.mkdir(parents=True, exist_ok=True)
+            label_path(folder / name).write_text(label)
+
+
+def _yaml(path: Path, spec: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_a_data_yaml_without_path_given_relative_to_the_current_folder(tmp_path, monkeypatch):
+    """Was: `--data data/shapes/data.yaml` from the repository root looked for data/shapes/data/shapes/images/val
+    (the relative folder of the data.yaml joined to itself); `quantlab demo-data` writes no `path`."""
+    _images(tmp_path / "data" / "shapes" / "images" / "val", "a.jpg")
+    _yaml(tmp_path / "data" / "shapes" / "data.yaml", {"train": "images/train", "val": "images/val", "names": ["a"]})
+    monkeypatch.chdir(tmp_path)
+    dataset = load_dataset("data/shapes/data.yaml")
+    assert [p.resolve() for p in dataset.images] == [(tmp_path / "data/shapes/images/val/a.jpg").resolve()]
+
+
+def _roboflow(root: Path) -> Path:
+    """A Roboflow "YOLOv8" export: data.yaml at the export's root beside train/ valid/ test/, each with
+    images/ and labels/, and split entries written as ../<split>/images, no `path`."""
+    for split in ("train", "valid", "test"):
+        _images(root / split / "images", f"{split}_1.jpg", f"{split}_2.jpg")
+    return _yaml(root / "data.yaml", {"train": "../train/images", "val": "../valid/images", "test": "../test/images",
+                                      "nc": 2, "names": ["cat", "dog"],
+                                      "roboflow": {"workspace": "w", "project": "p", "version": 1}})
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_a_roboflow_export_reads_every_split_as_ultralytics_does(tmp_path, monkeypatch, split):
+    """Was refused: ../valid/images from the export's root is outside it; Ultralytics' check_det_dataset then
+    tries valid/images (its `../` fallback), which holds the images."""
+    data = _roboflow(tmp_path / "export")
+    monkeypatch.chdir(tmp_path)  # anywhere but the export
+    dataset = load_dataset(data, split=split)
+    folder = {"val": "valid"}.get(split, split)
+    assert [p.name for p in dataset.images] == [f"{folder}_1.jpg", f"{folder}_2.jpg"]
+    assert dataset.names == {0: "cat", 1: "dog"}
+    labels = read_labels(dataset.images[0], (100, 100), 2)  # valid/labels/, beside valid/images/
+    assert labels.class_ids.tolist() == [0]
+
+
+def test_a_roboflow_split_found_beside_the_export_is_refused_not_read(tmp_path):
+    """Ultralytics reads ../valid/images first where it exists: another export unzipped beside this one
+    would be evaluated instead. It is outside this dataset's root, so refused, naming both."""
+    data = _roboflow(tmp_path / "export")
+    _images(tmp_path / "valid" / "images", "someone_elses.jpg")
+    with pytest.raises(DatasetError, match=r"split entry '../valid/images' leads outside the dataset root"):
+        load_dataset(data)
+
+
+@pytest.mark.parametrize(("yaml_folder", "cwd"), [("cfg", "a/b"), ("ultralytics/cfg/datasets", "work")],
+                         ids=["beside-the-yaml", "from-the-current-folder"])
+def test_ultralytics_coco8_layout(tmp_path, monkeypatch, yaml_folder, cwd):
+    """Ultralytics' coco8.yaml: `path: ../datasets/coco8`, `train: images/train`, names as a mapping.
+    Ultralytics reads a relative `path` from the current folder; quantlab from the data.yaml's folder first,
+    then from the current folder: each case finds it in one of the two places only."""
+    _images(tmp_path / "datasets" / "coco8" / "images" / "val", "000000000036.jpg")
+    data = _yaml(tmp_path / yaml_folder / "coco8.yaml", {"path": "../datasets/coco8", "train": "images/train",
+                                                         "val": "images/val", "names": {0: "person", 1: "bicycle"}})
+    (tmp_path / cwd).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / cwd)
+    dataset = load_dataset(data)
+    assert [p.name for p in dataset.images] == ["000000000036.jpg"] and dataset.names == {0: "person", 1: "bicycle"}
+
+
+@pytest.mark.parametrize("line", ["images/val/{}", "./images/val/{}"], ids=["cvat-docs", "dot-slash"])
+def test_a_cvat_ultralytics_export_with_txt_lists(tmp_path, monkeypatch, line):
+    """CVAT's "Ultralytics YOLO Detection 1.0" export (cvat-ai/datumaro, YOLOv8DetectionConverter): data.yaml
+    with `path: .`, `train: train.txt`, `val: val.txt` and names as a mapping; its lists hold
+    images/<subset>/<name> (docs.cvat.ai, format-yolo-ultralytics) or ./images/<subset>/<name> (the
+    converter's own test). Ultralytics reads ./ lines from the list's folder, others from the current folder;
+    quantlab reads others from the dataset root, so the export works from any folder."""
+    root = tmp_path / "cvat-export"
+    _images(root / "images" / "val", "frame_000000.jpg", "frame_000001.jpg")
+    (root / "val.txt").write_text("".join(line.format(n) + "\n" for n in ("frame_000000.jpg", "frame_000001.jpg")))
+    data = _yaml(root / "data.yaml", {"path": ".", "train": "train.txt", "val": "val.txt", "names": {0: "car"}})
+    monkeypatch.chdir(tmp_path)
+    dataset = load_dataset(data)
+    assert dataset.images == (root / "images/val/frame_000000.jpg", root / "images/val/frame_000001.jpg")
+    assert read_labels(dataset.images[1], (10, 10), 1).class_ids.tolist() == [0]
+
+
+def test_split_lists_the_validation_key_and_single_images(tmp_path):
+    """A list of folders and image files, under Ultralytics' 'validation' key (read where 'val' is missing)."""
+    _images(tmp_path / "images" / "a", "1.jpg")
+    _images(tmp_path / "images" / "b", "2.png", "3.png")
+    data = _yaml(tmp_path / "data.yaml", {"validation": ["images/a", "images/b/2.png"], "names": ["x"]})
+    assert [p.name for p in load_dataset(data).images] == ["1.jpg", "2.png"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "result"),
+    [
+        ({"nc": 3}, {0: "class_0", 1: "class_1", 2: "class_2"}),  # Ultralytics' names for `nc` alone
+        ({"nc": 2, "names": ["a", "b"]}, {0: "a", 1: "b"}),
+        ({"nc": 3, "names": ["a", "b"]}, r"'nc' is 3 but 'names' lists 2 classes; they must agree"),
+        ({"nc": 2, "names": {0: "a", 1: "b", 2: "c"}}, r"'nc' is 2 but 'names' lists 3 classes"),
+        ({"nc": "2", "names": ["a", "b"]}, r"'nc' must be a class count 1..100000, got '2'"),
+        ({"nc": 0}, r"'nc' must be a class count"),
+        ({"nc": 10 ** 9}, r"'nc' must be a class count"),  # would build a billion names
+        ({}, r"no 'names' \(nor 'nc'\)"),
+        ({"names": {0: "a", "0": "b"}}, r"keys must be the class indices 0..1, once each"),
+        ({"names": {0: "a", 1.5: "b"}}, r"keys must be class indices 0..N-1, got 0, 1.5"),
+    ],
+    ids=["nc-alone", "nc-agrees", "nc-more", "nc-fewer", "nc-a-string", "nc-zero", "nc-a-billion", "neither",
+         "an-index-twice", "a-float-index"],
+)
+def test_nc_and_names(tmp_path, spec, result):
+    _images(tmp_path / "images", "a.jpg")
+    data = _yaml(tmp_path / "data.yaml", {"val": "images", **spec})
+    if isinstance(result, dict):
+        assert load_dataset(data).names == result
+    else:
+        with pytest.raises(DatasetError, match=result) as info:
+            load_dataset(data)
+        assert str(data) in str(info.value)
