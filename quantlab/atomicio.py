@@ -203,6 +203,21 @@ def _refuse_files_quantlab_did_not_write(folder: Path) -> None:
 def check_output_folder(folder: str | Path) -> Path:
     """A folder quantlab may fill: absent, empty, or marked as quantlab's own and holding only what
     it wrote (its marker lists the files); else OutputError. A symlinked folder is followed."""
+    folder = _check_folder_path(folder)
+    _check_folder_content(folder)
+    return folder
+
+
+def _check_folder_content(folder: Path) -> None:
+    if folder.is_dir():
+        try:
+            _refuse_files_quantlab_did_not_write(folder)
+        except PermissionError as exc:
+            raise OutputError(f"{folder}: cannot be read ({exc.strerror}); give a folder you can write") from exc
+
+
+def _check_folder_path(folder: str | Path) -> Path:
+    """The absolute path of a folder quantlab may create or replace (its symlink followed), or OutputError."""
     folder = _absolute(folder)
     if folder.is_symlink():
         if _resolved(folder).is_symlink():  # realpath stops where a loop begins
@@ -215,11 +230,6 @@ def check_output_folder(folder: str | Path) -> Path:
     if _resolved(folder) == cwd or _resolved(folder) in cwd.parents:
         raise OutputError(f"{folder}: is the current folder (or holds it) and would be replaced; "
                           "give a sub-folder such as ./quantlab-out")
-    if folder.is_dir():
-        try:
-            _refuse_files_quantlab_did_not_write(folder)
-        except PermissionError as exc:
-            raise OutputError(f"{folder}: cannot be read ({exc.strerror}); give a folder you can write") from exc
     if len(os.fsencode(folder.name)) + 24 > _name_max(folder.parent if folder.parent.is_dir() else
                                                       Path(folder.anchor)):
         raise OutputError(f"{folder}: folder name too long for this file system")
@@ -286,6 +296,8 @@ class _Workplace:
         if not self.inside and self.destination.is_dir():  # a copy put there when the swap met another device
             places.append((self.destination, ".quantlab-"))
         for folder, prefix in places:
+            if not folder.is_dir():
+                continue
             pattern = re.compile(re.escape(prefix) + r"(staging|previous)-[a-z0-9_]{8}")
             for name in sorted(os.listdir(folder)):
                 found = pattern.fullmatch(name)
@@ -380,15 +392,17 @@ def staged_folder(destination: str | Path, command: str) -> Iterator[Path]:
     marker naming `command` and listing the files written, so a later command can tell them from
     files a user added; a file added while this one worked is named, the command refused.
     """
-    destination = check_output_folder(destination)
+    destination = _check_folder_path(destination)
+    place = _Workplace.of(destination)
+    if not any(place.leftovers()):  # refused before the lock file is made; else after the leftovers are cleared
+        _check_folder_content(destination)
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{destination}: cannot create its folder ({exc.strerror or exc})") from exc
-    place = _Workplace.of(destination)
     with _writer_lock(place):
         _reclaim_leftovers(place)
-        check_output_folder(destination)  # again: a reclaimed swap may have put a previous folder back
+        _check_folder_content(destination)  # a file saved there since, or a previous folder put back
         try:
             stage = Path(tempfile.mkdtemp(prefix=f"{place.prefix}staging-", dir=place.folder))
         except OSError as exc:
