@@ -168,8 +168,10 @@ def test_outputs_are_readable_as_the_umask_allows(tmp_path):
     assert (tmp_path / "run" / "report.json").stat().st_mode & 0o777 == 0o644
 
 
-def test_sigterm_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, demo_data):
-    """Was: no message, 8-25 MB of quantlab-* / ort.quant.* staging left in the temp folder."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, demo_data, signum):
+    """Was: no message, 8-25 MB of quantlab-* / ort.quant.* staging left in the temp folder (SIGTERM); SIGHUP
+    (a terminal closed, ssh dropped) killed quantlab outright and left it there."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     output = tmp_path / "int8.onnx"
@@ -180,9 +182,23 @@ def test_sigterm_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, dem
     deadline = time.monotonic() + 60
     while not any(temp.glob("quantlab-*")) and time.monotonic() < deadline:  # staging exists: quantizing now
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, err
-    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    assert process.returncode == 128 + signum, err
+    assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err
     left = [p.name for p in temp.iterdir() if p.is_dir() or p.name.startswith(("quantlab", "ort", "tmp"))]
     assert left == [] and not output.exists()  # (a .ses file some runtimes keep there is not ours)
+
+
+def test_a_hangup_ignored_on_purpose_stays_ignored():
+    """`nohup quantlab run ...`: closing the terminal must not stop the run that nohup protects."""
+    from quantlab.cli import _catch_cleanup_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        replaced = _catch_cleanup_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.SIGHUP not in replaced
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
