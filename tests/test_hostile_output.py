@@ -219,6 +219,14 @@ def _read_only_mount(t, m, mp):
     return out
 
 
+def _mount_in_read_only_parent(t, m, mp):
+    """`docker run --read-only -v $PWD/out:/out`: nothing can be made beside the mount point."""
+    root = m(t / "root", "-o", "size=64k")
+    (root / "out").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+    return _quantlab_output(m(root / "out", "-o", "size=1m"))
+
+
 def _read_only_parent(t, m, mp):
     m(t / "ro", "-o", "size=64k,ro")
     return t / "ro" / "out"
@@ -354,6 +362,7 @@ CASES = [
     ("mount-point-user-file-mid-run", _mount_with_output, _add("notes.txt"), (REFUSED, r"notes\.txt"), None),
     ("mount-point-full", _full_mount, None, (REFUSED, "no space left on device in .*out"), None),
     ("mount-point-read-only", _read_only_mount, None, (REFUSED, "read-only file system in .*out"), None),
+    ("mount-point-in-read-only-root", _mount_in_read_only_parent, None, None, None),
     ("read-only-parent", _read_only_parent, None, (REFUSED, "read-only file system in .*ro"), None),
     ("bind-mount-same-fs", _bind_mount, None, None, None),
     ("mount-missed-and-full", _ismount_missed_full_mount, None, (REFUSED, "cannot copy the result there"), None),
