@@ -209,6 +209,7 @@ def check_output_folder(folder: str | Path) -> Path:
 
 
 def _check_folder_content(folder: Path) -> None:
+    """OutputError when `folder` holds a file quantlab did not write (or cannot be read)."""
     if folder.is_dir():
         try:
             _refuse_files_quantlab_did_not_write(folder)
