@@ -1,7 +1,7 @@
 """The `quantlab` command: a thin face over pipeline, quantize, evaluate, bench, compare and the demo.
 
 Exit codes (quantlab.errors.ExitCode): 0 success; 1 a gate, comparison or self-check failed;
-2 bad usage or input; 3 a bug in quantlab (traceback printed); 130/143 interrupted by SIGINT/SIGTERM.
+2 bad usage or input; 3 a bug in quantlab (traceback printed); 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from quantlab import __version__
@@ -554,13 +554,25 @@ def _warnings_to_console(console: Console):
 _signals_received: list[str] = []
 
 
-def _raise_on_sigterm(signum, frame):
-    _signals_received.append("SIGTERM")  # an extension being imported may turn the exception into its own
-    raise Interrupted("SIGTERM")
+# SIGHUP: the terminal closed or ssh dropped; like SIGTERM, it must clean up, not kill outright
+_CLEANUP_SIGNALS = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+
+def _raise_on_signal(signum, frame):
+    name = signal.Signals(signum).name
+    _signals_received.append(name)  # an extension being imported may turn the exception into its own
+    raise Interrupted(name)
+
+
+def _catch_cleanup_signals() -> dict:
+    """Raise Interrupted on SIGTERM and SIGHUP; a signal ignored on purpose (`nohup`) stays ignored."""
+    return {signum: signal.signal(signum, _raise_on_signal) for signum in _CLEANUP_SIGNALS
+            if signal.getsignal(signum) is not signal.SIG_IGN}
 
 
 def _interrupted(name: str) -> int:
-    print(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
+    with suppress(OSError):  # after SIGHUP the terminal may be gone
+        print(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
     return 128 + getattr(signal, name)
 
 
@@ -629,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_logs()
     _signals_received.clear()
-    previous_handler = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    previous_handlers = _catch_cleanup_signals()
     try:
         with _warnings_to_console(console):
             return args.func(args, console)
@@ -648,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quantlab: error: {message}", file=sys.stderr)
         return EXIT_GATE if isinstance(exc, SelfCheckError) else EXIT_USAGE
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

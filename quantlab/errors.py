@@ -12,7 +12,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # a gate, a comparison or a quantized model's self-check failed
     USAGE = 2  # bad usage or input: one line naming the file and the cause
     INTERNAL = 3  # a bug in quantlab: its traceback is printed
-    INTERRUPTED = 130  # SIGINT or SIGTERM: every previous output was left as it was
+    INTERRUPTED = 130  # SIGINT (SIGTERM 143, SIGHUP 129): every previous output was left as it was
 
 
 class QuantlabError(Exception):
@@ -56,11 +56,15 @@ class SelfCheckError(QuantlabError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; raised so that staging folders and temp files are cleaned up."""
+    """SIGINT, SIGTERM or SIGHUP arrived; raised so that staging folders and temp files are cleaned up."""
 
     def __init__(self, signal_name: str = "SIGINT"):
         super().__init__(signal_name)
         self.signal_name = signal_name
+
+
+class OutputWarning(UserWarning):
+    """quantlab cleared what an interrupted quantlab left beside or inside an output folder."""
 
 
 class SkippedImageWarning(UserWarning):

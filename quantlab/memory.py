@@ -12,6 +12,7 @@ arena is on, as in a default deployment; the setting is recorded with every meas
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,29 @@ def _child(spec: dict) -> dict:
     return {"baseline": baseline, "peak": _peak_rss_bytes()}
 
 
+# Run in the child with `python -I` (no current folder, PYTHONPATH or user site on sys.path): the
+# parent's sys.path less the current folder, and quantlab from the very folder the parent imported
+# it from, so a numpy.py or json.py in the current folder or beside a dataset is never imported.
+_CHILD_BOOT = """
+import importlib.util, json, sys
+sys.path[:] = json.loads(sys.argv[1])
+package = importlib.util.spec_from_file_location("quantlab", sys.argv[2], submodule_search_locations=[sys.argv[3]])
+sys.modules["quantlab"] = importlib.util.module_from_spec(package)
+package.loader.exec_module(sys.modules["quantlab"])
+from quantlab.memory import _child
+print(json.dumps(_child(json.loads(sys.argv[4]))))
+"""
+
+
+def _isolated_child_command(spec: dict) -> list[str]:
+    """The command line of one measuring child: isolated, importing only what the parent imported."""
+    here = os.path.realpath(os.getcwd())
+    paths = [p for p in sys.path if p and os.path.realpath(p) != here]
+    package_dir = os.path.dirname(os.path.abspath(__file__))  # this module lies in the package's own folder
+    return [sys.executable, "-I", "-c", _CHILD_BOOT, json.dumps(paths), os.path.join(package_dir, "__init__.py"),
+            package_dir, json.dumps(spec)]
+
+
 def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int = 1,
                    providers: Sequence[str] = ("CPUExecutionProvider",), arena: bool = True,
                    samples: int = SAMPLES) -> MemoryUse | None:
@@ -97,8 +121,7 @@ def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int
             "providers": list(providers), "arena": arena, "runs": RUNS}
     growth, baselines = [], []
     for _ in range(samples):
-        done = subprocess.run([sys.executable, "-m", "quantlab.memory", json.dumps(spec)],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(_isolated_child_command(spec), capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise ModelError(f"{model_path}: its memory could not be measured: {last}")
@@ -109,6 +132,3 @@ def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int
     spread = (max(growth) - min(growth)) / median if median > 0 else 0.0
     return MemoryUse(median, int(statistics.median(baselines)), spread, samples, arena)
 
-
-if __name__ == "__main__":
-    print(json.dumps(_child(json.loads(sys.argv[1]))))

@@ -9,7 +9,6 @@ and only after it has passed its self-check against the FP32 model (quantlab.ver
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import onnx
 from onnx import numpy_helper
 
 from quantlab import __version__, ortcompat
-from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file
+from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file, temp_folder
 from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images, split_sample
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
 from quantlab.head import float_nodes, name_unnamed_nodes, softmax_before_transpose, yolo_head_pass
@@ -192,7 +191,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     model, opset_change = raise_opset(model, model_path)
     softmax_before_transpose(model)  # exact, and faster on onnxruntime (the YOLOv8 DFL)
 
-    with tempfile.TemporaryDirectory(prefix="quantlab-") as stage_dir:
+    with temp_folder("quantlab-") as stage_dir:
         stage = Path(stage_dir)
         staged = stage_model(model, stage)
         prepared = stage / "prepared.onnx"

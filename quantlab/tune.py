@@ -11,7 +11,6 @@ The ranking is redone after every step, on the model of that step, because harm 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ import onnx
 import onnxruntime as ort
 
 from quantlab import ortcompat
-from quantlab.atomicio import atomic_write_bytes
+from quantlab.atomicio import atomic_write_bytes, temp_folder
 from quantlab.bench import interleaved_latency, make_session, session_options
 from quantlab.datasets import Dataset, check_class_names
 from quantlab.description import ModelDescription
@@ -213,7 +212,7 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
     probe_paths = list(dataset.images if dataset is not None else eval_images)
     feed = _feeds(probe_paths[:1], info.input_name, input_hw)[0]
 
-    with tempfile.TemporaryDirectory(prefix="quantlab-tune-") as work_dir:
+    with temp_folder("quantlab-tune-") as work_dir:
         work = Path(work_dir)
         steps: list[Step] = []
 

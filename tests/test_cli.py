@@ -31,7 +31,8 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
     result = quantlab("run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "quantlab-out"
-    assert list(tmp_path.iterdir()) == [out]  # nothing else in the working directory
+    # nothing else in the working directory: no staging, only the (empty) lock one writer at a time leaves
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".quantlab-out.quantlab-lock", "quantlab-out"]
     report = json.loads((out / "report.json").read_text())
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.validate(report, schema)

@@ -30,3 +30,19 @@ def test_a_large_parent_does_not_inflate_the_child(demo_model):
     ballast = np.ones(600 * 2**20, np.uint8)  # 600 MB resident in this process
     beside = measure_memory(demo_model, (192, 320), samples=1).session_bytes
     assert ballast.sum() > 0 and abs(beside - alone) / alone < 0.05
+
+
+@pytest.mark.parametrize("hostile", [
+    ["numpy.py", "onnxruntime.py", "json.py"],  # modules the child imports
+    ["quantlab.py"],  # the package itself, as a module
+    ["quantlab/__init__.py", "quantlab/memory.py", "numpy/__init__.py"],  # packages
+], ids=["modules", "quantlab-module", "packages"])
+def test_no_module_in_the_current_folder_is_imported_by_the_child(demo_model, tmp_path, monkeypatch, hostile):
+    """Was: `python -m quantlab.memory` put the current folder first on sys.path: a numpy.py there ran."""
+    for name in hostile:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(f"open({str(tmp_path / 'IMPORTED')!r} + '-' + __name__, 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    use = measure_memory(demo_model, (192, 320), samples=1)
+    assert sorted(p.name for p in tmp_path.glob("IMPORTED-*")) == []
+    assert 5e6 < use.session_bytes < 2e8  # measured, by the real onnxruntime (FP32 weights alone are 8.4 MB)

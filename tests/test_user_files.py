@@ -15,6 +15,11 @@ from quantlab.cli import main
 from quantlab.errors import ExitCode, OutputError
 
 
+def _names(folder):
+    """What a folder holds, less the empty lock file one writer at a time leaves beside an output folder."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".quantlab-lock"))
+
+
 def _link(kind, model, tmp_path):
     """The same file as `model` under another name: the path itself, a symlink, or a hard link."""
     if kind == "same-path":
@@ -66,7 +71,7 @@ def test_demo_data_replaces_a_folder_it_wrote_whole(tmp_path, capsys):
     assert main(["demo-data", str(folder), "--splits", "val"]) == ExitCode.OK
     assert main(["demo-data", str(folder), "--splits", "calib"]) == ExitCode.OK
     assert sorted(p.name for p in (folder / "images").iterdir()) == ["calib"]
-    assert (folder / MARKER).is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+    assert (folder / MARKER).is_file() and _names(tmp_path) == ["demo"]
 
 
 def test_a_file_added_to_a_folder_quantlab_wrote_is_never_deleted(tmp_path, capsys):
@@ -125,7 +130,7 @@ def test_a_run_that_fails_after_building_leaves_the_previous_output_whole(tmp_pa
                  "--model", str(demo_model), "--no-contrast", "--num-calib", "8", "--runs", "2", "--out", str(out)])
     assert code == ExitCode.USAGE and "val_00002.txt" in capsys.readouterr().err
     assert _snapshot(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "quantlab-out"]  # no staging left
+    assert _names(tmp_path) == ["broken", "quantlab-out"]  # no staging left
 
 
 def test_a_staged_folder_is_swapped_in_only_when_complete(tmp_path):
@@ -139,7 +144,7 @@ def test_a_staged_folder_is_swapped_in_only_when_complete(tmp_path):
     with staged_folder(out, "test") as stage:
         (stage / "b.txt").write_text("third")
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert _names(tmp_path) == ["out"]
 
 
 def test_a_folder_of_user_files_is_never_staged_over(tmp_path):
@@ -163,8 +168,10 @@ def test_outputs_are_readable_as_the_umask_allows(tmp_path):
     assert (tmp_path / "run" / "report.json").stat().st_mode & 0o777 == 0o644
 
 
-def test_sigterm_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, demo_data):
-    """Was: no message, 8-25 MB of quantlab-* / ort.quant.* staging left in the temp folder."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, demo_data, signum):
+    """Was: no message, 8-25 MB of quantlab-* / ort.quant.* staging left in the temp folder (SIGTERM); SIGHUP
+    (a terminal closed, ssh dropped) killed quantlab outright and left it there."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     output = tmp_path / "int8.onnx"
@@ -175,9 +182,23 @@ def test_sigterm_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, dem
     deadline = time.monotonic() + 60
     while not any(temp.glob("quantlab-*")) and time.monotonic() < deadline:  # staging exists: quantizing now
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, err
-    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+    assert process.returncode == 128 + signum, err
+    assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err
     left = [p.name for p in temp.iterdir() if p.is_dir() or p.name.startswith(("quantlab", "ort", "tmp"))]
     assert left == [] and not output.exists()  # (a .ses file some runtimes keep there is not ours)
+
+
+def test_a_hangup_ignored_on_purpose_stays_ignored():
+    """`nohup quantlab run ...`: closing the terminal must not stop the run that nohup protects."""
+    from quantlab.cli import _catch_cleanup_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        replaced = _catch_cleanup_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.SIGHUP not in replaced
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
