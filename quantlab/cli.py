@@ -227,7 +227,7 @@ def cmd_run(args, console: Console) -> int:
     for path in paths.values():
         console.say(f"wrote {out_dir / path.name}")
     if "chart" not in paths:
-        console.say("no chart: pip install 'quantlab[chart]' (matplotlib) to draw report.png")
+        console.say("no chart: pip install 'quantlab-yolo[chart]' (matplotlib) to draw report.png")
     return EXIT_GATE if any(v["failures"] for v in report["variants"]) else EXIT_OK
 
 
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_providers(p)
     p.add_argument("--runtimes", default="onnxruntime", metavar="RT[,RT...]",
                    help="runtimes that run every variant: onnxruntime (always included: its FP32 is the reference) "
-                        "and openvino (pip install 'quantlab[openvino]')")
+                        "and openvino (pip install 'quantlab-yolo[openvino]')")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")

