@@ -119,7 +119,7 @@ def _open_regular_file(path: Path) -> BinaryIO:
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-        raise ImageError(f"{path}: {kind}, not an image file")
+        raise ImageError(f"{printable(path)}: {kind}, not an image file")
     return os.fdopen(fd, "rb")
 
 
@@ -127,12 +127,12 @@ def _read_bounded(path: Path, f: BinaryIO) -> bytes:
     """The whole file, if it is no larger than MAX_IMAGE_FILE_BYTES (and did not grow past that meanwhile)."""
     size_bytes = os.fstat(f.fileno()).st_size
     if size_bytes > MAX_IMAGE_FILE_BYTES:
-        raise ImageError(f"{path}: {size_bytes >> 20} MiB, larger than any image within the "
+        raise ImageError(f"{printable(path)}: {size_bytes >> 20} MiB, larger than any image within the "
                          f"{MAX_IMAGE_PIXELS // 1_000_000} MP budget ({MAX_IMAGE_FILE_BYTES >> 20} MiB)")
     f.seek(0)
     data = f.read(size_bytes + 1)  # one byte more: a file that grew since is refused, not read on
     if len(data) != size_bytes:
-        raise ImageError(f"{path}: changed while it was read")
+        raise ImageError(f"{printable(path)}: changed while it was read")
     return data
 
 
@@ -140,9 +140,9 @@ def _check_claimed_size(path: Path, header: ImageHeader) -> None:
     """Refuse an empty image, or one whose decoded pixels would exceed the budget."""
     claimed = f"a {header.format} whose header claims {header.width}x{header.height} pixels"
     if header.pixels == 0:
-        raise ImageError(f"{path}: {claimed} (an empty image)")
+        raise ImageError(f"{printable(path)}: {claimed} (an empty image)")
     if header.pixels > MAX_IMAGE_PIXELS:
-        raise ImageError(f"{path}: {claimed} ({header.pixels / 1e6:.0f} MP), over the "
+        raise ImageError(f"{printable(path)}: {claimed} ({header.pixels / 1e6:.0f} MP), over the "
                          f"{MAX_IMAGE_PIXELS // 1_000_000} MP that quantlab decodes per image")
 
 

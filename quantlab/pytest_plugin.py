@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import types
 from pathlib import Path
 
@@ -92,8 +91,6 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"quantlab: {', '.join(reader.stray_flags())} given, but the suite is off: "
                                     "name the model with --quantlab-model (or --quantlab-demo)")
         return
-    if importlib.util.find_spec("filelock") is None:
-        raise pytest.UsageError("quantlab: the suite needs filelock: pip install 'quantlab-yolo[test]'")
     from quantlab.suite.settings import read_suite
 
     config.stash[_SUITE] = read_suite(config)
