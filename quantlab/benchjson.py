@@ -186,11 +186,18 @@ def _number(mapping: dict, key: str, where: str, positive: bool = False, optiona
     value = mapping.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise InputError(f"{where}: {section} {key!r} is {_kind(value)}, expected a finite number")
     if positive and value <= 0:
         raise InputError(f"{where}: {section} {key!r} is {value}, expected a number above 0")
     return float(value)
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond a float's range
+        return False
 
 
 def _datetime(value, path: Path) -> datetime:
@@ -212,6 +219,8 @@ def _kind(value) -> str:
         return "null"
     if isinstance(value, str):
         return f"the string '{shorten(value, 40)}'"
+    if isinstance(value, int) and not isinstance(value, bool) and not _finite(value):
+        return f"an integer of {len(str(abs(value)))} digits"
     if isinstance(value, (bool, int, float)):
         return f"{json.dumps(value)}"
     return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)

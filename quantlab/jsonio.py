@@ -2,10 +2,12 @@
 
 Bounds and decisions, and why:
 
-* Size: at most MAX_JSON_BYTES (64 MiB), checked on the open file before reading and again while
+* Size: at most MAX_JSON_BYTES (32 MiB), checked on the open file before reading and again while
   reading (a file that grows). A pytest-benchmark JSON is a few kB per benchmark (a few MB with
-  --benchmark-save-data); 64 MiB of the smallest JSON values still parses into about 1.5 GB of
-  Python objects, the most a CI runner should spend on one input.
+  --benchmark-save-data). Objects and lists: at most MAX_JSON_CONTAINERS (a million; the plugin
+  writes about ten per benchmark), counted before parsing. Measured worst cases within both bounds
+  (32 MiB of `0.5,`, of `0,` or of `"a",`; a million `{}`): at most 5 s and 0.4 GB on a busy 2-core
+  machine, where 64 MiB of `[],` alone had taken 48 s and 3.2 GB.
 * Only regular files: a FIFO, a device (/dev/zero) or a socket is refused without reading, and is
   opened non-blocking, so a FIFO with no writer never hangs the command.
 * Nesting: at most MAX_JSON_DEPTH (64) levels (pytest-benchmark writes 6); a deeper file is refused
@@ -14,8 +16,8 @@ Bounds and decisions, and why:
 * A key given twice in one object is refused: parsers disagree on which copy wins, and a gate must
   not read a value another tool reads differently.
 * NaN and Infinity literals are read (pytest-benchmark writes them for some statistics it cannot
-  compute), as are numbers too big for a float (1e999 is Infinity, an integer of more than
-  MAX_INT_DIGITS digits is read as a float); each reader then requires the numbers it uses to be finite.
+  compute), as are numbers too big for a float (1e999 is Infinity; integers are exact up to Python's
+  4300 digits, a longer one is refused); each reader then requires the numbers it uses to be finite.
 
 `json_bytes` is the writing side: UTF-8 JSON whose strings have any undecodable file-name bytes
 shown as `\\xNN` (quantlab.textsafe.decodable), so every file quantlab writes is valid UTF-8.
@@ -31,9 +33,9 @@ from pathlib import Path
 from quantlab.errors import InputError
 from quantlab.textsafe import decodable, shorten
 
-MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_BYTES = 32 * 2**20
 MAX_JSON_DEPTH = 64
-MAX_INT_DIGITS = 30  # beyond this an integer is read as a float: Python refuses to parse over 4300 digits
+MAX_JSON_CONTAINERS = 1_000_000
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> object:
@@ -46,8 +48,11 @@ def parse_json(raw: bytes | str, source: str, what: str = "JSON") -> object:
     """The JSON value in `raw`, within the bounds above; InputError naming `source` otherwise."""
     if isinstance(raw, bytes):
         raw = _utf8(raw, source)
+    # an upper bound (braces in strings count too), found at C speed before any object is built
+    if raw.count("{") + raw.count("[") > MAX_JSON_CONTAINERS:
+        raise InputError(f"{source}: holds over {MAX_JSON_CONTAINERS:,} objects and lists; expected {what}")
     try:
-        value = json.loads(raw, object_pairs_hook=_unique_keys, parse_int=_integer)
+        value = json.loads(raw, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
                          f"expected {what}") from None
@@ -55,6 +60,8 @@ def parse_json(raw: bytes | str, source: str, what: str = "JSON") -> object:
         raise InputError(f"{source}: nested deeper than {MAX_JSON_DEPTH} levels; expected {what}") from None
     except _DuplicateKey as exc:
         raise InputError(f"{source}: the key {exc} appears twice in one object; expected {what}") from None
+    except ValueError as exc:  # an integer past Python's 4300 digits
+        raise InputError(f"{source}: not readable as JSON ({shorten(exc, 80)}); expected {what}") from None
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise InputError(f"{source}: nested deeper than {MAX_JSON_DEPTH} levels; expected {what}")
     return value
@@ -76,10 +83,6 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
         twice = next(k for k, _ in pairs if k in seen or seen.add(k))
         raise _DuplicateKey(f"'{shorten(twice, 40)}'")
     return mapping
-
-
-def _integer(text: str) -> int | float:
-    return int(text) if len(text) <= MAX_INT_DIGITS else float(text)
 
 
 def _deeper_than(value: object, limit: int) -> bool:
