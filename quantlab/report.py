@@ -191,7 +191,8 @@ def render_markdown(report: dict) -> str:
     for v in report["variants"]:
         parity = detection_parity(v["parity"])
         lines.append(
-            f"| {md(v['name'])} | {md(v['runtime'])} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
+            f"| {md(v['name'])} | {md(v['runtime'])} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} "
+            f"| {v['fps']:.1f} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "

@@ -282,6 +282,6 @@ def render_tune_markdown(result: TuneResult) -> str:
                      f"| {'-' if s.agreement is None else f'{s.agreement:.4f}'} | {s.latency_ms:.2f} "
                      f"| {s.speedup:.2f}x |")
     nodes = " ".join(shlex.quote(n) for n in result.chosen.float_nodes)
-    lines += ["", "Reproduce: " + for_markdown(f"quantlab quantize MODEL --calib DIR --exclude {nodes}") if nodes else "",
-              ""]
+    command = f"quantlab quantize MODEL --calib DIR --exclude {nodes}"
+    lines += ["", "Reproduce: " + for_markdown(command) if nodes else "", ""]
     return "\n".join(lines)
