@@ -27,7 +27,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from quantlab import __version__
-from quantlab.errors import OutputError, OutputWarning
+from quantlab.errors import InputError, OutputError, OutputWarning
+from quantlab.jsonio import read_json
 
 MARKER = ".quantlab-output"  # written into every folder quantlab fills; such a folder may be replaced
 
@@ -161,9 +162,11 @@ def _written_by_quantlab(folder: Path) -> set[str] | None:
     if not marker.is_file():
         return None
     try:
-        return set(json.loads(marker.read_text(encoding="utf-8")).get("files", []))
-    except (OSError, ValueError, AttributeError):
+        listed = read_json(marker, "quantlab's output marker")
+    except InputError:  # a damaged marker vouches for nothing: every file counts as added
         return set()
+    files = listed.get("files") if isinstance(listed, dict) else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
 
 
 # What quantlab keeps inside a destination it cannot replace whole (a mount point): never a user's file

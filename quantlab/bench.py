@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from quantlab.cpu import detect_cpu
 from quantlab.errors import ConfigError, ModelError, first_line
-from quantlab.onnxmodel import external_data_files
+from quantlab.onnxmodel import external_data_files, openable_by_name
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 RUNS_PER_VISIT = 3  # timed runs per session per round, after one untimed run
@@ -73,9 +73,12 @@ def make_session(path: str | Path, threads: int = 1,
     """An InferenceSession; a self-contained model's bytes are read by Python so any path works
     (a model with external data is opened by path, so onnxruntime finds its data files)."""
     path = Path(path)
-    source = str(path) if external_data_files(path) else path.read_bytes()
     try:
-        session = ort.InferenceSession(source, session_options(threads), providers=list(providers))
+        if external_data_files(path):
+            with openable_by_name(path) as openable:
+                session = ort.InferenceSession(str(openable), session_options(threads), providers=list(providers))
+        else:
+            session = ort.InferenceSession(path.read_bytes(), session_options(threads), providers=list(providers))
     except Exception as exc:  # onnxruntime's error types share no base class but Exception
         raise ModelError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from exc
     if session.get_providers()[0] != providers[0]:  # e.g. TensorRT listed but its libraries absent

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from quantlab.errors import InputError
+from quantlab.jsonio import read_json
+from quantlab.textsafe import shorten
 
 # extra_info keys every quantlab benchmark carries (the plugin writes them since the first release)
 REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
@@ -24,6 +26,7 @@ REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
 OPTIONAL_NUMBERS = ("size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine", "score_cosine",
                     "task_cosine", "top1_agreement", "memory_bytes", "memory_spread", "memory_ratio")
 SETUP_KEYS = ("host", "cpu", "threads", "providers", "onnxruntime", "python")
+MAX_NAME_CHARS = 100  # a variant name: recipe[@runtime]; a longer one is not the plugin's
 
 
 @dataclass(frozen=True)
@@ -70,21 +73,10 @@ class Run:
     foreign: int = 0  # benchmarks without quantlab metrics, left out
 
 
-def read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: benchmark JSON not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, expected a pytest-benchmark JSON file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable pytest-benchmark JSON ({exc})") from exc
-
-
 def load_run(path: str | Path) -> Run:
     """One pytest-benchmark JSON file, checked; an unreadable or foreign one is an error, never skipped."""
     path = Path(path)
-    data = read_json(path)
+    data = read_json(path, "a pytest-benchmark JSON")
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise InputError(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
     machine = data.get("machine_info", {})
@@ -98,7 +90,8 @@ def load_run(path: str | Path) -> Run:
     for index, bench in enumerate(data["benchmarks"]):
         if not isinstance(bench, dict):
             raise InputError(f"{path}: benchmarks[{index}] is {_kind(bench)}, expected an object")
-        where = f"{path}: benchmark {bench.get('name') or f'#{index}'!r}"
+        name = bench.get("name")
+        where = f"{path}: benchmark " + (f"'{shorten(name)}'" if isinstance(name, str) and name else f"#{index}")
         info = bench.get("extra_info", {})
         if not isinstance(info, dict):
             raise InputError(f"{where}: 'extra_info' is {_kind(info)}, expected an object")
@@ -107,8 +100,8 @@ def load_run(path: str | Path) -> Run:
             continue
         result = _variant(info, bench, where)
         if result.variant in variants:
-            raise InputError(f"{where}: a second benchmark of variant {result.variant!r} "
-                             f"(first: {variants[result.variant].benchmark!r}); compare runs of one model")
+            raise InputError(f"{where}: a second benchmark of variant '{shorten(result.variant)}' "
+                             f"(first: '{shorten(variants[result.variant].benchmark)}'); compare runs of one model")
         variants[result.variant] = result
     if not variants:
         raise InputError(f"{path}: no quantlab metrics in any of its {len(data['benchmarks'])} benchmark(s) "
@@ -127,6 +120,9 @@ def _variant(info: dict, bench: dict, where: str) -> VariantResult:
     variant = info["variant"]
     if not isinstance(variant, str) or not variant:
         raise InputError(f"{where}: extra_info 'variant' is {_kind(variant)}, expected a name")
+    if len(variant) > MAX_NAME_CHARS:
+        raise InputError(f"{where}: extra_info 'variant' is {len(variant)} characters long; quantlab's variants "
+                         f"are recipe names of at most {MAX_NAME_CHARS} (auto, u8s8-rr@openvino)")
     speedup = _number(info, "speedup", where, positive=True)
     low, high = (_number(info, k, where, positive=True, optional=True) for k in ("speedup_low", "speedup_high"))
     if (low is None) != (high is None):
@@ -137,10 +133,7 @@ def _variant(info: dict, bench: dict, where: str) -> VariantResult:
     gated = info.get("gated")
     if gated is not None and not isinstance(gated, bool):
         raise InputError(f"{where}: extra_info 'gated' is {_kind(gated)}, expected true or false")
-    setup = info.get("setup")
-    if setup is not None and not isinstance(setup, dict):
-        raise InputError(f"{where}: extra_info 'setup' is {_kind(setup)}, expected an object with "
-                         f"{', '.join(SETUP_KEYS)}")
+    setup = _setup(info.get("setup"), where)
     threads = info.get("threads")
     return VariantResult(
         variant=variant, benchmark=str(bench.get("name") or variant), speedup=speedup, speedup_low=low,
@@ -148,6 +141,27 @@ def _variant(info: dict, bench: dict, where: str) -> VariantResult:
         metrics={k: _number(info, k, where, optional=True) for k in OPTIONAL_NUMBERS},
         threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
         setup=setup, timing=_timing(bench, where))
+
+
+def _setup(setup, where: str) -> dict | None:
+    """The plugin's `setup`, each fact quantlab compares of the type the plugin writes (None: older plugin)."""
+    if setup is None:
+        return None
+    if not isinstance(setup, dict):
+        raise InputError(f"{where}: extra_info 'setup' is {_kind(setup)}, expected an object with "
+                         f"{', '.join(SETUP_KEYS)}")
+    for key in SETUP_KEYS:
+        value = setup.get(key)
+        if key == "threads":
+            valid = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        elif key == "providers":
+            valid = value is None or (isinstance(value, list) and all(isinstance(p, str) for p in value))
+        else:
+            valid = value is None or isinstance(value, str)
+        if not valid:
+            raise InputError(f"{where}: extra_info setup {key!r} is {_kind(value)}, expected "
+                             + {"threads": "a whole number", "providers": "a list of names"}.get(key, "a string"))
+    return setup
 
 
 def _timing(bench: dict, where: str) -> Timing:
@@ -172,11 +186,18 @@ def _number(mapping: dict, key: str, where: str, positive: bool = False, optiona
     value = mapping.get(key)
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
         raise InputError(f"{where}: {section} {key!r} is {_kind(value)}, expected a finite number")
     if positive and value <= 0:
         raise InputError(f"{where}: {section} {key!r} is {value}, expected a number above 0")
     return float(value)
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer beyond a float's range
+        return False
 
 
 def _datetime(value, path: Path) -> datetime:
@@ -187,7 +208,7 @@ def _datetime(value, path: Path) -> datetime:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InputError(f"{path}: 'datetime' {value!r} is not an ISO 8601 date and time") from None
+        raise InputError(f"{path}: 'datetime' '{shorten(value)}' is not an ISO 8601 date and time") from None
     # pytest-benchmark writes UTC with an offset; a naive one is read as UTC so runs sort together
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
@@ -197,7 +218,9 @@ def _kind(value) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return f"the string {value[:40]!r}"
+        return f"the string '{shorten(value, 40)}'"
+    if isinstance(value, int) and not isinstance(value, bool) and not _finite(value):
+        return f"an integer of {len(str(abs(value)))} digits"
     if isinstance(value, (bool, int, float)):
         return f"{json.dumps(value)}"
     return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import math
 import os
 import signal
@@ -23,8 +22,21 @@ from quantlab import __version__
 from quantlab.atomicio import (atomic_write_bytes, check_output_file, refuse_overwriting_inputs, refuse_same_outputs,
                                staged_folder)
 from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
+from quantlab.jsonio import json_bytes
+from quantlab.textsafe import for_terminal
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
+
+
+def _show(message: object = "", file=None) -> None:
+    """Print a message as one line made safe for a terminal and a CI log (quantlab.textsafe.for_terminal):
+    messages carry names and paths read from files, and undecodable file-name bytes."""
+    print(for_terminal(message), file=file or sys.stdout, flush=True)
+
+
+def _show_document(text: str) -> None:
+    """Print a document (a Markdown report or table), each of its lines made safe as `_show` makes a message."""
+    print("\n".join(for_terminal(line) for line in text.split("\n")), flush=True)
 
 
 class Console:
@@ -35,7 +47,7 @@ class Console:
 
     def say(self, text: str = "") -> None:
         if not self.quiet:
-            print(text, flush=True)
+            _show(text)
 
     def progress(self, label: str, total: int) -> Callable[[int], None] | None:
         if self.quiet or not sys.stderr.isatty():
@@ -72,7 +84,7 @@ def cmd_demo_data(args, console: Console) -> int:
     with staged_folder(out_dir, "demo-data") as stage:
         data_yaml = write_dataset(stage, seed=args.seed, splits=splits, task=args.task)
     console.say(f"wrote the {', '.join(splits)} split(s) of the demo dataset (seed {args.seed}, {args.task} labels)")
-    print(out_dir / data_yaml.name)
+    _show(out_dir / data_yaml.name)
     return EXIT_OK
 
 
@@ -104,7 +116,7 @@ def cmd_quantize(args, console: Console) -> int:
     console.say(f"self-check against FP32: {check.summary()}: {'passed' if check.passed else 'FAILED'}")
     console.say(f"wrote {result.output_path}")
     if not check.passed:
-        print(f"quantlab: error: {result.output_path}: written with --force although its self-check failed",
+        _show(f"quantlab: error: {result.output_path}: written with --force although its self-check failed",
               file=sys.stderr)
         return EXIT_GATE
     return EXIT_OK
@@ -135,14 +147,14 @@ def cmd_eval(args, console: Console) -> int:
                               info.description, reference=args.reference, progress=console.progress("evaluate", total),
                               source=args.data or args.images)
     result = results[args.model].as_dict()
-    print(f"task: {info.description.summary()}")
+    _show(f"task: {info.description.summary()}")
     for key in ("map50", "map50_95", "box_map50_95", "agreement"):
         if result[key] is not None:
-            print(f"{key}: {result[key]:.4f}")  # results print even with --quiet
+            _show(f"{key}: {result[key]:.4f}")  # results print even with --quiet
     for output, parity in (result["parity"] or {}).items():
         parts = ", ".join(f"{part.replace('_', ' ')} cosine {value['cosine']:.4f}"
                           for part, value in parity.items() if isinstance(value, dict))
-        print(f"{output}: {parts}, score max |err| {parity['scores']['max_abs']:.4f}")
+        _show(f"{output}: {parts}, score max |err| {parity['scores']['max_abs']:.4f}")
     if args.json:
         _write_json(args.json, result)
         console.say(f"wrote {args.json}")
@@ -167,10 +179,11 @@ def cmd_bench(args, console: Console) -> int:
     latencies = interleaved_latency(sessions, feed, runs=args.runs, warmup=args.warmup,
                                     progress=console.progress("benchmark", args.runs))
     first = next(iter(latencies.values()))
-    print(f"{'model':50s} {'median ms':>10s} {'p90 ms':>8s} {'p99 ms':>8s} {'FPS':>8s} {'speedup':>8s}")
+    _show(f"{'model':50s} {'median ms':>10s} {'p90 ms':>8s} {'p99 ms':>8s} {'FPS':>8s} {'speedup':>8s}")
     for name, lat in latencies.items():
-        shown = name if len(name) <= 50 else "..." + name[-47:]
-        print(f"{shown:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
+        shown = for_terminal(name)  # escaped before padding, so the columns line up
+        shown = shown if len(shown) <= 50 else "..." + shown[-47:]
+        _show(f"{shown:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
               f"{first.median_ms / lat.median_ms:7.2f}x")
     if args.json:
         _write_json(args.json, {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
@@ -179,8 +192,8 @@ def cmd_bench(args, console: Console) -> int:
     return EXIT_OK
 
 
-def _write_json(path: str | Path, payload: dict) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(payload, indent=2) + "\n").encode())
+def _write_json(path: str | Path, payload: dict | list) -> None:
+    atomic_write_bytes(Path(path), json_bytes(payload))
 
 
 def cmd_run(args, console: Console) -> int:
@@ -223,7 +236,7 @@ def cmd_run(args, console: Console) -> int:
         gated = {v.name for v in job.variants if split_variant(v.name)[0] in recipes}
         report = relocate(build_report(job, model, gated=gated, budgets=budgets), stage, out_dir)
         paths = write_report(report, stage)
-    print(render_markdown(report))
+    _show_document(render_markdown(report))
     for path in paths.values():
         console.say(f"wrote {out_dir / path.name}")
     if "chart" not in paths:
@@ -259,7 +272,7 @@ def cmd_tune(args, console: Console) -> int:
         summary = {**result.as_dict(), "output_path": str(output)}
         _write_json(stage / "tune.json", summary)
         atomic_write_bytes(stage / "tune.md", render_tune_markdown(result).encode())
-    print(render_tune_markdown(result))
+    _show_document(render_tune_markdown(result))
     console.say(f"wrote {output}, {out_dir / 'tune.json'}, {out_dir / 'tune.md'}")
     return EXIT_OK if result.met else EXIT_GATE
 
@@ -279,14 +292,17 @@ def cmd_compare(args, console: Console) -> int:
                      min_latency_growth=args.min_latency_growth, size_growth=args.max_size_growth,
                      map_loss=args.max_map_loss)
     comparison = compare_runs(baseline, candidate, tol)
-    print(render_comparison(comparison))
+    _show_document(render_comparison(comparison))
+    if not comparison.judged:  # exit 0 would read as "no regression"
+        raise InputError(f"{candidate.path}: none of its gated metrics can be compared with {baseline.path} "
+                         "(no variant gated in both runs); compare two runs of the quantlab suite")
     return EXIT_GATE if comparison.regressions else EXIT_OK
 
 
 def cmd_history(args, console: Console) -> int:
     from quantlab.history import render_history
 
-    print(render_history(args.folder))
+    _show_document(render_history(args.folder))
     return EXIT_OK
 
 
@@ -302,7 +318,7 @@ def cmd_export(args, console: Console) -> int:
     bigger, smaller = github_benchmark(newest(args.run))
     for path, entries in ((args.bigger_is_better, bigger), (args.smaller_is_better, smaller)):
         if path:
-            atomic_write_bytes(Path(path), (json.dumps(entries, indent=2) + "\n").encode("utf-8"))
+            _write_json(path, entries)
             console.say(f"wrote {path} ({len(entries)} values)")
     return EXIT_OK
 
@@ -390,8 +406,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         command = self.prog.removeprefix("quantlab").strip()
-        self.exit(EXIT_USAGE, f"quantlab: error: {command + ': ' if command else ''}{message} "
-                              f"(see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, for_terminal(f"quantlab: error: {command + ': ' if command else ''}{message} "
+                                           f"(see {self.prog} --help)") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -537,7 +553,7 @@ def _warnings_to_console(console: Console):
     def show(message, category, filename, lineno, file=None, line=None):
         counts[category.__name__] = counts.get(category.__name__, 0) + 1
         if counts[category.__name__] <= MAX_WARNINGS_SHOWN:
-            print(f"quantlab: warning: {message}", file=sys.stderr)
+            _show(f"quantlab: warning: {message}", file=sys.stderr)
 
     original = warnings.showwarning
     warnings.showwarning = show
@@ -547,7 +563,7 @@ def _warnings_to_console(console: Console):
         warnings.showwarning = original
         for kind, count in counts.items():
             if count > MAX_WARNINGS_SHOWN:
-                print(f"quantlab: warning: {count - MAX_WARNINGS_SHOWN} more {kind} warnings not shown "
+                _show(f"quantlab: warning: {count - MAX_WARNINGS_SHOWN} more {kind} warnings not shown "
                       f"({count} in all)", file=sys.stderr)
 
 
@@ -572,7 +588,7 @@ def _catch_cleanup_signals() -> dict:
 
 def _interrupted(name: str) -> int:
     with suppress(OSError):  # after SIGHUP the terminal may be gone
-        print(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
+        _show(f"quantlab: interrupted by {name}; every previous output was left as it was", file=sys.stderr)
     return 128 + getattr(signal, name)
 
 
@@ -654,10 +670,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or message is None:
             traceback.print_exc()
         if message is None:
-            print(f"quantlab: internal error ({type(exc).__name__}): a bug in quantlab {__version__}; "
+            _show(f"quantlab: internal error ({type(exc).__name__}): a bug in quantlab {__version__}; "
                   "please report it with the traceback above", file=sys.stderr)
             return ExitCode.INTERNAL
-        print(f"quantlab: error: {message}", file=sys.stderr)
+        _show(f"quantlab: error: {message}", file=sys.stderr)
         return EXIT_GATE if isinstance(exc, SelfCheckError) else EXIT_USAGE
     finally:
         for signum, handler in previous_handlers.items():

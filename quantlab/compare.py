@@ -45,6 +45,7 @@ import enum
 from dataclasses import dataclass, field
 
 from quantlab.benchjson import Run, VariantResult
+from quantlab.textsafe import for_markdown, shorten
 
 FP32 = "fp32"
 # a normal quantile's half-width of the middle 50%: stddev -> quartiles when pytest-benchmark has no q1/q3
@@ -94,6 +95,11 @@ class Comparison:
     def regressions(self) -> list[Row]:
         return [r for r in self.rows if r.status is Status.REGRESSION]
 
+    @property
+    def judged(self) -> bool:
+        """Whether any gated metric was compared: without one, 'no regression' would be said blind."""
+        return any(r.status is not Status.NOT_GATED for r in self.rows)
+
 
 def is_gated(v: VariantResult) -> bool:
     """Whether the suite gates this variant; runs from older plugins did not say, so all but FP32."""
@@ -105,7 +111,7 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
     out = Comparison(baseline, candidate)
     for run in (baseline, candidate):
         if run.foreign:
-            out.notes.append(f"`{run.path.name}`: {run.foreign} benchmark(s) without quantlab metrics left out.")
+            out.notes.append(f"{run.path.name}: {run.foreign} benchmark(s) without quantlab metrics left out.")
     for name, base in baseline.variants.items():
         cand = candidate.variants.get(name)
         if cand is None:
@@ -130,7 +136,7 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
         out.rows.append(_latency_row(name, base, cand, tol))
     for name in candidate.variants.keys() - baseline.variants.keys():
         out.rows.append(Row(name, "present", "no", "yes", "-", "-", Status.NOT_GATED, "new variant"))
-    without = sorted({f"`{run.path.name}`" for run in (baseline, candidate) for n, v in run.variants.items()
+    without = sorted({run.path.name for run in (baseline, candidate) for n, v in run.variants.items()
                       if n != FP32 and not v.has_interval})
     if without:
         out.notes.append(
@@ -178,7 +184,7 @@ def _ratio_setup_difference(base_run: Run, base: VariantResult, cand_run: Run, c
                 "providers": tuple(providers) if isinstance(providers, list) else providers}
 
     b, c = facts(base_run, base), facts(cand_run, cand)
-    return "; ".join(f"{k} {b[k]!r} vs {c[k]!r}" for k in b
+    return "; ".join(f"{k} {shorten(repr(b[k]))} vs {shorten(repr(c[k]))}" for k in b
                      if b[k] is not None and c[k] is not None and b[k] != c[k])
 
 
@@ -191,11 +197,11 @@ def _latency_row(name: str, base: VariantResult, cand: VariantResult, tol: Toler
     if base.setup is None or cand.setup is None:
         which = " and ".join(w for w, v in (("baseline", base), ("candidate", cand)) if v.setup is None)
         return Row(name, "median_ms", *cells, "-", Status.NOT_GATED,
-                   f"no `setup` in the {which} (older plugin): same machine not provable")
+                   f"no 'setup' in the {which} (older plugin): same machine not provable")
     if base.setup != cand.setup:
         keys = sorted(k for k in base.setup.keys() | cand.setup.keys() if base.setup.get(k) != cand.setup.get(k))
         return Row(name, "median_ms", *cells, "-", Status.NOT_GATED,
-                   f"other machine or setup ({', '.join(keys)} differ{'s' if len(keys) == 1 else ''})")
+                   f"other machine or setup ({shorten(', '.join(keys))} differ{'s' if len(keys) == 1 else ''})")
     b_q3, c_q1 = _quartiles(bt)[1], _quartiles(ct)[0]
     threshold = b_q3 * (1 + tol.min_latency_growth)
     # where it would fire as a growth of the median, the candidate's spread kept (not shown if degenerate)
@@ -280,18 +286,24 @@ def _num(value) -> str:
 
 
 def render_comparison(comparison: Comparison) -> str:
-    """A Markdown table fit for $GITHUB_STEP_SUMMARY, then the notes and the verdict."""
-    lines = [f"### quantlab compare: `{comparison.baseline.path.name}` -> `{comparison.candidate.path.name}`", "",
+    """A Markdown table fit for $GITHUB_STEP_SUMMARY, then the notes and the verdict. Names, reasons,
+    notes and file names are escaped (quantlab.textsafe): they hold text from the files compared;
+    the number cells are formatted here from floats."""
+    lines = [f"### quantlab compare: {for_markdown(comparison.baseline.path.name)} -> "
+             f"{for_markdown(comparison.candidate.path.name)}", "",
              "| Variant | Metric | Baseline | Candidate | Change | Tolerance | Result |",
              "|---|---|---|---|---|---|---|"]
     for r in comparison.rows:
-        result = r.status.value + (f": {r.reason}" if r.reason else "")
-        lines.append(f"| {r.variant} | {r.metric} | {r.baseline} | {r.candidate} | {r.change} | {r.tolerance} "
-                     f"| {result} |")
+        result = r.status.value + (f": {for_markdown(r.reason)}" if r.reason else "")
+        lines.append(f"| {for_markdown(r.variant)} | {r.metric} | {r.baseline} | {r.candidate} | {r.change} "
+                     f"| {r.tolerance} | {result} |")
     lines.append("")
-    lines += [f"- {note}" for note in comparison.notes]
+    lines += [f"- {for_markdown(note)}" for note in comparison.notes]
     if comparison.notes:
         lines.append("")
     failed = len(comparison.regressions)
-    lines.append(f"**{failed} regression(s)**" if failed else "**No regression.**")
+    if not comparison.judged:
+        lines.append("**Nothing compared:** no gated metric is in both runs.")
+    else:
+        lines.append(f"**{failed} regression(s)**" if failed else "**No regression.**")
     return "\n".join(lines)

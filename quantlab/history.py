@@ -4,6 +4,10 @@
 one run into github-action-benchmark's custom JSON: a list of {name, unit, value, range?, extra?}
 for its `customBiggerIsBetter` tool (speedup, mAP) and one for `customSmallerIsBetter` (size
 ratio); each tool reads one file, hence two lists.
+
+Names and commit ids come from the files: the Markdown escapes them (quantlab.textsafe.for_markdown), and
+the export's names and tooltips carry them as one printable line (for_terminal): the action shows
+them on its chart page and in its alert comments.
 """
 
 from __future__ import annotations
@@ -12,17 +16,18 @@ from pathlib import Path
 
 from quantlab.benchjson import Run, VariantResult, saved_runs
 from quantlab.compare import FP32
+from quantlab.textsafe import for_markdown, for_terminal, shorten
 
 
 def render_history(folder: str | Path) -> str:
     """One row per saved run: date, commit, and per variant speedup [interval] / MB / mAP50-95."""
     runs = saved_runs(folder)
     names = sorted({n for run in runs for n in run.variants}, key=lambda n: (n != FP32, n))
-    header = "| Date | Commit | " + " | ".join(f"{n} speedup / MB / mAP50-95" for n in names) + " |"
+    header = "| Date | Commit | " + " | ".join(f"{for_markdown(n)} speedup / MB / mAP50-95" for n in names) + " |"
     lines = [header, "|" + "---|" * (2 + len(names))]
     for run in runs:
         cells = [_cell(run.variants.get(n)) for n in names]
-        commit = (run.commit or "")[:8] or "-"
+        commit = for_markdown((run.commit or "")[:8]) or "-"
         lines.append(f"| {run.when.isoformat()[:19]} | {commit} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -42,9 +47,9 @@ def github_benchmark(run: Run) -> tuple[list[dict], list[dict]]:
     ratio are 1 by definition and left out. The speedup's `range` is its measured 95% interval.
     """
     bigger, smaller = [], []
-    for name, v in run.variants.items():
-        extra = _extra(run, v)
-        if name != FP32:
+    for v in run.variants.values():
+        name, extra = for_terminal(v.variant), for_terminal(_extra(run, v))
+        if v.variant != FP32:
             entry = {"name": f"{name} speedup over FP32", "unit": "x", "value": round(v.speedup, 4), "extra": extra}
             if v.has_interval:
                 entry["range"] = f"{v.speedup_low:.4f} to {v.speedup_high:.4f} (95%)"
@@ -66,12 +71,12 @@ def _extra(run: Run, v: VariantResult) -> str:
     parts = [f"variant {v.variant} ({'gated' if v.gated else 'not gated' if v.gated is False else 'gating unknown'})"]
     cpu = setup.get("cpu") or run.cpu
     if cpu:
-        parts.append(f"cpu {cpu}")
+        parts.append(f"cpu {shorten(cpu, 80)}")
     threads = setup.get("threads", v.threads)
     if threads is not None:
         parts.append(f"threads {threads}")
     for key in ("providers", "onnxruntime"):
         if setup.get(key):
             value = setup[key]
-            parts.append(f"{key} {','.join(value) if isinstance(value, list) else value}")
+            parts.append(f"{key} {shorten(','.join(value) if isinstance(value, list) else value, 80)}")
     return "; ".join(parts)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantlab.errors import ConfigError, ModelError
+from quantlab.jsonio import parse_json
 
 SAMPLES = 3  # child processes per model; the median is reported, the spread kept
 RUNS = 5  # inferences per child after the session is created
@@ -117,17 +118,20 @@ def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int
     """Session memory of one model, each sample in its own child process; None where unmeasurable."""
     if not can_measure():
         return None
-    spec = {"model": str(model_path), "input_hw": list(input_hw), "threads": threads,
-            "providers": list(providers), "arena": arena, "runs": RUNS}
-    growth, baselines = [], []
-    for _ in range(samples):
-        done = subprocess.run(_isolated_child_command(spec), capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise ModelError(f"{model_path}: its memory could not be measured: {last}")
-        result = json.loads(done.stdout)
-        growth.append(result["peak"] - result["baseline"])
-        baselines.append(result["baseline"])
+    from quantlab.onnxmodel import openable_by_name  # here: the child process need not import onnx
+
+    with openable_by_name(model_path) as openable:
+        spec = {"model": str(openable), "input_hw": list(input_hw), "threads": threads,
+                "providers": list(providers), "arena": arena, "runs": RUNS}
+        growth, baselines = [], []
+        for _ in range(samples):
+            done = subprocess.run(_isolated_child_command(spec), capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise ModelError(f"{model_path}: its memory could not be measured: {last}")
+            result = parse_json(done.stdout, f"{model_path}: the memory measurement's output")
+            growth.append(result["peak"] - result["baseline"])
+            baselines.append(result["baseline"])
     median = int(statistics.median(growth))
     spread = (max(growth) - min(growth)) / median if median > 0 else 0.0
     return MemoryUse(median, int(statistics.median(baselines)), spread, samples, arena)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +125,35 @@ def external_data_files(path: str | Path) -> list[Path]:
     header = onnx.load(str(path), load_external_data=False)
     locations = {e.value for t in header.graph.initializer for e in t.external_data if e.key == "location"}
     return sorted(path.parent / loc for loc in locations)
+
+
+@contextlib.contextmanager
+def openable_by_name(path: str | Path) -> Iterator[Path]:
+    """`path`, or while the context lasts a symlink to it that onnxruntime and OpenVINO can open.
+
+    Both take a path as UTF-8 text, and a file name with bytes that are not UTF-8 (which Python keeps
+    as lone surrogates, PEP 383) cannot be handed to them. Such a model is linked as model.onnx in a
+    temporary folder, beside links to its external-data files under the names the model gives them.
+    """
+    path = Path(path)
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="quantlab-model-") as folder:
+        alias = Path(folder) / "model.onnx"
+        alias.symlink_to(path.resolve())
+        for data_file in external_data_files(path):
+            location = data_file.relative_to(path.parent)
+            if location.is_absolute() or ".." in location.parts:
+                continue  # outside the model's folder: onnxruntime refuses it with its own message
+            link = Path(folder) / location
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(data_file.resolve())
+        yield alias
 
 
 def model_size_bytes(path: Path) -> int:

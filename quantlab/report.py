@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import platform
 from pathlib import Path
 
@@ -14,11 +13,13 @@ from quantlab import __version__
 from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets
+from quantlab.jsonio import json_bytes
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.parity import detection_parity, task_cosine
 from quantlab.pipeline import FP32, JobResult, Variant
 from quantlab.recipes import Mode, QType
 from quantlab.runtimes import ONNXRUNTIME, runtime_version
+from quantlab.textsafe import for_markdown as md
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
 MB = 1e6
@@ -166,7 +167,8 @@ METRIC_WORDS = {"bbox": "box mAP", "segm": "mask mAP (box mAP50-95 beside it in 
 
 
 def render_markdown(report: dict) -> str:
-    """The report as Markdown: the field report's columns first, then accuracy and verdicts."""
+    """The report as Markdown: the field report's columns first, then accuracy and verdicts. Every string
+    that is not a number (paths, names, machine facts, verdicts naming them) is escaped (quantlab.textsafe)."""
     m = report["machine"]
     task = report["model"]["task"]
     metric = report["variants"][0]["metric"]
@@ -174,13 +176,13 @@ def render_markdown(report: dict) -> str:
     lines = [
         "# quantlab report",
         "",
-        f"Model `{report['model']['path']}` ({task['task']}{', end-to-end' if task['end_to_end'] else ''}, "
+        f"Model {md(report['model']['path'])} ({md(task['task'])}{', end-to-end' if task['end_to_end'] else ''}, "
         f"{task['classes']} classes) at {report['model']['input_hw'][0]}x{report['model']['input_hw'][1]}; "
         f"evaluated on {report['evaluation']['images']} images "
         f"({'labelled: ' + METRIC_WORDS[metric] if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
-        f"Machine: {m['cpu']} ({m['arch']}; {', '.join(m['flags']) or 'no INT8 extensions'}), {m['cores']} cores, "
-        f"{m['threads']} thread(s), onnxruntime {m['onnxruntime']}, {m['provider']}"
-        + "".join(f", {r} {v}" for r, v in m["runtimes"].items() if r != ONNXRUNTIME) + ".",
+        f"Machine: {md(m['cpu'])} ({md(m['arch'])}; {md(', '.join(m['flags'])) or 'no INT8 extensions'}), "
+        f"{m['cores']} cores, {m['threads']} thread(s), onnxruntime {md(m['onnxruntime'])}, {md(m['provider'])}"
+        + "".join(f", {md(r)} {md(v)}" for r, v in m["runtimes"].items() if r != ONNXRUNTIME) + ".",
         "",
         "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
         f"| Agreement | Box cos | Score cos |{' Task cos |' if task_parts else ''} Session MB | Quantize s |",
@@ -189,7 +191,8 @@ def render_markdown(report: dict) -> str:
     for v in report["variants"]:
         parity = detection_parity(v["parity"])
         lines.append(
-            f"| {v['name']} | {v['runtime']} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} | {v['fps']:.1f} "
+            f"| {md(v['name'])} | {md(v['runtime'])} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} "
+            f"| {v['fps']:.1f} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
@@ -199,7 +202,7 @@ def render_markdown(report: dict) -> str:
         )
     best = report["fastest_accurate"]
     lines += ["", "Fastest accurate variant: " + (
-        f"**{best['name']}** ({best['speedup']:.2f}x FP32"
+        f"**{md(best['name'])}** ({best['speedup']:.2f}x FP32"
         + (f", mAP50-95 drop {best['map_drop']:.4f})" if best["map_drop"] is not None else ")")
         if best else "none within the accuracy budget") + "."]
     lines += ["", "Speed change is onnxruntime FP32 median latency over the variant's, timed interleaved in one process. "
@@ -207,9 +210,9 @@ def render_markdown(report: dict) -> str:
               "measured in a fresh process per model (median of 3; '-' where the platform cannot measure it).", ""]
     lines += ["## Verdicts", ""]
     for v in report["variants"]:
-        gate = "" if not v["gated"] else (" **FAILS: " + "; ".join(v["failures"]) + "**" if v["failures"]
+        gate = "" if not v["gated"] else (" **FAILS: " + md("; ".join(v["failures"])) + "**" if v["failures"]
                                           else " (gates pass)")
-        lines.append(f"- **{v['name']}**: {v['verdict']}.{gate}")
+        lines.append(f"- **{md(v['name'])}**: {md(v['verdict'])}.{gate}")
     b = report["budgets"]
     memory_gate = (f", session memory ratio <= {b['max_memory_ratio']}" if b.get("max_memory_ratio") is not None
                    else "")
@@ -248,7 +251,7 @@ def write_chart(report: dict, path: Path) -> bool:
 def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     """report.json, report.md and (with matplotlib) report.png in out_dir, each written atomically."""
     paths = {"json": out_dir / "report.json", "markdown": out_dir / "report.md"}
-    atomic_write_bytes(paths["json"], (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(paths["json"], json_bytes(report))
     atomic_write_bytes(paths["markdown"], render_markdown(report).encode())
     chart = out_dir / "report.png"
     if write_chart(report, chart):

@@ -16,6 +16,7 @@ import numpy as np
 
 from quantlab.bench import make_session
 from quantlab.errors import ConfigError, ModelError, first_line
+from quantlab.onnxmodel import openable_by_name
 
 ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"
@@ -40,8 +41,9 @@ class OpenVinoSession:
         # LATENCY with a fixed thread count: one stream, timed like onnxruntime's sequential session.
         # The inference precision stays OpenVINO's default (BF16 on CPUs that have it): that is what a
         # user of the runtime gets, and the gates judge its accuracy like any other variant's.
-        self._compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                            {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+        with openable_by_name(path) as openable:  # read and compiled while the link lasts
+            self._compiled = core.compile_model(core.read_model(str(openable)), "CPU",
+                                                {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         self._request = self._compiled.create_infer_request()
         self._inputs = [Port(p.get_any_name(), _dims(p)) for p in self._compiled.inputs]
         self._ports = {p.get_any_name(): p for p in self._compiled.outputs}  # looked up once, not per run

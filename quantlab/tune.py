@@ -11,6 +11,7 @@ The ranking is redone after every step, on the model of that step, because harm 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, stage_model
 from quantlab.recipes import Recipe
+from quantlab.textsafe import for_markdown
 
 SENSITIVITY_IMAGES = 16
 FP32 = "fp32"
@@ -273,11 +275,12 @@ def render_tune_markdown(result: TuneResult) -> str:
              "| Step | Back to float | Float nodes | Accuracy loss | mAP50-95 | Agreement | Latency ms | Speedup |",
              "|---|---|---|---|---|---|---|---|"]
     for s in result.steps:
-        added = ", ".join(s.added) if s.added else "(recipe as is)"
+        added = for_markdown(", ".join(s.added)) if s.added else "(recipe as is)"  # node names: the model's text
         lines.append(f"| {s.index}{' *' if s.index == result.chosen.index else ''} | {added} | {len(s.float_nodes)} "
                      f"| {s.accuracy_loss:.4f} | {'-' if s.map50_95 is None else f'{s.map50_95:.4f}'} "
                      f"| {'-' if s.agreement is None else f'{s.agreement:.4f}'} | {s.latency_ms:.2f} "
                      f"| {s.speedup:.2f}x |")
-    lines += ["", f"Reproduce: `quantlab quantize MODEL --calib DIR --exclude {' '.join(result.chosen.float_nodes)}`"
-              if result.chosen.float_nodes else "", ""]
+    nodes = " ".join(shlex.quote(n) for n in result.chosen.float_nodes)
+    command = f"quantlab quantize MODEL --calib DIR --exclude {nodes}"
+    lines += ["", "Reproduce: " + for_markdown(command) if nodes else "", ""]
     return "\n".join(lines)

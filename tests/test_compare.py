@@ -189,7 +189,7 @@ def test_old_runs_without_interval_or_setup_get_a_conservative_tolerance_and_say
     assert "no measured speedup interval" in out and "assumed +-10% per run" in out
     assert "(assumed noise)" in out
     # absolute latency: no setup, so the same machine is not provable
-    assert _result(out, "auto", "median_ms").startswith("not gated: no `setup` in the baseline and candidate")
+    assert _result(out, "auto", "median_ms").startswith("not gated: no 'setup' in the baseline and candidate")
     # a loss far beyond the assumed noise still fails
     code, out = _compare(tmp_path, capsys, _run(speedup=1.958, old=True), _run(speedup=1.1, old=True))
     assert code == 1 and _result(out, "auto", "speedup").startswith("REGRESSION")
@@ -201,29 +201,37 @@ def test_an_old_baseline_against_a_new_candidate_uses_the_measured_interval_wher
     code, out = _compare(tmp_path, capsys, _run(speedup=1.9, old=True), _run(speedup=1.57))
     assert code == 1 and _result(out, "auto", "speedup").startswith("REGRESSION")
     notes = [line for line in out.splitlines() if line.startswith("- ")]
-    assert len(notes) == 1 and notes[0].startswith("- `base.json`: no measured speedup interval")
+    assert len(notes) == 1 and notes[0].startswith("- base.json: no measured speedup interval")
 
 
 @pytest.mark.parametrize(
-    ("gated", "exit_code", "result"),
-    [(True, 1, "REGRESSION: variant missing from the candidate run"),
-     (False, 0, "not gated: contrast variant missing from the candidate run")],
+    ("missing", "index", "exit_code", "result"),
+    [("auto", 1, 1, "REGRESSION: variant missing from the candidate run"),
+     ("dynamic", 2, 0, "not gated: contrast variant missing from the candidate run")],
     ids=["gated-variant-missing", "contrast-variant-missing"],
 )
-def test_a_variant_missing_from_the_candidate(tmp_path, capsys, gated, exit_code, result):
-    base = _run()
-    base["benchmarks"][1]["extra_info"]["gated"] = gated
+def test_a_variant_missing_from_the_candidate(tmp_path, capsys, missing, index, exit_code, result):
     cand = _run()
-    del cand["benchmarks"][1]
-    code, out = _compare(tmp_path, capsys, base, cand)
-    assert code == exit_code and _result(out, "auto", "present") == result
+    del cand["benchmarks"][index]
+    code, out = _compare(tmp_path, capsys, _run(), cand)
+    assert code == exit_code and _result(out, missing, "present") == result
+
+
+def test_runs_with_no_gated_metric_in_common_are_not_called_free_of_regressions(tmp_path, capsys):
+    # was: exit 0 and "No regression." although nothing was compared (every variant gated false)
+    base = _run()
+    base["benchmarks"][1]["extra_info"]["gated"] = False
+    code = main(["compare", str(_write(tmp_path, "base.json", base)), str(_write(tmp_path, "cand.json", _run()))])
+    out, err = capsys.readouterr()
+    assert code == 2 and "No regression" not in out and "Nothing compared" in out
+    assert "cand.json: none of its gated metrics can be compared" in err
 
 
 def test_benchmarks_without_quantlab_metrics_beside_quantlab_ones_are_left_out_and_counted(tmp_path, capsys):
     cand = _run()
     cand["benchmarks"].append({"name": "test_my_parser", "extra_info": {}, "stats": _stats(0.5)})
     code, out = _compare(tmp_path, capsys, _run(), cand)
-    assert code == 0 and "`cand.json`: 1 benchmark(s) without quantlab metrics left out." in out
+    assert code == 0 and "cand.json: 1 benchmark(s) without quantlab metrics left out." in out
     assert "test_my_parser" not in out
 
 
@@ -310,7 +318,7 @@ def test_an_unreadable_baseline_fails_loudly(tmp_path, capsys):
     base.write_text("{not json")
     assert main(["compare", str(base), str(_write(tmp_path, "c.json", _run()))]) == 2
     err = capsys.readouterr().err
-    assert str(base) in err and "not a readable pytest-benchmark JSON" in err and err.count("\n") == 1
+    assert str(base) in err and "not valid JSON" in err and err.count("\n") == 1
 
 
 def test_storage_folder_compares_its_two_newest_runs_and_shows_history(tmp_path, capsys):
@@ -321,7 +329,7 @@ def test_storage_folder_compares_its_two_newest_runs_and_shows_history(tmp_path,
     _write(storage, "0001_b.json", _run(when="2026-11-02T10:00:00+00:00"))
     _write(storage, "0002_c.json", _run(speedup=1.4, when="2026-11-03T10:00:00+00:00"))
     assert main(["compare", str(tmp_path / ".benchmarks")]) == 1
-    assert "`0001_b.json` -> `0002_c.json`" in capsys.readouterr().out
+    assert "0001_b.json -> 0002_c.json" in capsys.readouterr().out
     assert main(["history", str(tmp_path / ".benchmarks")]) == 0
     history = capsys.readouterr().out.splitlines()
     assert history[0] == ("| Date | Commit | fp32 speedup / MB / mAP50-95 | auto speedup / MB / mAP50-95 "

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from quantlab.choice import Choice
+from quantlab.jsonio import read_json
 
 DEMO_DIR = Path(__file__).resolve().parent
 DEMO_MODEL = DEMO_DIR / "yolov8n_shapes_pruned.onnx"
@@ -23,4 +23,4 @@ class DemoTask(Choice):
 
 def load_card() -> dict:
     """The model card: training and pruning settings, Ultralytics' val mAP, size, sha256."""
-    return json.loads(MODEL_CARD.read_text())
+    return read_json(MODEL_CARD, "the demo model card")

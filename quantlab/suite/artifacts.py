@@ -12,6 +12,7 @@ from quantlab.atomicio import atomic_write_bytes
 from quantlab.bench import Speedup, interleaved_speedup
 from quantlab.calibration import split_sample
 from quantlab.datasets import label_path
+from quantlab.jsonio import parse_json, read_json
 from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
@@ -153,7 +154,7 @@ class Artifacts:
         """The gate metrics of one variant, measured once per run for every variant (see _write_metrics)."""
         if self._shared_metrics is None:
             path = self.store.build_once(self._metrics_key(), "metrics.json", self._write_metrics)
-            self._shared_metrics = json.loads(path.read_text())
+            self._shared_metrics = read_json(path, "quantlab's metrics of this run")
         shared = self._shared_metrics.get(name)
         return shared if shared is not None else self._measure(name)  # a failed build raises its error here
 
@@ -193,7 +194,8 @@ class Artifacts:
             "score_cosine": parity.get("scores", {}).get("cosine"),
             "task_cosine": task_cosine(parity),
             "top1_agreement": parity.get("top1_agreement"),
-            "recipe": json.loads(read_metadata(variant.path)["recipe"]) if variant.path != self.suite.model else None,
+            "recipe": (parse_json(read_metadata(variant.path)["recipe"], f"{variant.path}: quantlab.recipe")
+                       if variant.path != self.suite.model else None),
             "memory_bytes": memory.session_bytes if memory else None,
             "memory_spread": memory.spread if memory else None,
             "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
