@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import yaml
 
-from quantlab.errors import ConfigError, DatasetError, SkippedImageWarning, first_line, printable, shown
+from quantlab.errors import ConfigError, DatasetError, SkippedImageWarning, first_line
 from quantlab.images import ALLOW_OUTSIDE_ROOT, IMAGE_SUFFIXES, leads_outside, list_images
+from quantlab.textsafe import for_terminal, quoted, shorten
 
 if TYPE_CHECKING:
     from quantlab.description import ModelDescription
@@ -106,7 +107,7 @@ class _DataYamlLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Refused(f"a YAML alias (*{printable(event.anchor, 20)}, line {event.start_mark.line + 1}): "
+            raise _Refused(f"a YAML alias (*{shorten(event.anchor, 20)}, line {event.start_mark.line + 1}): "
                            "a data.yaml needs none, and aliases can expand without bound")
         if self.depth >= MAX_YAML_DEPTH:
             raise _Refused(f"nested more than {MAX_YAML_DEPTH} deep (line {event.start_mark.line + 1})")
@@ -121,7 +122,7 @@ class _DataYamlLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
             if key in seen:
-                raise _Refused(f"the key {shown(key_node.value)} is given twice (line {key_node.start_mark.line + 1})")
+                raise _Refused(f"the key {quoted(key_node.value)} is given twice (line {key_node.start_mark.line + 1})")
             if key is not None:
                 seen.add(key)
         return super().construct_mapping(node, deep)
@@ -138,7 +139,7 @@ def _load_yaml(path: Path) -> dict:
     except yaml.YAMLError as exc:
         raise DatasetError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from exc
     except ValueError as exc:  # an integer of over 4300 digits, a date such as 2024-13-45
-        raise DatasetError(f"{path}: not valid YAML ({printable(first_line(exc), 100)})") from exc
+        raise DatasetError(f"{path}: not valid YAML ({shorten(first_line(exc), 100)})") from exc
     finally:
         if loader is not None:
             loader.dispose()
@@ -155,8 +156,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}" if mark else ""
         cause = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
-        return printable(cause, 120) + where
-    return printable(first_line(exc), 100)
+        return shorten(cause, 120) + where
+    return shorten(first_line(exc), 100)
 
 
 # --- where the images are: Ultralytics' resolution, kept inside the dataset root ------------------------------
@@ -185,14 +186,14 @@ def _dataset_root(spec: dict, path: Path) -> Path:
     if value is None or value == "":
         return yaml_folder.resolve()
     if not isinstance(value, str):
-        raise DatasetError(f"{path}: 'path' must be a folder path, got {shown(value)}")
+        raise DatasetError(f"{path}: 'path' must be a folder path, got {quoted(value)}")
     given = Path(value)
     candidates = [given] if given.is_absolute() else [yaml_folder / given, Path.cwd() / given]
     for candidate in candidates:
         if _is_dir(candidate):
             return candidate.resolve()
-    looked = " and ".join(printable(c, PATH_SHOWN) for c in candidates)
-    raise DatasetError(f"{path}: 'path' {shown(value, 80)} is not a folder (looked for {looked})")
+    looked = " and ".join(shorten(c, PATH_SHOWN) for c in candidates)
+    raise DatasetError(f"{path}: 'path' {quoted(value, 80)} is not a folder (looked for {looked})")
 
 
 def _entry_images(item, root: Path, path: Path, single: bool) -> list[Path]:
@@ -205,8 +206,8 @@ def _entry_images(item, root: Path, path: Path, single: bool) -> list[Path]:
     if target.suffix == ".txt" and target.is_file():
         return _listed_images(target, root)
     hint = " (write / for a folder, not \\)" if "\\" in item else ""
-    raise DatasetError(f"{path}: split entry {shown(item, 80)} is neither an image folder nor a .txt list "
-                       f"(looked for {printable(target, PATH_SHOWN)}){hint}")
+    raise DatasetError(f"{path}: split entry {quoted(item, 80)} is neither an image folder nor a .txt list "
+                       f"(looked for {shorten(target, PATH_SHOWN)}){hint}")
 
 
 def _entry_target(item, root: Path, path: Path, single: bool) -> Path:
@@ -214,13 +215,13 @@ def _entry_target(item, root: Path, path: Path, single: bool) -> Path:
     that does not exist and starts with ../ is tried without it (Roboflow writes `val: ../valid/images` into
     the data.yaml at its export's root). Refused if it leads outside the root."""
     if not isinstance(item, str) or not item:
-        raise DatasetError(f"{path}: split entry {shown(item)} is not a folder or .txt path")
+        raise DatasetError(f"{path}: split entry {quoted(item)} is not a folder or .txt path")
     target = _resolved(root / item)
     if single and item.startswith("../") and not _exists(target):
         target = _resolved(root / item[3:])
     if leads_outside(target, root):
-        raise DatasetError(f"{path}: split entry {shown(item, 80)} leads outside the dataset root {printable(root)} "
-                           f"(to {printable(target, PATH_SHOWN)}); set 'path' to a folder holding every split, "
+        raise DatasetError(f"{path}: split entry {quoted(item, 80)} leads outside the dataset root {for_terminal(root)} "
+                           f"(to {shorten(target, PATH_SHOWN)}); set 'path' to a folder holding every split, "
                            f"or {ALLOW_OUTSIDE_ROOT}=1 to read it there")
     return target
 
@@ -239,7 +240,7 @@ def _listed_images(list_path: Path, root: Path) -> list[Path]:
         image = (list_path.parent if entry.startswith("./") else root) / entry
         problem = _list_line_problem(entry, image, root)
         if problem:
-            _skip(f"{printable(list_path)}:{number}: {problem}")
+            _skip(f"{for_terminal(list_path)}:{number}: {problem}")
         else:
             images.append(image)
     return images
@@ -248,11 +249,11 @@ def _listed_images(list_path: Path, root: Path) -> list[Path]:
 def _list_line_problem(entry: str, image: Path, root: Path) -> str | None:
     """Why a list line naming `image` is skipped; None where it is kept (a missing image is warned when read)."""
     if len(entry) > MAX_PATH_CHARS:
-        return f"{shown(entry)} is longer than any path ({len(entry)} characters)"
+        return f"{quoted(entry)} is longer than any path ({len(entry)} characters)"
     if leads_outside(image, root):
-        return f"{shown(entry, 60)} leads outside the dataset root {printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
+        return f"{quoted(entry, 60)} leads outside the dataset root {for_terminal(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
     if _exists(image) and not image.is_file():
-        return f"{shown(entry, 60)} is not a regular file (a folder, pipe or device)"
+        return f"{quoted(entry, 60)} is not a regular file (a folder, pipe or device)"
     return None
 
 
@@ -264,7 +265,7 @@ def _with_usable_labels(images: list[Path], root: Path) -> list[Path]:
         label = label_path(image)
         problem = _label_problem(label, root)
         if problem:
-            _skip(f"{printable(image)}: its label file {printable(label)} {problem}")
+            _skip(f"{for_terminal(image)}: its label file {for_terminal(label)} {problem}")
         else:
             kept.append(image)
     return kept
@@ -276,7 +277,7 @@ def _label_problem(label: Path, root: Path) -> str | None:
         return None
     if leads_outside(label, root):
         how = "is a symlink leading" if Path(os.path.abspath(label)).is_relative_to(root) else "lies"
-        return f"{how} outside the dataset root {printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
+        return f"{how} outside the dataset root {for_terminal(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)"
     if not label.is_file():
         return "is not a regular file (a folder, pipe or device)"
     return None
@@ -315,7 +316,7 @@ def _names(spec: dict, path: Path) -> dict[int, str]:
     `nc` alone names the classes class_0, class_1, ... as Ultralytics does."""
     names, count = spec.get("names"), spec.get("nc")
     if count is not None and (type(count) is not int or not 0 < count <= MAX_CLASSES):
-        raise DatasetError(f"{path}: 'nc' must be a class count 1..{MAX_CLASSES}, got {shown(count)}")
+        raise DatasetError(f"{path}: 'nc' must be a class count 1..{MAX_CLASSES}, got {quoted(count)}")
     if names is None:
         if count is None:
             raise DatasetError(f"{path}: no 'names' (nor 'nc'): list the class names the model was trained with")
@@ -325,7 +326,7 @@ def _names(spec: dict, path: Path) -> dict[int, str]:
         raise DatasetError(f"{path}: 'nc' is {count} but 'names' lists {len(indexed)} classes; they must agree")
     odd = next((i for i, name in indexed.items() if not name.isprintable()), None)
     if odd is not None:
-        raise DatasetError(f"{path}: class name {odd} {shown(indexed[odd])} holds a control character "
+        raise DatasetError(f"{path}: class name {odd} {quoted(indexed[odd])} holds a control character "
                            "(a newline, tab or terminal escape)")
     return indexed
 
@@ -338,10 +339,10 @@ def _indexed_names(names, path: Path) -> dict[int, str]:
             indexed = {_class_index(k): str(v) for k, v in names.items()}
         except ValueError:
             raise DatasetError(f"{path}: 'names' keys must be class indices 0..N-1, got "
-                               f"{', '.join(shown(k) for k in list(names)[:5])}") from None
+                               f"{', '.join(quoted(k) for k in list(names)[:5])}") from None
         if sorted(indexed) != list(range(len(names))):  # len(names): 0 and '0' are one index, given twice
             raise DatasetError(f"{path}: 'names' keys must be the class indices 0..{len(names) - 1}, once each, "
-                               f"got {shown(sorted(indexed)[:8], 60)}")
+                               f"got {quoted(sorted(indexed)[:8], 60)}")
         return indexed
     raise DatasetError(f"{path}: 'names' must be a non-empty list or a mapping of class index to name")
 
@@ -383,7 +384,7 @@ def check_class_names(dataset: Dataset, description: ModelDescription, model_pat
 
 
 def _first_names(names: list[str]) -> str:
-    return ", ".join(printable(name, 40) for name in names[:4])
+    return ", ".join(shorten(name, 40) for name in names[:4])
 
 
 def _kpt_shape(spec: dict, path: Path) -> tuple[int, int] | None:
@@ -394,7 +395,7 @@ def _kpt_shape(spec: dict, path: Path) -> tuple[int, int] | None:
              and value[0] > 0 and value[1] in (2, 3))
     if not valid:
         raise DatasetError(f"{path}: 'kpt_shape' must be [K, D]: K keypoints > 0, D 2 (x y) or 3 (x y visibility), "
-                           f"got {shown(value, 40)}")
+                           f"got {quoted(value, 40)}")
     return value[0], value[1]
 
 
@@ -403,12 +404,12 @@ def _read_text(path: Path, kind: str) -> str:
     file, where it is not a regular file, is larger than MAX_BYTES[kind], or is not UTF-8."""
     data = _read_regular(path, MAX_BYTES[kind], kind)
     if len(data) > MAX_BYTES[kind]:
-        raise DatasetError(f"{printable(path)}: larger than {MAX_BYTES[kind] / (1 << 20):g} MiB, more than any "
+        raise DatasetError(f"{for_terminal(path)}: larger than {MAX_BYTES[kind] / (1 << 20):g} MiB, more than any "
                            f"{kind} needs")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{printable(path)}: not UTF-8 text (byte {exc.start}: "
+        raise DatasetError(f"{for_terminal(path)}: not UTF-8 text (byte {exc.start}: "
                            f"{data[exc.start:exc.start + 1]!r})") from exc
 
 
@@ -418,16 +419,16 @@ def _read_regular(path: Path, max_bytes: int, kind: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise DatasetError(f"{printable(path)}: {kind} not found") from None
+        raise DatasetError(f"{for_terminal(path)}: {kind} not found") from None
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"{printable(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
+        raise DatasetError(f"{for_terminal(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DatasetError(f"{printable(path)}: not a regular file (a folder, pipe or device)")
+            raise DatasetError(f"{for_terminal(path)}: not a regular file (a folder, pipe or device)")
         with os.fdopen(fd, "rb", closefd=False) as file:
             return file.read(max_bytes + 1)
     except OSError as exc:
-        raise DatasetError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
+        raise DatasetError(f"{for_terminal(path)}: cannot be read ({exc.strerror or exc})") from exc
     finally:
         os.close(fd)
 
@@ -460,7 +461,7 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
                 continue
             problem, row = _parse_line(line, num_classes, task, kpt_shape, image_hw)
             if problem:
-                warnings.warn(f"{printable(path)}:{number}: {problem}; line skipped", LabelWarning, stacklevel=2)
+                warnings.warn(f"{for_terminal(path)}:{number}: {problem}; line skipped", LabelWarning, stacklevel=2)
                 continue
             rows.append(row)
     return _stack_labels(rows, task, image_hw, kpt_shape)
@@ -468,7 +469,7 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
 
 def _check_task(task: str, kpt_shape: tuple[int, int] | None) -> None:
     if task not in _OBJECT_PARSERS:
-        raise ConfigError(f"task {shown(task)} is not valid: choose one of {', '.join(_OBJECT_PARSERS)}")
+        raise ConfigError(f"task {quoted(task)} is not valid: choose one of {', '.join(_OBJECT_PARSERS)}")
     if task == "pose" and kpt_shape is None:
         raise ConfigError("task 'pose' needs kpt_shape (K, D): pass the data.yaml's (Dataset.kpt_shape)")
 
@@ -489,7 +490,7 @@ def _parse_line(line: str, num_classes: int, task: str, kpt_shape: tuple[int, in
         return problem, None
     cls = values[0]
     if cls != int(cls) or not 0 <= cls < num_classes:
-        return f"class {printable(fields[0], 20)} is not one of 0..{num_classes - 1}", None
+        return f"class {shorten(fields[0], 20)} is not one of 0..{num_classes - 1}", None
     problem, box, part = _OBJECT_PARSERS[task](np.asarray(values[1:]), image_hw, kpt_shape)
     if not problem and (box[2] <= box[0] or box[3] <= box[1]):
         problem = "zero-size box"
@@ -503,9 +504,9 @@ def _numbers(fields: list[str]) -> tuple[list[float], str | None]:
         try:
             value = float(field)
         except ValueError:
-            return [], f"field {position} is not a number: {shown(field)}"
+            return [], f"field {position} is not a number: {quoted(field)}"
         if not math.isfinite(value):  # nan passes every range check; inf and 1e309 break int()
-            return [], f"field {position} is not a finite number: {shown(field)}"
+            return [], f"field {position} is not a finite number: {quoted(field)}"
         values.append(value)
     return values, None
 

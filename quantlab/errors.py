@@ -75,21 +75,3 @@ def first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (onnxruntime's run to pages), or its type name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def printable(text: object, limit: int | None = None) -> str:
-    """`text` with each non-printable character escaped (newline, tab, ESC of ANSI sequences, bidi controls),
-    cut to `limit` characters ('...' where it was cut): a file name or path from a stranger's dataset stays
-    on its line of a message and cannot drive the terminal."""
-    text = str(text)
-    cut = text if limit is None else text[:limit]
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in cut) + ("..." if len(cut) < len(text) else "")
-
-
-def shown(value: object, limit: int = 20) -> str:
-    """A piece of a user's file for a message, never more: a string quoted and escaped as repr does,
-    cut to `limit` characters ('...' where it was cut); any other value as its repr, cut alike."""
-    if isinstance(value, str):
-        return repr(value[:limit]) + ("..." if len(value) > limit else "")
-    text = repr(value)
-    return text[:limit] + ("..." if len(text) > limit else "")

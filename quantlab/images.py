@@ -12,8 +12,9 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from quantlab.errors import ImageError, SkippedImageWarning, printable
+from quantlab.errors import ImageError, SkippedImageWarning
 from quantlab.imageheader import HeaderError, ImageHeader, read_header
+from quantlab.textsafe import for_terminal
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 ALLOW_OUTSIDE_ROOT = "QUANTLAB_ALLOW_OUTSIDE_ROOT"  # =1: follow symlinks and list entries out of a dataset
@@ -43,8 +44,8 @@ def _inside(images: list[Path], root: Path) -> list[Path]:
     kept = []
     for image in images:
         if leads_outside(image, root):
-            warnings.warn(f"skipping {printable(image)}: a symlink leading outside the dataset root "
-                          f"{printable(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)", SkippedImageWarning, stacklevel=3)
+            warnings.warn(f"skipping {for_terminal(image)}: a symlink leading outside the dataset root "
+                          f"{for_terminal(root)} ({ALLOW_OUTSIDE_ROOT}=1 follows it)", SkippedImageWarning, stacklevel=3)
         else:
             kept.append(image)
     return kept
@@ -64,7 +65,7 @@ def list_images(directory: str | Path, recursive: bool = False, root: str | Path
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         others = sorted({p.suffix.lower() or "(no suffix)" for p in files})
-        found = f"{len(files)} other files ({printable(', '.join(others[:8]))})" if files else "nothing"
+        found = f"{len(files)} other files ({for_terminal(', '.join(others[:8]))})" if files else "nothing"
         hint = "" if recursive else "; images in sub-folders need recursive=True / --recursive"
         raise ImageError(
             f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found, only {found}{hint}"
@@ -73,7 +74,7 @@ def list_images(directory: str | Path, recursive: bool = False, root: str | Path
     kept = _inside(images, resolved_root)
     if not kept:
         raise ImageError(f"{folder}: each of its {len(images)} images is a symlink leading outside "
-                         f"{printable(resolved_root)}; set {ALLOW_OUTSIDE_ROOT}=1 to follow them")
+                         f"{for_terminal(resolved_root)}; set {ALLOW_OUTSIDE_ROOT}=1 to follow them")
     return kept
 
 
@@ -91,9 +92,9 @@ def read_image(path: str | Path) -> np.ndarray:
             _check_claimed_size(path, header)
             data = _read_bounded(path, f)
     except HeaderError as exc:
-        raise ImageError(f"{printable(path)}: {exc}") from exc
+        raise ImageError(f"{for_terminal(path)}: {exc}") from exc
     except OSError as exc:
-        raise ImageError(f"{printable(path)}: cannot be read ({exc.strerror or exc})") from exc
+        raise ImageError(f"{for_terminal(path)}: cannot be read ({exc.strerror or exc})") from exc
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:  # some decoders raise on malformed data instead of returning None
@@ -103,7 +104,7 @@ def read_image(path: str | Path) -> np.ndarray:
         # (MemoryError, not a skipped image, or calibration would quietly run on fewer images)
         del data
         np.empty((header.height, header.width, 3), np.uint8)
-        raise ImageError(f"{printable(path)}: not a decodable {header.format} image (truncated or corrupt)")
+        raise ImageError(f"{for_terminal(path)}: not a decodable {header.format} image (truncated or corrupt)")
     return image
 
 
@@ -119,7 +120,7 @@ def _open_regular_file(path: Path) -> BinaryIO:
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, socket or device"
-        raise ImageError(f"{printable(path)}: {kind}, not an image file")
+        raise ImageError(f"{for_terminal(path)}: {kind}, not an image file")
     return os.fdopen(fd, "rb")
 
 
@@ -127,12 +128,12 @@ def _read_bounded(path: Path, f: BinaryIO) -> bytes:
     """The whole file, if it is no larger than MAX_IMAGE_FILE_BYTES (and did not grow past that meanwhile)."""
     size_bytes = os.fstat(f.fileno()).st_size
     if size_bytes > MAX_IMAGE_FILE_BYTES:
-        raise ImageError(f"{printable(path)}: {size_bytes >> 20} MiB, larger than any image within the "
+        raise ImageError(f"{for_terminal(path)}: {size_bytes >> 20} MiB, larger than any image within the "
                          f"{MAX_IMAGE_PIXELS // 1_000_000} MP budget ({MAX_IMAGE_FILE_BYTES >> 20} MiB)")
     f.seek(0)
     data = f.read(size_bytes + 1)  # one byte more: a file that grew since is refused, not read on
     if len(data) != size_bytes:
-        raise ImageError(f"{printable(path)}: changed while it was read")
+        raise ImageError(f"{for_terminal(path)}: changed while it was read")
     return data
 
 
@@ -140,9 +141,9 @@ def _check_claimed_size(path: Path, header: ImageHeader) -> None:
     """Refuse an empty image, or one whose decoded pixels would exceed the budget."""
     claimed = f"a {header.format} whose header claims {header.width}x{header.height} pixels"
     if header.pixels == 0:
-        raise ImageError(f"{printable(path)}: {claimed} (an empty image)")
+        raise ImageError(f"{for_terminal(path)}: {claimed} (an empty image)")
     if header.pixels > MAX_IMAGE_PIXELS:
-        raise ImageError(f"{printable(path)}: {claimed} ({header.pixels / 1e6:.0f} MP), over the "
+        raise ImageError(f"{for_terminal(path)}: {claimed} ({header.pixels / 1e6:.0f} MP), over the "
                          f"{MAX_IMAGE_PIXELS // 1_000_000} MP that quantlab decodes per image")
 
 

@@ -11,6 +11,7 @@ shown raw:
   characters, line separators, undecodable bytes) is shown as `\\xNN` / `\\uNNNN`; and the text
   cannot form a runner's log command (GitHub's `::name::` at a line's start and `##[name]`,
   Azure Pipelines' `##vso[`): those reach the log whenever a CI job prints quantlab's output.
+* `shorten`, `quoted`: a short token of such text for a one-line message (a path, one field of a file).
 * `for_markdown`: `for_terminal`, then Markdown and HTML punctuation backslash-escaped, so a value
   stays inside its table cell and renders as the text it is (job summaries, report.md).
 
@@ -69,3 +70,12 @@ def shorten(text: object, max_chars: int = 60) -> str:
     if len(shown) <= max_chars:
         return shown
     return f"{shown[:max_chars]}...({len(shown) - max_chars} more characters)"
+
+
+def quoted(value: object, max_chars: int = 20) -> str:
+    """A piece of a user's file for a message, never more: a string quoted and escaped as repr does, cut
+    to `max_chars` characters ('...' where it was cut); any other value as its repr, cut alike."""
+    if isinstance(value, str):
+        return repr(value[:max_chars]) + ("..." if len(value) > max_chars else "")
+    text = repr(value)
+    return text[:max_chars] + ("..." if len(text) > max_chars else "")
