@@ -213,6 +213,8 @@ def rebuilt(spec: Spec, work: Path):
     from ultralytics import YOLO
 
     yolo = YOLO(str(model_yaml(spec, work)))
+    if spec.nms is False:  # an end-to-end twin: fuse() then keeps the one-to-one branch, as the export does
+        yolo.model.model[-1].end2end = True
     yolo.model.fuse()
     twin = onnx.load(str(MODELS_DIR / spec.twin))
     weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in twin.graph.initializer}
