@@ -175,14 +175,12 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     check_quantizable(model, model_path)
     check_output_file(output_path, inputs=[model_path])
     hw = resolve_input_hw(info, input_hw)
-    reader = None
-    calib_sample, check_images = split_sample(calib_images, recipe.num_calib, CHECK_IMAGES, recipe.seed) \
-        if calib_images else ([], [])
-    if recipe.mode is Mode.DYNAMIC:  # nothing calibrates: every image can judge
-        check_images = sample_images(calib_images, CHECK_IMAGES, recipe.seed) if calib_images else []
-    else:
+    reader = None  # dynamic mode: nothing calibrates, so any of the images can judge
+    check_images = sample_images(calib_images, CHECK_IMAGES, recipe.seed) if calib_images else []
+    if recipe.mode is Mode.STATIC:
         if not calib_images:
             raise ImageError(f"{model_path}: static quantization needs calibration images (--calib DIR)")
+        calib_sample, check_images = split_sample(calib_images, recipe.num_calib, CHECK_IMAGES, recipe.seed)
         reader = ImageCalibrationReader(calib_sample, info.input_name, hw, recipe.num_calib, recipe.seed)
         if reader.get_next() is None:
             raise ImageError(f"none of the {len(reader)} sampled calibration images could be decoded "
