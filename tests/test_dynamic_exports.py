@@ -61,7 +61,7 @@ def _map(path: Path, data_yaml: Path) -> float:
     dataset = load_dataset(data_yaml)
     result = evaluate_models({"model": make_session(path)}, labelled_samples(dataset, info.description), INPUT_HW,
                              info.class_names, info.description)["model"]
-    return result.map50_95
+    return result.map.map50_95
 
 
 @pytest.fixture(scope="module")
