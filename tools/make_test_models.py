@@ -370,6 +370,7 @@ def export_from_twins(specs: tuple[Spec, ...], folder: Path, work: Path) -> list
     re-exports the twin itself with the same outputs. Nothing is trained: no Training to report."""
     twins = {spec.file: spec for spec in SPECS}
     checked = set()
+    os.chdir(work)  # a model built from a yaml is exported into the working folder, under the yaml's name
     for spec in specs:
         data = f"demo-data --task {spec.task}"
         if spec.twin not in checked:
