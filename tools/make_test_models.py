@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import json
 import os
@@ -370,16 +371,16 @@ def export_from_twins(specs: tuple[Spec, ...], folder: Path, work: Path) -> list
     re-exports the twin itself with the same outputs. Nothing is trained: no Training to report."""
     twins = {spec.file: spec for spec in SPECS}
     checked = set()
-    os.chdir(work)  # a model built from a yaml is exported into the working folder, under the yaml's name
-    for spec in specs:
-        data = f"demo-data --task {spec.task}"
-        if spec.twin not in checked:
-            again = export(twins[spec.twin], rebuilt(spec, work), data)
-            if not same_outputs(again, MODELS_DIR / spec.twin):
-                raise SystemExit(f"{spec.twin}: the model rebuilt from its weights exports other outputs; "
-                                 "its yaml or scale in SPECS no longer matches the file")
-            checked.add(spec.twin)
-        shutil.copyfile(export(spec, rebuilt(spec, work), data), folder / spec.file)
+    with contextlib.chdir(work):  # a model built from a yaml is exported into the current folder, by the yaml's name
+        for spec in specs:
+            data = f"demo-data --task {spec.task}"
+            if spec.twin not in checked:
+                again = export(twins[spec.twin], rebuilt(spec, work), data)
+                if not same_outputs(again, MODELS_DIR / spec.twin):
+                    raise SystemExit(f"{spec.twin}: the model rebuilt from its weights exports other outputs; "
+                                     "its yaml or scale in SPECS no longer matches the file")
+                checked.add(spec.twin)
+            shutil.copyfile(export(spec, rebuilt(spec, work), data), folder / spec.file)
     return []
 
 
