@@ -82,13 +82,20 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def refuse_overwriting_inputs(inputs: Iterable[str | Path], files: Iterable[str | Path] = (),
                               folders: Iterable[str | Path] = ()) -> None:
-    """Raise OutputError if an output file is an input, or an output folder (replaced whole) holds one."""
+    """Raise OutputError if an output file is an input, an output folder (replaced whole) holds one, or an
+    output of either kind lies in an input folder (among images quantlab reads, a later run would read it)."""
     inputs = [Path(p) for p in inputs if p]
-    for output in (Path(p) for p in files if p):
+    files, folders = [Path(p) for p in files if p], [Path(p) for p in folders if p]
+    for source in (s for s in inputs if s.is_dir()):
+        for output in (*files, *folders):
+            if _inside(output, source):
+                raise OutputError(f"{output}: lies in the input folder {source}, among the files quantlab reads; "
+                                  "choose an output path outside it")
+    for output in files:
         for source in inputs:
             if source.exists() and output.exists() and same_file(source, output):
                 raise OutputError(f"{output}: this output is the input {source}; choose another output path")
-    for folder in (Path(p) for p in folders if p):
+    for folder in folders:
         for source in inputs:
             if _inside(source, folder):
                 raise OutputError(f"{folder}: this output folder holds the input {source} and would be "

@@ -64,6 +64,25 @@ def _hw(values: list[int] | None) -> tuple[int, int] | None:
     return tuple(values) if values else None
 
 
+def _input_paths(models, args) -> list[Path]:
+    """Every path a command reads, which no output may be or lie in: each model and its external-data
+    files, the data.yaml and the folders of its images and labels, the --images and --calib folders."""
+    from quantlab.datasets import label_path, load_dataset
+    from quantlab.onnxmodel import external_data_files
+
+    paths = []
+    for model in (Path(m) for m in models if m):
+        paths.append(model)
+        with suppress(Exception):  # an unreadable model is refused, in its own words, when it is loaded
+            paths += external_data_files(model)
+    paths += [Path(folder) for folder in (getattr(args, "images", None), getattr(args, "calib", None)) if folder]
+    if getattr(args, "data", None):
+        paths.append(Path(args.data))
+        images = load_dataset(args.data).images
+        paths += sorted({p.parent for p in images} | {label_path(p).parent for p in images})
+    return paths
+
+
 def _dataset_or_images(args) -> tuple:
     """(dataset, images) from --data or --images, exactly one of them."""
     from quantlab.datasets import load_dataset
@@ -93,6 +112,7 @@ def cmd_quantize(args, console: Console) -> int:
     from quantlab.quantize import METADATA_PREFIX, quantize_model
     from quantlab.recipes import Mode, resolve_recipe
 
+    refuse_overwriting_inputs(_input_paths([args.model], args), files=[args.output])
     recipe = resolve_recipe("dynamic" if args.mode == "dynamic" and args.recipe == "auto" else args.recipe)
     recipe = recipe.replace(mode=args.mode or recipe.mode, num_calib=args.num_calib, seed=args.seed,
                             exclude_nodes=tuple(args.exclude), include_nodes=tuple(args.include))
@@ -130,7 +150,7 @@ def cmd_eval(args, console: Console) -> int:
 
     info = inspect_model(args.model)
     if args.json:
-        check_output_file(args.json, inputs=[args.model, args.reference, args.data])
+        check_output_file(args.json, inputs=_input_paths([args.model, args.reference], args))
     if args.images and not args.reference:
         raise InputError("--images without labels needs --reference FP32.onnx to compare against")
     dataset, images = _dataset_or_images(args)
@@ -169,7 +189,7 @@ def cmd_bench(args, console: Console) -> int:
 
     infos = [inspect_model(m) for m in args.models]
     if args.json:
-        check_output_file(args.json, inputs=args.models)
+        check_output_file(args.json, inputs=_input_paths(args.models, args))
     if len({i.input_name for i in infos}) > 1:
         raise InputError("the models have different input names; bench compares models of one input")
     sessions = {str(info.path): make_session(info.path, args.threads, args.providers) for info in infos}
@@ -220,7 +240,7 @@ def cmd_run(args, console: Console) -> int:
     if args.max_memory_ratio is not None:
         require_measurable("--max-memory-ratio")
     model = Path(args.model) if args.model else DEMO_MODEL
-    refuse_overwriting_inputs([model, args.data, args.images, args.calib], folders=[out_dir])
+    refuse_overwriting_inputs(_input_paths([model], args), folders=[out_dir])
     with staged_folder(out_dir, "run") as stage:
         if not args.model and not (args.data or args.images):
             console.say(f"no --model/--data: the embedded demo ({model.name}) on generated shapes")
@@ -251,7 +271,7 @@ def cmd_tune(args, console: Console) -> int:
 
     out_dir = Path(os.path.abspath(args.out))
     output = Path(os.path.abspath(args.output)) if args.output else out_dir / f"{Path(args.model).stem}.tuned.onnx"
-    inputs = [args.model, args.data, args.images, args.calib]
+    inputs = _input_paths([args.model], args)
     refuse_overwriting_inputs(inputs, files=[output], folders=[out_dir])
     refuse_same_outputs(output, out_dir / "tune.json", out_dir / "tune.md")
     in_out_dir = output.parent == out_dir

@@ -23,7 +23,8 @@ from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file
 from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images, split_sample
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
 from quantlab.head import float_nodes, name_unnamed_nodes, softmax_before_transpose, yolo_head_pass
-from quantlab.onnxmodel import ModelInfo, check_quantizable, inspect_model, load_model, resolve_input_hw
+from quantlab.onnxmodel import (ModelInfo, check_quantizable, external_data_files, inspect_model, load_model,
+                                resolve_input_hw)
 from quantlab.recipes import Mode, Recipe
 from quantlab.verify import CHECK_IMAGES, SelfCheck, self_check
 
@@ -173,7 +174,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     model = load_model(model_path)
     info = inspect_model(model_path, model)
     check_quantizable(model, model_path)
-    check_output_file(output_path, inputs=[model_path])
+    check_output_file(output_path, inputs=[model_path, *external_data_files(model_path)])
     hw = resolve_input_hw(info, input_hw)
     reader = None  # dynamic mode: nothing calibrates, so any of the images can judge
     check_images = sample_images(calib_images, CHECK_IMAGES, recipe.seed) if calib_images else []

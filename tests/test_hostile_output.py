@@ -491,3 +491,44 @@ def test_demo_data_fills_a_mount_point_like_a_docker_volume(tmp_path, mount, cap
     assert main(["demo-data", str(out), "--splits", "val"]) == ExitCode.OK, capsys.readouterr().err
     assert os.path.ismount(out) and (out / "data.yaml").is_file() and not (out / "old.txt").exists()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".quantlab-lock", MARKER]
+
+
+# --- an output among the inputs: a model's external data, an image or label, an image folder ---------------
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, demo_onnx):
+    """A model saved with its weights in m.onnx.data, and a small demo dataset (val and calib)."""
+    import onnx
+
+    from quantlab.demo.shapes import write_dataset
+
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "ext").mkdir()
+    onnx.save(demo_onnx, str(root / "ext" / "m.onnx"), save_as_external_data=True, location="m.onnx.data")
+    write_dataset(root / "data", splits=("val", "calib"), sizes={"val": 3, "calib": 3})
+    return root
+
+
+@pytest.mark.parametrize(("args", "output"), [
+    # the model's weights file as the INT8 model, or as a JSON report (was: overwritten, exit 0)
+    (["quantize", "ext/m.onnx", "-o", "ext/m.onnx.data", "--mode", "dynamic"], "ext/m.onnx.data"),
+    (["bench", "ext/m.onnx", "--runs", "1", "--json", "ext/m.onnx.data"], "ext/m.onnx.data"),
+    # a calibration image replaced by the model (was: exit 0)
+    (["quantize", "ext/m.onnx", "-o", "data/images/calib/calib_00000.jpg", "--calib", "data/images/calib"],
+     "data/images/calib/calib_00000.jpg"),
+    # a label file replaced by the evaluation JSON (was: exit 0)
+    (["eval", "ext/m.onnx", "--data", "data/data.yaml", "--json", "data/labels/val/val_00000.txt"],
+     "data/labels/val/val_00000.txt"),
+    # a report folder inside the image folder: the next run evaluates report.png (was: exit 0)
+    (["run", "--model", "ext/m.onnx", "--images", "data/images/val", "--recursive", "--out", "data/images/val/out"],
+     "data/images/val/out"),
+], ids=["quantize-onto-external-data", "bench-json-onto-external-data", "quantize-onto-a-calibration-image",
+        "eval-json-onto-a-label", "run-out-inside-the-images"])
+def test_no_output_is_or_lies_among_the_inputs(inputs, monkeypatch, capsys, args, output):
+    monkeypatch.chdir(inputs)
+    before = {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()}
+    assert main(args) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and output in err[0] and ("is the input" in err[0] or "lies in the input folder" in err[0])
+    assert {p: p.read_bytes() for p in inputs.rglob("*") if p.is_file()} == before
