@@ -205,3 +205,20 @@ def test_the_benchmarks_skip_with_the_reason_when_pytest_benchmark_is_off(pytest
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:benchmark", "-rs", "-k", "latency")
     result.assert_outcomes(skipped=BENCHMARKS, deselected=ALL - BENCHMARKS)
     result.stdout.fnmatch_lines(["*SKIPPED [[]3[]] *benchmarks.py: pytest-benchmark is not active (-p no:benchmark*"])
+
+
+def test_text_a_model_carries_reaches_pytests_output_escaped(pytester):
+    """A model whose task metadata holds a newline, a CI runner's log commands and a terminal escape: the
+    suite refuses it in one line, shown as text (was: printed raw, a forged `::error` line in the CI log)."""
+    import onnx
+
+    model = onnx.load(str(DEMO_MODEL))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "task": "x\n::error title=forged::passed\n##[section]evil\x1b[2J"})
+    onnx.save(model, str(pytester.path / "m.onnx"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--quantlab-model", "m.onnx", "--co")
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "\x1b" not in text and "##[" not in text
+    assert not any(line.lstrip().startswith("::") for line in text.splitlines())
+    assert len([line for line in result.stderr.str().splitlines() if "quantlab" in line]) == 1

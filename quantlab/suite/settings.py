@@ -25,8 +25,15 @@ from quantlab.pipeline import FP32, check_recipes_fit, split_variant, variant_na
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
 from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
 from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
+from quantlab.textsafe import for_terminal
 
 TUNED = "tuned"
+
+
+def _usage_error(message: str) -> pytest.UsageError:
+    """pytest's one-line usage error, with what came from files (model metadata, node names) escaped:
+    pytest prints it raw, to a terminal or a CI log."""
+    return pytest.UsageError(for_terminal(message))
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def read_suite(config: pytest.Config) -> SuiteConfig:
     try:
         return _checked(reader, reader.model() or DEMO_MODEL)
     except QuantlabError as exc:
-        raise pytest.UsageError(f"quantlab: {exc}") from None
+        raise _usage_error(f"quantlab: {exc}") from None
 
 
 def _checked(reader: Reader, model: Path) -> SuiteConfig:
@@ -90,7 +97,7 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     exclude = tuple(n.strip() for n in (reader.value("exclude") or "").split(",") if n.strip())
     unknown = sorted(set(exclude) - {n.name for n in loaded.graph.node})
     if unknown:
-        raise pytest.UsageError(f"quantlab: {reader.given('exclude')}: node(s) {', '.join(unknown)} not in {model}")
+        raise _usage_error(f"quantlab: {reader.given('exclude')}: node(s) {', '.join(unknown)} not in {model}")
     data, calib = reader.value("data"), reader.value("calib")
     dataset = load_dataset(data) if data else None
     if dataset is not None:
@@ -102,21 +109,21 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     elif model.resolve() == DEMO_MODEL:
         calib_images = ()  # the demo model on demo data, generated once the session starts
     else:
-        raise pytest.UsageError(f"quantlab: {model}: give --quantlab-data (a data.yaml: mAP) or "
+        raise _usage_error(f"quantlab: {model}: give --quantlab-data (a data.yaml: mAP) or "
                                 "--quantlab-calib (an image folder: agreement with FP32) to gate it on")
     providers = parse_providers(reader.value("providers"))
     try:
         runtimes = parse_runtimes(reader.value("runtimes"))
         check_recipes_fit(parse_recipe_list(reader.value("recipes")), runtimes)
     except QuantlabError as exc:
-        raise pytest.UsageError(f"quantlab: {reader.given('runtimes')}: {exc}") from None
+        raise _usage_error(f"quantlab: {reader.given('runtimes')}: {exc}") from None
     budgets = {}
     for name in BUDGET_NAMES:
         budgets[name] = reader.value(name)
         try:
             Budgets(**{name: budgets[name]})
         except QuantlabError as exc:
-            raise pytest.UsageError(f"quantlab: {reader.given(name)}: {exc}") from None
+            raise _usage_error(f"quantlab: {reader.given(name)}: {exc}") from None
     if budgets["max_memory_ratio"] is not None:
         require_measurable(reader.given("max_memory_ratio"))
     return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
