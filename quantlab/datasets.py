@@ -184,16 +184,28 @@ def _dataset_root(spec: dict, path: Path) -> Path:
     value = spec.get("path")
     yaml_folder = Path(os.path.abspath(path)).parent  # the folder as given, as Ultralytics takes it
     if value is None or value == "":
-        return yaml_folder.resolve()
+        return _not_home(yaml_folder.resolve(), path)
     if not isinstance(value, str):
         raise DatasetError(f"{path}: 'path' must be a folder path, got {quoted(value)}")
     given = Path(value)
     candidates = [given] if given.is_absolute() else [yaml_folder / given, Path.cwd() / given]
     for candidate in candidates:
         if _is_dir(candidate):
-            return candidate.resolve()
+            return _not_home(candidate.resolve(), path)
     looked = " and ".join(shorten(c, PATH_SHOWN) for c in candidates)
     raise DatasetError(f"{path}: 'path' {quoted(value, 80)} is not a folder (looked for {looked})")
+
+
+def _not_home(root: Path, path: Path) -> Path:
+    """`root`, unless it is the user's home folder or a folder above it (`path: /`, `path: ../..`, a dataset
+    unpacked into the home folder): every file there would be part of the dataset, so a label linked to
+    ~/.aws/credentials or ~/.git-credentials would be read as one."""
+    home = Path.home().resolve()
+    if (root == home or root in home.parents) and os.environ.get(ALLOW_OUTSIDE_ROOT) != "1":
+        raise DatasetError(f"{path}: its dataset root would be {shorten(root, PATH_SHOWN)}, the home folder or a "
+                           f"folder above it, where every file would be part of the dataset; set 'path' to the "
+                           f"dataset's own folder ({ALLOW_OUTSIDE_ROOT}=1 allows it)")
+    return root
 
 
 def _entry_images(item, root: Path, path: Path, single: bool) -> list[Path]:

@@ -16,7 +16,7 @@ import yaml
 from quantlab.cli import main
 from quantlab.datasets import LabelWarning, load_dataset, read_labels
 from quantlab.demo.shapes import write_dataset
-from quantlab.errors import ExitCode, QuantlabError, SkippedImageWarning
+from quantlab.errors import DatasetError, ExitCode, QuantlabError, SkippedImageWarning
 
 SECRET = "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # a fake credential
 SECRET_TAIL = SECRET[20:]  # what must never be shown: a message may quote 20 characters of a field, no more
@@ -351,3 +351,25 @@ def test_an_unreadable_image_is_named_escaped_on_one_line(tmp_path):
     with pytest.warns(SkippedImageWarning) as got:
         assert list(iter_images([tmp_path / "\x1b[2Jmissing\n.png"])) == []
     assert "\\x1b[2Jmissing\\x0a.png: cannot be read" in str(got[0].message) and "\x1b" not in str(got[0].message)
+
+
+@pytest.mark.parametrize("root", ["/", "../..", ""], ids=["filesystem-root", "the-home-folder", "unpacked-into-home"])
+def test_a_dataset_root_cannot_be_the_home_folder_or_above(tmp_path, monkeypatch, root):
+    """Was: `path: /` made a label symlinked to ~/.git-credentials part of the dataset, and its first 20
+    characters were printed in a warning."""
+    monkeypatch.delenv("QUANTLAB_ALLOW_OUTSIDE_ROOT", raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    data = home if root == "" else home / "Downloads" / "ds"
+    (data / "images" / "val").mkdir(parents=True)
+    (data / "labels" / "val").mkdir(parents=True)
+    secret = home / ".git-credentials"
+    secret.write_text("https://bob:ghp_SECRET@example.com\n")
+    (data / "images" / "val" / "x.png").write_bytes(b"")  # load_dataset reads no pixels
+    (data / "labels" / "val" / "x.txt").symlink_to(secret)
+    val = str(data / "images" / "val") if root == "/" else "images/val" if root == "" else "Downloads/ds/images/val"
+    (data / "data.yaml").write_text((f"path: {root}\n" if root else "") + f"val: {val}\nnames: [a]\n")
+    with pytest.raises(DatasetError, match="the home folder or a folder above it"):
+        load_dataset(data / "data.yaml")
+    monkeypatch.setenv("QUANTLAB_ALLOW_OUTSIDE_ROOT", "1")  # the user's own choice
+    assert load_dataset(data / "data.yaml").images == (data / "images" / "val" / "x.png",)
