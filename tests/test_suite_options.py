@@ -3,11 +3,15 @@ edge, the command line over the ini file over the default, and which option each
 
 from pathlib import Path
 
+import cv2
+import numpy as np
+import onnx
 import pytest
 
+from quantlab.demo import DEMO_MODEL
 from quantlab.gates import Budgets
 from quantlab.suite.options import BY_NAME, Reader
-from quantlab.suite.settings import TUNED, SuiteConfig
+from quantlab.suite.settings import TUNED, SuiteConfig, read_suite
 
 pytest_plugins = ["pytester"]
 
@@ -73,3 +77,14 @@ def test_the_tuned_variant_is_gated_and_speed_gated_as_a_static_model():
     assert suite.gated(TUNED) and suite.gated("auto") and not suite.gated("fp32")
     assert TUNED in suite.static_variants and "dynamic" not in suite.static_variants
     assert TUNED not in _suite(tune=False).variants
+
+
+def test_read_suite_strips_excluded_names_and_finds_calibration_images_in_sub_folders(pytester):
+    """' name , ' names a node, and images one folder down are calibration images (folders of classes)."""
+    node = onnx.load(DEMO_MODEL).graph.node[0].name
+    nested = pytester.path / "calib" / "cats"
+    nested.mkdir(parents=True)
+    cv2.imwrite(str(nested / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    suite = read_suite(pytester.parseconfig("--quantlab-model", str(DEMO_MODEL), "--quantlab-calib", "calib",
+                                            "--quantlab-exclude", f" {node} , "))
+    assert suite.exclude == (node,) and [p.name for p in suite.calib_images] == ["a.png"]
