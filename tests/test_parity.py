@@ -178,16 +178,39 @@ def test_end_to_end_obb_rows_are_paired_by_their_centre_form():
     moved[0, 0, 6] = 0.4  # same box, angle off by 0.1 rad
     result = OutputParity(obb).update(moved, rows).compute()
     assert result["top1_agreement"] == 1.0
-    assert result["angle"]["max_abs"] == pytest.approx(0.1) and result["boxes"]["max_abs"] == 0.0
+    assert result["angle"]["max_abs"] == pytest.approx(0.1) and result["angle"]["mean_abs"] == pytest.approx(0.1)
+    assert result["boxes"]["max_abs"] == 0.0
 
 
 def test_end_to_end_scores_are_compared_where_either_model_is_sure():
-    """Rank 0: both sure (0.9, 0.9); rank 1: only the reference (0.1 vs 0.6); ranks 2+: neither (left out).
-    Compared: ranks 0 and 1, so |error| 0 and 0.5: max 0.5, mean 0.25."""
-    candidate = _rows((0, 0, 10, 10, 0.9, 0), (20, 0, 30, 10, 0.1, 0), (40, 0, 50, 10, 0.1, 0))
-    reference = _rows((0, 0, 10, 10, 0.9, 0), (20, 0, 30, 10, 0.6, 0), (40, 0, 50, 10, 0.2, 0))
+    """Rank 0: both sure (0.9, 0.9); rank 1: only the candidate, at exactly 0.5 (0.5 vs 0.1); rank 2: only the
+    reference, at exactly 0.5 (0.1 vs 0.5); ranks 3+: neither (left out). |error| 0, 0.4, 0.4: mean 0.8 / 3."""
+    candidate = _rows((0, 0, 10, 10, 0.9, 0), (20, 0, 30, 10, 0.5, 0), (40, 0, 50, 10, 0.1, 0), (60, 0, 70, 10, 0.1, 0))
+    reference = _rows((0, 0, 10, 10, 0.9, 0), (20, 0, 30, 10, 0.1, 0), (40, 0, 50, 10, 0.5, 0), (60, 0, 70, 10, 0.3, 0))
     scores = OutputParity(E2E).update(candidate, reference).compute()["scores"]
-    assert scores["max_abs"] == pytest.approx(0.5) and scores["mean_abs"] == pytest.approx(0.25)
+    assert scores["max_abs"] == pytest.approx(0.4) and scores["mean_abs"] == pytest.approx(0.8 / 3)
+
+
+def test_end_to_end_scores_lost_where_no_model_is_sure_still_show():
+    """Nothing reaches 0.5: every rank is compared, so a candidate that lost its scores has cosine 0, not 1."""
+    reference = _rows(*[(10 * i, 0, 10 * i + 8, 8, 0.3, 0) for i in range(3)])
+    lost = _rows(*[(10 * i, 0, 10 * i + 8, 8, 0.0, 0) for i in range(3)])
+    assert OutputParity(E2E).update(lost, reference).compute()["scores"]["cosine"] == 0.0
+
+
+def test_end_to_end_parts_and_agreement_accumulate_over_images():
+    """Image 1: 3 of 3 rows paired; image 2: 2 of 3 (one lost): 5 of 6. Class ids are paired on, not compared."""
+    parity = OutputParity(E2E).update(_rows(*REFERENCE_ROWS), _rows(*REFERENCE_ROWS))
+    result = parity.update(_rows(*REFERENCE_ROWS[:2]), _rows(*REFERENCE_ROWS)).compute()
+    assert result["top1_agreement"] == pytest.approx(5 / 6)
+    assert set(result) == {"boxes", "scores", "top1_agreement"}
+
+
+def test_a_segment_models_detection_output_alone_is_compared_without_protos():
+    seg = ModelDescription(SEGMENT, {0: "a"}, extra_channels=2)
+    output = np.concatenate([np.ones((1, 4, ANCHORS)), np.full((1, 1, ANCHORS), 0.5), np.ones((1, 2, ANCHORS))], 1)
+    result = OutputParity(seg).update(output, output).compute()
+    assert "protos" not in result and result["mask_coefficients"]["cosine"] == pytest.approx(1.0)
 
 
 def test_segment_protos_are_compared_beside_the_detection_output():
