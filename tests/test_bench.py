@@ -230,3 +230,31 @@ def test_bench_setup_names_the_machine_without_revealing_it():
     assert re.fullmatch(r"[0-9a-f]{16}", setup["host"])
     assert setup["threads"] == 2 and setup["providers"] == ["CPUExecutionProvider"]
     assert {"cpu", "onnxruntime", "python"} <= set(setup)
+
+
+def test_speedup_interval_is_the_95_percent_block_bootstrap_of_the_ratio_of_medians(fake_timing):
+    """Known answer, computed here from the documented statistic: resample whole blocks (2000 times, seed 0),
+    take the ratio of medians of each resample, report its 2.5th and 97.5th percentiles as low and high."""
+    make, _ = fake_timing
+    per_block_ms = 5.0 + 0.5 * np.arange(10) ** 1.5  # the candidate slows block after block; fp32 stays at 10 ms
+    sessions = make({"fp32": [10.0] * 40, "int8": [ms for ms in per_block_ms for _ in range(4)]})
+    speedup = bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=10, rounds=4, warmup=0)
+    picks = np.random.default_rng(0).integers(0, 10, size=(2000, 10))
+    ratios = 10.0 / np.median(per_block_ms[picks], axis=1)  # every run of a block takes its block's time
+    assert (speedup.low, speedup.high) == pytest.approx(tuple(np.percentile(ratios, [2.5, 97.5])))
+    assert (speedup.low, speedup.high) != pytest.approx(tuple(np.percentile(ratios, [5, 95])))  # a 90% interval
+    assert speedup.ratio == pytest.approx(10 / np.median(per_block_ms)) and speedup.low < speedup.ratio < speedup.high
+
+
+def test_each_block_visits_the_models_in_its_own_order(fake_timing):
+    """Blocks are seeded apart: the same order in every block would time one model first every time."""
+    make, log = fake_timing
+    sessions = make({"fp32": [10.0] * 60, "int8": [5.0] * 60})
+    bench.interleaved_speedup(sessions["fp32"], sessions["int8"], FEED, blocks=4, rounds=15, warmup=0)
+    timed = _timed(log)
+    blocks = [tuple(timed[i:i + 30]) for i in range(0, 120, 30)]
+    assert len(set(blocks)) > 1
+
+
+def test_fps_is_the_inverse_of_the_median_not_the_mean():
+    assert Latency.from_samples([10.0, 10.0, 40.0]).fps == pytest.approx(100.0)  # the mean, 20 ms, would say 50

@@ -1,10 +1,11 @@
 """Decoding YOLOv8 outputs and class-aware NMS, on outputs built by hand."""
 
+import cv2
 import numpy as np
 import pytest
 
 from quantlab.description import DETECT, ModelDescription
-from quantlab.detections import MAX_NMS_CANDIDATES, PREDICT_NMS, VAL_NMS, Detections, NmsSettings
+from quantlab.detections import MAX_NMS_CANDIDATES, PREDICT_NMS, VAL_NMS, Detections, NmsSettings, opencv_rect
 from quantlab.detections import decode as decode_with
 from quantlab.errors import ModelError
 from quantlab.preprocess import fit
@@ -258,3 +259,117 @@ def test_rotated_boxes_thinner_than_a_hundredth_of_a_pixel_are_dropped():
     dets = decode_with(_obb_output([(160, 96, 1e-6, 80, 0.9, 0.4), (100, 50, 20, 10, 0.8, 0.1)]), IDENTITY,
                        _task("obb", extra=1), PREDICT_NMS)
     np.testing.assert_allclose(dets.rboxes[:, :2], [[100, 50]])
+
+
+# ---- known answers at the edges where a one-line slip changes the answer, task by task ----
+
+def test_a_rotated_box_turns_x_towards_y_as_ultralytics():
+    """cx cy w h angle (radians) -> corners: (+w/2, 0) rotated by +30 degrees lands at (cos, sin) * w/2, as
+    Ultralytics' xywhr2xyxyxyxy; a mirrored angle puts it at (cos, -sin) and every IoU with a label goes wrong."""
+    corners = cv2.boxPoints(opencv_rect((0.0, 0.0, 2.0, 1.0, np.pi / 6))).astype(np.float64)
+    c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
+    expected = np.array([(x * c - y * s, x * s + y * c) for x, y in [(1, 0.5), (1, -0.5), (-1, 0.5), (-1, -0.5)]])
+    np.testing.assert_allclose(corners[np.lexsort(corners.T)], expected[np.lexsort(expected.T)], atol=1e-5)
+
+
+def _obb_rows(rows, num_classes=1):
+    """(1, 4+nc+1, 20) OBB output from (cx, cy, w, h, class, score, angle) rows."""
+    out = np.zeros((1, 4 + num_classes + 1, 20), np.float32)
+    for i, (cx, cy, w, h, cls, score, angle) in enumerate(rows):
+        out[0, :4, i], out[0, 4 + cls, i], out[0, -1, i] = (cx, cy, w, h), score, angle
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shift", "kept"),
+    [
+        (12, 1),  # rotated IoU 0.718: suppressed at 0.7
+        (16, 2),  # rotated IoU 0.664: both stay (a threshold of 0.35 would drop one)
+    ],
+    ids=["iou-0.72", "iou-0.66"],
+)
+def test_rotated_nms_suppresses_above_iou_0_7_only(shift, kept):
+    """Two 100x10 boxes at 0.5 rad, the second `shift` px along their axis and 0.5 px across it (with no
+    offset across, their long edges are collinear and OpenCV 5.1's rotated NMS underestimates the overlap)."""
+    angle = 0.5
+    second = (160 + shift * np.cos(angle) - 0.5 * np.sin(angle), 96 + shift * np.sin(angle) + 0.5 * np.cos(angle))
+    out = _obb_rows([(160, 96, 100, 10, 0, 0.9, angle), (*second, 100, 10, 0, 0.8, angle)])
+    dets = decode_with(out, IDENTITY, _task("obb", extra=1), PREDICT_NMS)
+    assert len(dets) == kept and dets.scores[0] == pytest.approx(0.9)
+
+
+def test_rotated_nms_is_class_aware_and_ranks_across_classes_before_max_det():
+    """Identical rotated boxes of two classes both stay; with max_det 1 the best of all classes is kept,
+    not the first class's (class 0 scores 0.5, class 1 scores 0.9)."""
+    out = _obb_rows([(160, 96, 100, 10, 0, 0.5, 0.3), (160, 96, 100, 10, 1, 0.9, 0.3)], num_classes=2)
+    both = decode_with(out, IDENTITY, _task("obb", num_classes=2, extra=1), PREDICT_NMS)
+    assert sorted(both.class_ids.tolist()) == [0, 1]
+    best = decode_with(out, IDENTITY, _task("obb", num_classes=2, extra=1), NmsSettings(conf=0.25, iou=0.7, max_det=1))
+    assert best.class_ids.tolist() == [1] and best.scores.tolist() == [pytest.approx(0.9)]
+
+
+def _flat_protos(logit):
+    """Protos (1, 32, 48, 80) whose channel 0 is `logit` everywhere (the rest 0), for coefficient 1 on it."""
+    protos = np.zeros((1, 32, 48, 80), np.float32)
+    protos[0, 0] = logit
+    return protos
+
+
+def _one_segment(box):
+    out = np.zeros((1, 4 + 1 + 32, 50), np.float32)
+    out[0, :4, 0], out[0, 4, 0], out[0, 5, 0] = box, 0.9, 1.0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("logit", "pixels"),
+    [
+        (0.3, 400),  # sigmoid(0.3) = 0.57 > 0.5: inside (a threshold of 0.5 on the logit would drop it)
+        (-0.3, 0),  # sigmoid(-0.3) = 0.43: outside
+    ],
+    ids=["logit+0.3", "logit-0.3"],
+)
+def test_mask_threshold_is_probability_0_5(logit, pixels):
+    dets = decode_with([_one_segment((100, 60, 20, 20)), _flat_protos(logit)], IDENTITY, _task("segment", extra=32),
+                       PREDICT_NMS)
+    assert dets.masks[0].sum() == pixels
+
+
+def test_mask_covers_exactly_the_pixels_whose_centre_is_in_the_box():
+    """Box x 10.6..20.6, y 5.4..9.4: pixel centres 11.5..20.5 and 5.5..8.5 are inside, so columns 11..20,
+    rows 5..8 (truncating the edges would take columns 10..19 and rows 5..8)."""
+    dets = decode_with([_one_segment((15.6, 7.4, 10.0, 4.0)), _flat_protos(10.0)], IDENTITY,
+                       _task("segment", extra=32), PREDICT_NMS)
+    rows, cols = np.nonzero(dets.masks[0])
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (5, 8, 11, 20)
+    assert dets.masks[0].sum() == 4 * 10
+
+
+def _end_to_end_rows(rows):
+    """(1, 300, 6) end-to-end output from (x1, y1, x2, y2, score, class) rows."""
+    out = np.zeros((1, 300, 6), np.float32)
+    out[0, :len(rows)] = rows
+    return out
+
+
+@pytest.mark.parametrize(
+    ("score", "kept"),
+    [(0.25, 0), (0.2501, 1)],  # as Ultralytics' end-to-end postprocess: score > conf, not >=
+    ids=["at-conf", "above-conf"],
+)
+def test_end_to_end_rows_need_a_score_above_conf(score, kept):
+    out = _end_to_end_rows([(10, 10, 50, 50, score, 0)])
+    assert len(decode_with(out, IDENTITY, _task("detect", end_to_end=True), PREDICT_NMS)) == kept
+
+
+def test_end_to_end_rows_are_cut_at_max_det_keeping_the_models_ranking():
+    out = _end_to_end_rows([(10 * i, 0, 10 * i + 8, 8, 0.9 - 0.1 * i, 0) for i in range(5)])
+    dets = decode_with(out, IDENTITY, _task("detect", end_to_end=True), NmsSettings(conf=0.25, iou=0.7, max_det=3))
+    np.testing.assert_allclose(dets.scores, [0.9, 0.8, 0.7], rtol=1e-6)
+
+
+def test_end_to_end_class_ids_are_rounded_not_truncated():
+    """A float class column can carry 1.9999999 for class 2 (a Cast-free export, or an INT8 head)."""
+    out = _end_to_end_rows([(10, 10, 50, 50, 0.9, np.float32(1.9999999)), (60, 10, 90, 50, 0.8, 1.0000001)])
+    dets = decode_with(out, IDENTITY, _task("detect", num_classes=3, end_to_end=True), PREDICT_NMS)
+    assert dets.class_ids.tolist() == [2, 1]

@@ -42,6 +42,7 @@ def test_iou_0_62_counts_at_three_of_ten_thresholds():
     result = DetectionMAP(NAMES).update(_dets([_shifted(truth, 0.62)], [0.9], [0]), _truth(np.array([truth]), [0])).compute()
     assert result.map50 == pytest.approx(1.0)
     assert result.map50_95 == pytest.approx(0.3)  # matched at IoU 0.50, 0.55 and 0.60 only
+    assert result.per_class[NAMES[0]] == pytest.approx(0.3)  # per class too: AP50-95, not AP50
 
 
 def test_half_the_objects_found_gives_half_the_ap():

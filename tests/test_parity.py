@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from quantlab.description import DETECT, ModelDescription
-from quantlab.parity import OutputParity
+from quantlab.description import DETECT, OBB, SEGMENT, ModelDescription
+from quantlab.parity import OutputParity, detection_parity, task_cosine
 
 
 def _parity(num_classes):
@@ -141,3 +141,107 @@ def test_an_image_without_a_confident_detection_pairs_nothing_and_the_next_one_c
     parity = OutputParity(E2E).update(_rows((10, 10, 50, 50, 0.3, 0)), _rows((10, 10, 50, 50, 0.2, 0)))
     result = parity.update(_rows(*REFERENCE_ROWS), _rows(*REFERENCE_ROWS)).compute()
     assert result["boxes"]["cosine"] == pytest.approx(1.0) and result["top1_agreement"] == 1.0
+
+
+# ---- known answers at the edges where a one-line slip changes what is compared or reported ----
+
+def _agreement(candidate_rows, reference_rows, description=E2E):
+    return OutputParity(description).update(_rows(*candidate_rows), _rows(*reference_rows)).compute()
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reference", "agreement"),
+    [
+        # a reference row scored exactly 0.25 is confident (>=), and paired with the same box
+        ([(10, 10, 50, 50, 0.9, 0)], [(10, 10, 50, 50, 0.25, 0)], 1.0),
+        # below 0.25: no confident row, nothing to agree on
+        ([(10, 10, 50, 50, 0.9, 0)], [(10, 10, 50, 50, 0.2499, 0)], None),
+        # IoU exactly 0.5 (the candidate is the reference's top half): paired
+        ([(0, 0, 100, 50, 0.9, 0)], [(0, 0, 100, 100, 0.9, 0)], 1.0),
+        # IoU 0.49: not the same object
+        ([(0, 0, 100, 49, 0.9, 0)], [(0, 0, 100, 100, 0.9, 0)], 0.0),
+        # the same box, another class: not paired
+        ([(10, 10, 50, 50, 0.9, 1)], [(10, 10, 50, 50, 0.9, 0)], 0.0),
+    ],
+    ids=["confident-at-0.25", "unsure-below-0.25", "iou-0.5-pairs", "iou-0.49-does-not", "other-class"],
+)
+def test_end_to_end_pairing_edges(candidate, reference, agreement):
+    assert _agreement(candidate, reference)["top1_agreement"] == agreement
+
+
+def test_end_to_end_obb_rows_are_paired_by_their_centre_form():
+    """OBB rows are cx cy w h score class angle: read as corners (x2 < x1) they would overlap nothing."""
+    obb = ModelDescription(OBB, {0: "a"}, extra_channels=1, end_to_end=True)
+    rows = np.zeros((1, 300, 7), np.float32)
+    rows[0, 0] = (50, 50, 40, 20, 0.9, 0, 0.3)
+    moved = rows.copy()
+    moved[0, 0, 6] = 0.4  # same box, angle off by 0.1 rad
+    result = OutputParity(obb).update(moved, rows).compute()
+    assert result["top1_agreement"] == 1.0
+    assert result["angle"]["max_abs"] == pytest.approx(0.1) and result["angle"]["mean_abs"] == pytest.approx(0.1)
+    assert result["boxes"]["max_abs"] == 0.0
+
+
+def test_end_to_end_scores_are_compared_where_either_model_is_sure():
+    """Rank 0: both sure (0.9, 0.9); rank 1: only the candidate, at exactly 0.5 (0.5 vs 0.1); rank 2: only the
+    reference, at exactly 0.5 (0.1 vs 0.5); ranks 3+: neither (left out). |error| 0, 0.4, 0.4: mean 0.8 / 3."""
+    candidate = _rows((0, 0, 10, 10, 0.9, 0), (20, 0, 30, 10, 0.5, 0), (40, 0, 50, 10, 0.1, 0), (60, 0, 70, 10, 0.1, 0))
+    reference = _rows((0, 0, 10, 10, 0.9, 0), (20, 0, 30, 10, 0.1, 0), (40, 0, 50, 10, 0.5, 0), (60, 0, 70, 10, 0.3, 0))
+    scores = OutputParity(E2E).update(candidate, reference).compute()["scores"]
+    assert scores["max_abs"] == pytest.approx(0.4) and scores["mean_abs"] == pytest.approx(0.8 / 3)
+
+
+def test_end_to_end_scores_lost_where_no_model_is_sure_still_show():
+    """Nothing reaches 0.5: every rank is compared, so a candidate that lost its scores has cosine 0, not 1."""
+    reference = _rows(*[(10 * i, 0, 10 * i + 8, 8, 0.3, 0) for i in range(3)])
+    lost = _rows(*[(10 * i, 0, 10 * i + 8, 8, 0.0, 0) for i in range(3)])
+    assert OutputParity(E2E).update(lost, reference).compute()["scores"]["cosine"] == 0.0
+
+
+def test_end_to_end_parts_and_agreement_accumulate_over_images():
+    """Image 1: 3 of 3 rows paired; image 2: 2 of 3 (one lost): 5 of 6. Class ids are paired on, not compared."""
+    parity = OutputParity(E2E).update(_rows(*REFERENCE_ROWS), _rows(*REFERENCE_ROWS))
+    result = parity.update(_rows(*REFERENCE_ROWS[:2]), _rows(*REFERENCE_ROWS)).compute()
+    assert result["top1_agreement"] == pytest.approx(5 / 6)
+    assert set(result) == {"boxes", "scores", "top1_agreement"}
+
+
+def test_a_segment_models_detection_output_alone_is_compared_without_protos():
+    seg = ModelDescription(SEGMENT, {0: "a"}, extra_channels=2)
+    output = np.concatenate([np.ones((1, 4, ANCHORS)), np.full((1, 1, ANCHORS), 0.5), np.ones((1, 2, ANCHORS))], 1)
+    result = OutputParity(seg).update(output, output).compute()
+    assert "protos" not in result and result["mask_coefficients"]["cosine"] == pytest.approx(1.0)
+
+
+def test_segment_protos_are_compared_beside_the_detection_output():
+    """The second output (protos) is its own part: negated protos have cosine -1 while every row agrees."""
+    seg = ModelDescription(SEGMENT, {0: "a"}, extra_channels=2)
+    output = np.concatenate([np.ones((1, 4, ANCHORS)), np.full((1, 1, ANCHORS), 0.5), np.ones((1, 2, ANCHORS))], 1)
+    protos = np.arange(1, 2 * 4 * 4 + 1, dtype=np.float32).reshape(1, 2, 4, 4)
+    result = OutputParity(seg).update([output, -protos], [output, protos]).compute()
+    assert result["protos"]["cosine"] == pytest.approx(-1.0)
+    assert result["mask_coefficients"]["cosine"] == pytest.approx(1.0)
+    assert task_cosine(result) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        # the task's worst part is what a gate on task_cosine must see: protos 0.8, not the coefficients' 0.9
+        ({"boxes": {"cosine": 0.5}, "scores": {"cosine": 0.6}, "mask_coefficients": {"cosine": 0.9},
+          "protos": {"cosine": 0.8}, "top1_agreement": 0.7}, 0.8),
+        ({"boxes": {"cosine": 0.5}, "scores": {"cosine": 0.6}, "keypoints": {"cosine": 0.95},
+          "top1_agreement": 0.1}, 0.95),
+        # a detect model has no task part: None, never the box or score cosine
+        ({"boxes": {"cosine": 0.5}, "scores": {"cosine": 0.6}, "top1_agreement": 0.9}, None),
+    ],
+    ids=["segment-worst-part", "pose", "detect-none"],
+)
+def test_task_cosine_is_the_worst_task_part(result, expected):
+    assert task_cosine(result) == expected
+
+
+def test_detection_parity_is_the_first_outputs_entry():
+    parity = {"output0": {"boxes": {"cosine": 0.9}}, "output1": {"boxes": {"cosine": 0.1}}}
+    assert detection_parity(parity) == {"boxes": {"cosine": 0.9}}
+    assert detection_parity(None) == {} and detection_parity({}) == {}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Mutation testing of the pure modules (preprocess, detections, metrics, gates, bench, datasets)
-# against their fast tests, with mutmut (configured in pyproject.toml [tool.mutmut]).
-# Not part of tools/test.sh: it runs the covering tests once per mutant, about 1000 mutants (2 minutes on
-# 2 cores). Results stay in mutants/ (git-ignored): `.venv/bin/mutmut results`, `mutmut show NAME`.
+# Mutation testing of preprocess, detections (every task), metrics, gates, bench, datasets, parity, description,
+# evaluate, images and head against their fast tests (-m "not slow and not quantlab"), with mutmut (configured in
+# pyproject.toml [tool.mutmut]). Not part of tools/test.sh: it runs the covering tests once per mutant, about
+# 2500 mutants (tens of minutes on 2 cores; parity and description alone, 845 mutants, took about 20).
+# Results stay in mutants/ (git-ignored): `.venv/bin/mutmut results`, `mutmut show NAME`.
 # Usage: bash tools/mutate.sh [--max-children N]   (default: one child per CPU)
 set -euo pipefail
 cd "$(dirname "$0")/.."
