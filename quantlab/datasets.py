@@ -30,6 +30,9 @@ MAX_BYTES = {
     "list of images": 256 << 20,  # millions of lines
     "label file": 16 << 20,  # a dense segment image's polygons take a few hundred KB
 }
+# objects in one image's label file: dense scenes (SKU-110K) hold a few hundred; pycocotools' matching
+# grows faster than linearly in them, and 600,000 valid lines under the byte cap took 6 minutes for 2 images
+MAX_LABEL_LINES = 10_000
 MAX_YAML_DEPTH = 32  # a data.yaml nests two or three deep; far deeper ends in RecursionError
 MAX_CLASSES = 100_000  # `nc` alone makes one name per class (LVIS has 1203 classes)
 MAX_PATH_CHARS = 4096  # Linux's PATH_MAX: a longer list line is no path, and resolving it costs a stat a part
@@ -468,7 +471,11 @@ def read_labels(image_path: Path, image_hw: tuple[int, int], num_classes: int, t
     path = label_path(image_path)
     rows = []
     if path.is_file():  # a folder, pipe or device is not read; load_dataset skipped its image
-        for number, line in enumerate(_read_text(path, "label file").splitlines(), start=1):
+        lines = _read_text(path, "label file").splitlines()
+        if sum(1 for line in lines if line.strip()) > MAX_LABEL_LINES:
+            raise DatasetError(f"{for_terminal(path)}: more than {MAX_LABEL_LINES:,} objects for one image, more than "
+                               "any dataset labels; is it a label file?")
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             problem, row = _parse_line(line, num_classes, task, kpt_shape, image_hw)
