@@ -19,6 +19,7 @@ import onnx
 
 from quantlab.errors import ModelError
 from quantlab.graphshapes import static_dims, with_static_input
+from quantlab.textsafe import quoted, shorten
 
 DETECT, SEGMENT, POSE, OBB = "detect", "segment", "pose", "obb"
 TASKS = (DETECT, SEGMENT, POSE, OBB)
@@ -27,6 +28,10 @@ END_TO_END_OPS = frozenset({"NonMaxSuppression", "TopK"})
 BOX_CHANNELS = 4
 DEFAULT_STRIDE = 32  # YOLO's deepest feature map: a dynamic input's H and W must divide by it
 DEFAULT_INPUT_HW = (640, 640)  # Ultralytics' default imgsz, for dynamic inputs without imgsz metadata
+# A metadata literal's length: Ultralytics' names for 1203 LVIS classes take 25 KB; a 10^6-class dict took
+# 2.2 GB to parse
+MAX_METADATA_CHARS = 1 << 20
+MAX_OUTPUTS_SHOWN = 8
 # YOLO exports go to 1280-2048 a side; the (1, 3, H, W) float32 input, and activations many times its size,
 # grow with H * W: 4096 a side and 8.4 M pixels (4096 x 2048, a 100 MB input) are generous, while 14 bytes of
 # metadata saying imgsz [32768, 32768] would ask for 12 GiB for the input alone.
@@ -118,18 +123,27 @@ def shape_text(shape: tuple[int | None, ...]) -> str:
 
 
 def _outputs_text(model: onnx.ModelProto) -> str:
-    return ", ".join(f"{o.name} {shape_text(value_dims(o))}" for o in model.graph.output)
+    """The first outputs' names (cut short) and shapes, for a message."""
+    outputs = model.graph.output
+    listed = ", ".join(f"{shorten(o.name, 60)} {shape_text(value_dims(o))}" for o in outputs[:MAX_OUTPUTS_SHOWN])
+    return listed + (f" and {len(outputs) - MAX_OUTPUTS_SHOWN} more" if len(outputs) > MAX_OUTPUTS_SHOWN else "")
 
 
 def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _literal(meta: dict[str, str], key: str):
-    """A metadata value as the Python literal Ultralytics wrote with str(), None if absent or unreadable."""
+def _literal(meta: dict[str, str], key: str, path):
+    """A metadata value as the Python literal Ultralytics wrote with str(), None if absent or unreadable;
+    ModelError for one longer than any model writes (parsing takes about 80 bytes of memory a character)."""
+    if key not in meta:
+        return None
+    if len(meta[key]) > MAX_METADATA_CHARS:
+        raise ModelError(f"{path}: its metadata '{shorten(key, 40)}' is {len(meta[key]):,} characters, more than any "
+                         f"model writes ({MAX_METADATA_CHARS:,} at most)")
     try:
-        return ast.literal_eval(meta[key]) if key in meta else None
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return ast.literal_eval(meta[key])
+    except (ValueError, SyntaxError, TypeError, RecursionError):
         return None
 
 
@@ -147,18 +161,18 @@ def _read_metadata(model: onnx.ModelProto, path) -> _Metadata:
     meta = _metadata(model)
     task = meta.get("task")
     if task is not None and task not in TASKS:
-        raise ModelError(f"{path}: its metadata says task '{task}'; quantlab reads {', '.join(TASKS)} models")
-    names = _literal(meta, "names")
+        raise ModelError(f"{path}: its metadata says task {quoted(task, 40)}; quantlab reads {', '.join(TASKS)} models")
+    names = _literal(meta, "names", path)
     if not (isinstance(names, dict) and names and all(isinstance(k, int) for k in names)):
         names = None  # absent or not Ultralytics' {index: name}: the class count comes from the graph
     else:
         names = {k: str(v) for k, v in names.items()}
-    kpt = _literal(meta, "kpt_shape")
+    kpt = _literal(meta, "kpt_shape", path)
     kpt = tuple(kpt) if isinstance(kpt, (list, tuple)) and len(kpt) == 2 and all(isinstance(k, int) for k in kpt) \
         else None
-    stride = _literal(meta, "stride")
+    stride = _literal(meta, "stride", path)
     stride = stride if isinstance(stride, int) and stride > 0 else None
-    imgsz = _literal(meta, "imgsz")
+    imgsz = _literal(meta, "imgsz", path)
     valid = isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(
         isinstance(d, int) and d > 0 and d % (stride or DEFAULT_STRIDE) == 0 for d in imgsz)
     if valid and (problem := input_size_problem(imgsz)):

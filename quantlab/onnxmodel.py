@@ -16,6 +16,7 @@ from quantlab.description import (DEFAULT_INPUT_HW, ModelDescription, describe_m
                                   value_dims)
 from quantlab.errors import ConfigError, ModelError
 from quantlab.ortcompat import check_opset
+from quantlab.textsafe import quoted
 
 # Ops that mean a model is already quantized (QDQ, QOperator or dynamic): quantizing again breaks it
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -76,7 +77,7 @@ def check_quantizable(model: onnx.ModelProto, path: Path) -> None:
     """Refuse a model that quantization would break: already quantized, or FP16 weights."""
     quantized = next((n for n in model.graph.node if n.op_type in QUANTIZED_OPS), None)
     if quantized is not None:
-        raise ModelError(f"{path}: already quantized (node '{quantized.name or quantized.output[0]}' is "
+        raise ModelError(f"{path}: already quantized (node {quoted(quantized.name or quantized.output[0], 60)} is "
                          f"{quantized.op_type}); quantize the FP32 model it came from")
     half = [t.name for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT16, TensorProto.BFLOAT16)]
     if half:

@@ -263,7 +263,7 @@ def test_bad_models_give_one_clear_error_and_no_output(tmp_path, demo_model, cal
 
 @pytest.mark.parametrize(
     ("images", "message"),
-    [([], "needs calibration images"), ("corrupt", "none of the 3 sampled")],
+    [([], "needs calibration images"), ("corrupt", "none of the 2 sampled")],  # of 3: 1 is held out to judge
     ids=["no-images", "all-corrupt"],
 )
 def test_unusable_calibration_sets_are_named(tmp_path, demo_model, images, message):
