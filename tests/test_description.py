@@ -1,6 +1,7 @@
 """The model description's own answers at their edges: what its summary and JSON say, its size limits,
 how it reads a square end-to-end output, and metadata values Ultralytics writes as strings."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from quantlab.description import (MAX_INPUT_PIXELS, MAX_INPUT_SIDE, ModelDescription, describe_model,
                                   input_size_problem)
+from quantlab.errors import ModelError
 from quantlab.onnxmodel import load_model
 
 MODELS = Path(__file__).parent / "data" / "models"  # small real Ultralytics exports (tools/make_test_models.py)
@@ -75,3 +77,18 @@ def test_keypoint_metadata_on_a_model_of_another_task_is_not_reported():
 def test_end_to_end_class_names_come_from_the_metadata():
     description = _with_metadata("yolo26.e2e.onnx", names="{0: 'cat', 1: 'dog', 2: 'cow', 3: 'owl'}")
     assert description.class_names == {0: "cat", 1: "dog", 2: "cow", 3: "owl"} and description.end_to_end
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    # a names dict of 10^6 classes: was parsed (2.2 GB), then dropped silently under a memory limit
+    ("names", "{" + ", ".join(f"{i}: 'c{i}'" for i in range(120_000)) + "}", "'names' is 2,057,780 characters"),
+    # a task of a million characters: was echoed whole, a 1 MB error line
+    ("task", "x" * 1_000_000, "'xxxxxxxx"),
+], ids=["names-of-a-million-characters", "task-of-a-million-characters"])
+def test_metadata_longer_than_any_model_writes_is_refused_in_a_short_line(tmp_path, demo_onnx, key, value, message):
+    model = onnx.ModelProto()
+    model.CopyFrom(demo_onnx)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, key: value})
+    with pytest.raises(ModelError, match=re.escape(message)) as caught:
+        describe_model(model, tmp_path / "m.onnx")
+    assert len(str(caught.value)) < 300
