@@ -25,6 +25,10 @@ REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
 # numbers that may be null: mAP without labels, parity for a variant that has none
 OPTIONAL_NUMBERS = ("size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine", "score_cosine",
                     "task_cosine", "top1_agreement", "memory_bytes", "memory_spread", "memory_ratio")
+# the values each can hold: a mAP or agreement is a fraction, a cosine lies in [-1, 1]; beyond them a file lies
+RANGES = {"map50": (0, 1), "map50_95": (0, 1), "agreement": (0, 1), "top1_agreement": (0, 1), "map_drop": (-1, 1),
+          "box_cosine": (-1, 1), "score_cosine": (-1, 1), "task_cosine": (-1, 1), "size_ratio": (0, math.inf),
+          "memory_bytes": (0, math.inf), "memory_spread": (0, math.inf), "memory_ratio": (0, math.inf)}
 SETUP_KEYS = ("host", "cpu", "threads", "providers", "onnxruntime", "python")
 MAX_NAME_CHARS = 100  # a variant name: recipe[@runtime]; a longer one is not the plugin's
 
@@ -138,7 +142,7 @@ def _variant(info: dict, bench: dict, where: str) -> VariantResult:
     return VariantResult(
         variant=variant, benchmark=str(bench.get("name") or variant), speedup=speedup, speedup_low=low,
         speedup_high=high, gated=gated, size_bytes=int(size),
-        metrics={k: _number(info, k, where, optional=True) for k in OPTIONAL_NUMBERS},
+        metrics={k: _in_range(k, _number(info, k, where, optional=True), where) for k in OPTIONAL_NUMBERS},
         threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
         setup=setup, timing=_timing(bench, where))
 
@@ -191,6 +195,14 @@ def _number(mapping: dict, key: str, where: str, positive: bool = False, optiona
     if positive and value <= 0:
         raise InputError(f"{where}: {section} {key!r} is {value}, expected a number above 0")
     return float(value)
+
+
+def _in_range(key: str, value: float | None, where: str) -> float | None:
+    low, high = RANGES[key]
+    if value is not None and not low <= value <= high:
+        raise InputError(f"{where}: extra_info {key!r} is {value:g}, outside [{low:g}, {high:g}], where it lies in "
+                         "any run quantlab writes")
+    return value
 
 
 def _finite(number: int | float) -> bool:

@@ -365,3 +365,12 @@ def test_export_writes_github_action_benchmark_custom_json(tmp_path, capsys):
 def test_export_needs_an_output(tmp_path, capsys):
     assert main(["export", str(_write(tmp_path, "run.json", _run()))]) == 2
     assert "--bigger-is-better FILE and/or --smaller-is-better FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("map50_95", [5.0, -1.0], ids=["above-1", "below-0"])
+def test_a_map_no_run_can_hold_is_refused_not_judged(tmp_path, capsys, map50_95):
+    """Was: 5.0 compared as "No regression" (exit 0), -1.0 as a regression (exit 1)."""
+    code = main(["compare", str(_write(tmp_path, "base.json", _run())),
+                 str(_write(tmp_path, "cand.json", _run(map50_95=map50_95)))])
+    err = capsys.readouterr().err
+    assert code == 2 and "'map50_95' is" in err and "outside [0, 1]" in err
