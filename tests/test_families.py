@@ -51,7 +51,7 @@ FAMILIES = {
 # The in-graph ops that only a head of that task has, and that must stay float with it
 TASK_DECODE_OPS = {"obb": {"Cos", "Sin"}}
 TASK_PART = {"segment": "masks", "pose": "keypoints", "obb": "rboxes"}  # the Detections field of each task
-AUTO = dataclasses.replace(resolve_recipe("auto"), num_calib=16)
+AUTO = dataclasses.replace(resolve_recipe("auto"), num_calib=40)  # 40 of the 48: 16 left the weakest below the floor on held-out images
 
 
 @pytest.mark.parametrize("name", FAMILIES)
