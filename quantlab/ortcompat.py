@@ -32,10 +32,12 @@ QUIET = 3  # onnxruntime's log severity for ERROR: its warnings (telemetry, shap
 
 
 def quiet_logs() -> None:
-    """Keep onnxruntime's own warnings off the terminal: its C++ default logger (sessions and the
-    quantizer's inference sessions) and the Python logging its quantization tools write to."""
+    """Keep onnxruntime's own messages off the terminal: its C++ default logger below errors (sessions and
+    the quantizer's inference sessions), and the Python logging its quantization tools write to, where
+    even a caught failure is logged with its traceback (quant_pre_process' "Model Optimization Failed!"):
+    quantlab says what failed in its own one line."""
     onnxruntime.set_default_logger_severity(QUIET)
-    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs through the root logger
+    logging.getLogger().setLevel(logging.CRITICAL)  # onnxruntime.quantization logs through the root logger
 
 
 def _loads_at_opset(version: int) -> bool:
