@@ -505,7 +505,9 @@ def inputs(tmp_path_factory, demo_onnx):
 
     root = tmp_path_factory.mktemp("inputs")
     (root / "ext").mkdir()
-    onnx.save(demo_onnx, str(root / "ext" / "m.onnx"), save_as_external_data=True, location="m.onnx.data")
+    model = onnx.ModelProto()
+    model.CopyFrom(demo_onnx)  # saving with external data rewrites the model in place: never the shared one
+    onnx.save(model, str(root / "ext" / "m.onnx"), save_as_external_data=True, location="m.onnx.data")
     write_dataset(root / "data", splits=("val", "calib"), sizes={"val": 3, "calib": 3})
     return root
 
