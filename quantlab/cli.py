@@ -67,7 +67,7 @@ def _hw(values: list[int] | None) -> tuple[int, int] | None:
 def _input_paths(models, args) -> list[Path]:
     """Every path a command reads, which no output may be or lie in: each model and its external-data
     files, the data.yaml and the folders of its images and labels, the --images and --calib folders."""
-    from quantlab.datasets import label_path, load_dataset
+    from quantlab.datasets import label_path
     from quantlab.onnxmodel import external_data_files
 
     paths = []
@@ -78,18 +78,26 @@ def _input_paths(models, args) -> list[Path]:
     paths += [Path(folder) for folder in (getattr(args, "images", None), getattr(args, "calib", None)) if folder]
     if getattr(args, "data", None):
         paths.append(Path(args.data))
-        images = load_dataset(args.data).images
+        images = _dataset(args).images
         paths += sorted({p.parent for p in images} | {label_path(p).parent for p in images})
     return paths
 
 
+def _dataset(args):
+    """The --data dataset, read once per command (its skipped files warned once)."""
+    from quantlab.datasets import load_dataset
+
+    if getattr(args, "loaded_dataset", None) is None:
+        args.loaded_dataset = load_dataset(args.data)
+    return args.loaded_dataset
+
+
 def _dataset_or_images(args) -> tuple:
     """(dataset, images) from --data or --images, exactly one of them."""
-    from quantlab.datasets import load_dataset
     from quantlab.images import list_images
 
     if args.data:
-        return load_dataset(args.data), ()
+        return _dataset(args), ()
     if args.images:
         return None, list_images(args.images, recursive=args.recursive)
     raise InputError("give --data data.yaml (labels: mAP) or --images DIR (agreement with FP32)")
