@@ -18,17 +18,14 @@ from pathlib import Path
 
 from quantlab.errors import InputError
 from quantlab.jsonio import read_json
+from quantlab.measures import BY_NAME, METRICS
 from quantlab.textsafe import shorten
 
 # extra_info keys every quantlab benchmark carries (the plugin writes them since the first release)
 REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
-# numbers that may be null: mAP without labels, parity for a variant that has none
-OPTIONAL_NUMBERS = ("size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine", "score_cosine",
-                    "task_cosine", "top1_agreement", "memory_bytes", "memory_spread", "memory_ratio")
-# the values each can hold: a mAP or agreement is a fraction, a cosine lies in [-1, 1]; beyond them a file lies
-RANGES = {"map50": (0, 1), "map50_95": (0, 1), "agreement": (0, 1), "top1_agreement": (0, 1), "map_drop": (-1, 1),
-          "box_cosine": (-1, 1), "score_cosine": (-1, 1), "task_cosine": (-1, 1), "size_ratio": (0, math.inf),
-          "memory_bytes": (0, math.inf), "memory_spread": (0, math.inf), "memory_ratio": (0, math.inf)}
+# the other metrics of quantlab.measures' table may be null (mAP without labels, parity for a variant that has
+# none) or absent (a run from an older plugin); each must lie in its metric's range, beyond which a file lies
+OPTIONAL_NUMBERS = tuple(m.name for m in METRICS if m.name not in REQUIRED_KEYS)
 SETUP_KEYS = ("host", "cpu", "threads", "providers", "onnxruntime", "python")
 MAX_NAME_CHARS = 100  # a variant name: recipe[@runtime]; a longer one is not the plugin's
 
@@ -59,6 +56,10 @@ class VariantResult:
     threads: int | None
     setup: dict | None  # the plugin's `setup` dict (None: older plugin)
     timing: Timing
+
+    def value(self, metric: str) -> float | None:
+        """The value of a metric of quantlab.measures' table (None where this run has none)."""
+        return {"speedup": self.speedup, "size_bytes": self.size_bytes}.get(metric, self.metrics.get(metric))
 
     @property
     def has_interval(self) -> bool:
@@ -198,7 +199,7 @@ def _number(mapping: dict, key: str, where: str, positive: bool = False, optiona
 
 
 def _in_range(key: str, value: float | None, where: str) -> float | None:
-    low, high = RANGES[key]
+    low, high = BY_NAME[key].valid
     if value is not None and not low <= value <= high:
         raise InputError(f"{where}: extra_info {key!r} is {value:g}, outside [{low:g}, {high:g}], where it lies in "
                          "any run quantlab writes")

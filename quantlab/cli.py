@@ -92,14 +92,15 @@ def _dataset(args):
     return args.loaded_dataset
 
 
-def _dataset_or_images(args) -> tuple:
-    """(dataset, images) from --data or --images, exactly one of them."""
+def _eval_data(args):
+    """What to evaluate on, from --data or --images (exactly one of them): a quantlab.evaluate.EvalData."""
+    from quantlab.evaluate import EvalData
     from quantlab.images import list_images
 
     if args.data:
-        return _dataset(args), ()
+        return EvalData(dataset=_dataset(args))
     if args.images:
-        return None, list_images(args.images, recursive=args.recursive)
+        return EvalData(images=tuple(list_images(args.images, recursive=args.recursive)))
     raise InputError("give --data data.yaml (labels: mAP) or --images DIR (agreement with FP32)")
 
 
@@ -153,7 +154,7 @@ def cmd_quantize(args, console: Console) -> int:
 def cmd_eval(args, console: Console) -> int:
     from quantlab.bench import make_session
     from quantlab.datasets import check_class_names
-    from quantlab.evaluate import evaluate_models, labelled_samples, unlabelled_samples
+    from quantlab.evaluate import evaluate_models
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
 
     info = inspect_model(args.model)
@@ -161,18 +162,16 @@ def cmd_eval(args, console: Console) -> int:
         check_output_file(args.json, inputs=_input_paths([args.model, args.reference], args))
     if args.images and not args.reference:
         raise InputError("--images without labels needs --reference FP32.onnx to compare against")
-    dataset, images = _dataset_or_images(args)
-    if dataset:
-        check_class_names(dataset, info.description, Path(args.model))
+    data = _eval_data(args)
+    if data.dataset:
+        check_class_names(data.dataset, info.description, Path(args.model))
     sessions = {args.model: make_session(args.model, args.threads, args.providers)}
     if args.reference:
         inspect_model(args.reference)
         sessions[args.reference] = make_session(args.reference, args.threads, args.providers)
-    samples = labelled_samples(dataset, info.description) if dataset else unlabelled_samples(images)
-    names = dataset.names if dataset else info.class_names
-    total = len(dataset.images) if dataset else len(images)
-    results = evaluate_models(sessions, samples, resolve_input_hw(info, _hw(args.input_hw)), names,
-                              info.description, reference=args.reference, progress=console.progress("evaluate", total),
+    results = evaluate_models(sessions, data.samples(info.description), resolve_input_hw(info, _hw(args.input_hw)),
+                              data.class_names(info.class_names), info.description, reference=args.reference,
+                              progress=console.progress("evaluate", len(data.paths)),
                               source=args.data or args.images)
     result = results[args.model].as_dict()
     _show(f"task: {info.description.summary()}")
@@ -227,24 +226,23 @@ def _write_json(path: str | Path, payload: dict | list) -> None:
 def cmd_run(args, console: Console) -> int:
     from quantlab.demo import DEMO_MODEL
     from quantlab.demo.shapes import write_dataset
-    from quantlab.gates import Budgets
+    from quantlab.gates import BUDGET_NAMES, Budgets
     from quantlab.images import list_images
     from quantlab.memory import require_measurable
-    from quantlab.pipeline import check_recipes_fit, run_job, split_variant
+    from quantlab.pipeline import run_job
     from quantlab.recipes import parse_recipe_list
-    from quantlab.report import build_report, relocate, render_markdown, write_report
+    from quantlab.report import build_report, render_markdown, write_report
     from quantlab.runtimes import parse_runtimes
+    from quantlab.variant import plan_variants
 
     out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
     try:
-        runtimes = parse_runtimes(args.runtimes)
-        check_recipes_fit([*recipes, *contrast], runtimes)
+        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes))
     except ConfigError as exc:
         raise ConfigError(f"--runtimes: {exc}") from exc
-    budgets = Budgets(args.max_map_drop, args.max_size_ratio, args.min_speedup,
-                      max_memory_ratio=args.max_memory_ratio)
+    budgets = Budgets(**{name: getattr(args, name) for name in BUDGET_NAMES})
     if args.max_memory_ratio is not None:
         require_measurable("--max-memory-ratio")
     model = Path(args.model) if args.model else DEMO_MODEL
@@ -254,15 +252,13 @@ def cmd_run(args, console: Console) -> int:
             console.say(f"no --model/--data: the embedded demo ({model.name}) on generated shapes")
             args.data = str(write_dataset(stage / "demo-data", splits=("val", "calib")))
             args.calib = args.calib or str(Path(args.data).parent / "images" / "calib")
-        dataset, images = _dataset_or_images(args)
-        calib = list_images(args.calib, recursive=True) if args.calib else list(dataset.images if dataset else images)
-        job = run_job(model, stage, [*recipes, *contrast], calib, dataset, images, threads=args.threads,
-                      runs=args.runs, providers=args.providers, runtimes=runtimes, num_calib=args.num_calib,
-                      input_hw=_hw(args.input_hw), progress=console.progress,
-                      on_variant=lambda v: console.say(f"built {v.name}: {out_dir / v.path.name}")
-                      if v.quantized else None)
-        gated = {v.name for v in job.variants if split_variant(v.name)[0] in recipes}
-        report = relocate(build_report(job, model, gated=gated, budgets=budgets), stage, out_dir)
+        data = _eval_data(args)
+        calib = list_images(args.calib, recursive=True) if args.calib else data.paths
+        job = run_job(model, stage, plan, calib, data, threads=args.threads, runs=args.runs,
+                      providers=args.providers, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
+                      progress=console.progress,
+                      on_variant=lambda v: console.say(f"built {v.name}: {out_dir / v.path.name}"))
+        report = build_report(job, model, budgets, out_dir=stage)
         paths = write_report(report, stage)
     _show_document(render_markdown(report))
     for path in paths.values():
@@ -285,14 +281,13 @@ def cmd_tune(args, console: Console) -> int:
     in_out_dir = output.parent == out_dir
     if not in_out_dir:
         check_output_file(output, inputs=inputs)
-    dataset, images = _dataset_or_images(args)
-    calib = list_images(args.calib, recursive=args.recursive) if args.calib else list(
-        dataset.images if dataset else images)
+    data = _eval_data(args)
+    calib = list_images(args.calib, recursive=args.recursive) if args.calib else data.paths
     recipe = resolve_recipe(args.recipe).replace(num_calib=args.num_calib)
     with staged_folder(out_dir, "tune") as stage, warnings.catch_warnings():  # shown as they come, capped
         warnings.simplefilter("always", TuneWarning)
-        result = tune(Path(args.model), stage / output.name if in_out_dir else output, recipe, calib, dataset,
-                      images, max_loss=args.max_map_drop, time_budget_s=args.time_budget,
+        result = tune(Path(args.model), stage / output.name if in_out_dir else output, recipe, calib, data,
+                      max_loss=args.max_map_drop, time_budget_s=args.time_budget,
                       max_steps=args.max_steps, threads=args.threads, progress=console.progress,
                       on_step=lambda s: console.say(
                           f"step {s.index}: {len(s.float_nodes)} float nodes, loss {s.accuracy_loss:.4f}, "
@@ -440,10 +435,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from quantlab.demo import DemoTask
-    from quantlab.gates import Budgets
+    from quantlab.measures import BUDGETED
     from quantlab.recipes import recipe_choices
 
-    budgets = Budgets()
     parser = _Parser(prog="quantlab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"quantlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -463,11 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-calib", type=_count(1), default=100, help="calibration images sampled (default 100)")
     p.add_argument("--threads", type=_count(1), default=1, help="intra-op threads for every model (default 1)")
     p.add_argument("--runs", type=_count(1), default=100, help="timed runs per model, interleaved (default 100)")
-    p.add_argument("--max-map-drop", type=_budget("max_map_drop"), default=budgets.max_map_drop)
-    p.add_argument("--max-size-ratio", type=_budget("max_size_ratio"), default=budgets.max_size_ratio)
-    p.add_argument("--min-speedup", type=_budget("min_speedup"), default=budgets.min_speedup)
-    p.add_argument("--max-memory-ratio", type=_budget("max_memory_ratio"),
-                   help="largest INT8/FP32 session memory ratio allowed (default: not gated)")
+    for metric in BUDGETED:  # one option per budget of quantlab.measures' table
+        default = metric.budget.default
+        p.add_argument("--" + metric.budget_name.replace("_", "-"), type=_budget(metric.budget_name), default=default,
+                       help=f"{'smallest' if metric.higher_is_better else 'largest'} {metric.name} allowed: "
+                            f"{metric.help} (default: {'not gated' if default is None else f'{default:g}'})")
     _add_input_hw(p)
     _add_providers(p)
     p.add_argument("--runtimes", default="onnxruntime", metavar="RT[,RT...]",

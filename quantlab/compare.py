@@ -45,9 +45,11 @@ import enum
 from dataclasses import dataclass, field
 
 from quantlab.benchjson import Run, VariantResult
+from quantlab.measures import METRICS
 from quantlab.textsafe import for_markdown, shorten
+from quantlab.variant import FP32
 
-FP32 = "fp32"
+COMPARED = tuple(m for m in METRICS if m.tolerance)
 # a normal quantile's half-width of the middle 50%: stddev -> quartiles when pytest-benchmark has no q1/q3
 _QUARTILE_Z = 0.6745
 
@@ -124,10 +126,10 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
         gated = is_gated(base) and is_gated(cand)
         if name != FP32:
             out.rows.append(_speedup_row(name, baseline, base, candidate, cand, tol, gated))
-        out.rows.append(_relative_row(name, "size_bytes", base.size_bytes, cand.size_bytes, tol.size_growth, gated))
-        for metric, limit in (("map50_95", tol.map_loss), ("agreement", tol.agreement_loss),
-                              ("score_cosine", tol.score_cosine_loss), ("task_cosine", tol.score_cosine_loss)):
-            row = _absolute_row(name, metric, base.metrics.get(metric), cand.metrics.get(metric), limit, gated)
+        for metric in COMPARED:  # the metrics of quantlab.measures' table with a tolerance between runs
+            row = (_absolute_row if metric.higher_is_better else _relative_row)(
+                name, metric.name, base.value(metric.name), cand.value(metric.name),
+                getattr(tol, metric.tolerance), gated)
             if row is not None:
                 out.rows.append(row)
         memory = _memory_row(name, base, cand, tol, gated)
@@ -222,8 +224,11 @@ def _quartiles(t) -> tuple[float, float]:
     return t.median_ms - spread, t.median_ms + spread
 
 
-def _relative_row(name: str, metric: str, base: float, cand: float, limit: float, gated: bool) -> Row:
-    """A smaller-is-better metric, allowed to grow by `limit` of the baseline."""
+def _relative_row(name: str, metric: str, base: float | None, cand: float | None, limit: float,
+                  gated: bool) -> Row | None:
+    """A smaller-is-better metric, allowed to grow by `limit` of the baseline; None when either run lacks it."""
+    if base is None or cand is None or base <= 0:
+        return None
     cells = (_num(base), _num(cand), _change(base, cand), f"+{limit:.0%}" if gated else "-")
     if not gated:
         return Row(name, metric, *cells, Status.NOT_GATED, _not_gated_reason(name))

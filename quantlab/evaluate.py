@@ -83,6 +83,38 @@ def unlabelled_samples(paths: Iterable[Path]) -> Iterator[Sample]:
         yield Sample(path, image, None)
 
 
+@dataclass(frozen=True)
+class EvalData:
+    """What a job evaluates on: a labelled dataset (mAP against its labels) or unlabelled images
+    (agreement and parity with the reference only)."""
+
+    dataset: Dataset | None = None
+    images: tuple[Path, ...] = ()
+
+    @property
+    def labelled(self) -> bool:
+        return self.dataset is not None
+
+    @property
+    def paths(self) -> list[Path]:
+        return list(self.dataset.images if self.dataset is not None else self.images)
+
+    @property
+    def source(self) -> str:
+        """The data.yaml, or the folder of the first image: named in errors and the report."""
+        return str(self.dataset.yaml_path) if self.dataset is not None else str(Path(self.images[0]).parent)
+
+    def class_names(self, model_names: dict[int, str]) -> dict[int, str]:
+        """The dataset's class names; the model's own without one."""
+        return self.dataset.names if self.dataset is not None else model_names
+
+    def samples(self, description: ModelDescription) -> Iterator[Sample]:
+        """The images, read one at a time, with their labels as the model's task has them when labelled."""
+        if self.dataset is not None:
+            return labelled_samples(self.dataset, description)
+        return unlabelled_samples(self.images)
+
+
 def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Iterable[Sample],
                     input_hw: tuple[int, int], names: dict[int, str], description: ModelDescription,
                     reference: str | None = None, progress: Callable[[int], None] | None = None,

@@ -1,4 +1,4 @@
-"""Regression gates: 'speedup:1.3x', 'size_ratio:0.30', 'map_drop:0.01', 'agreement:0.95' as checks."""
+"""Regression gates: the budgets of quantlab.measures' table as checks on a variant's measures."""
 
 from __future__ import annotations
 
@@ -6,11 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from quantlab.errors import ConfigError
-
-# metric -> True when larger is better (a minimum), False when smaller is better (a maximum)
-HIGHER_IS_BETTER = {"speedup": True, "agreement": True, "map50_95": True, "size_ratio": False, "map_drop": False,
-                    "memory_ratio": False, "box_cosine": True, "score_cosine": True, "task_cosine": True,
-                    "top1_agreement": True}
+from quantlab.measures import BUDGETED, BY_NAME, Metric
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,7 @@ class Check:
 
     @property
     def is_minimum(self) -> bool:
-        return HIGHER_IS_BETTER[self.metric]
+        return BY_NAME[self.metric].higher_is_better
 
     def fails(self, variant: dict) -> str | None:
         """variant: metrics with the variant's name under 'variant' (benchmarks) or 'name' (reports)."""
@@ -46,31 +42,9 @@ class Check:
         return f"{self.metric}:{self.limit:g}{'x' if self.metric == 'speedup' else ''}"
 
 
-def parse_check(text: str) -> Check:
-    """'speedup:1.3x' -> Check('speedup', 1.3)."""
-    metric, sep, limit = text.partition(":")
-    metric = metric.strip()
-    if not sep or metric not in HIGHER_IS_BETTER:
-        raise ConfigError(f"gate {text!r} is not valid: write METRIC:LIMIT with METRIC one of "
-                          f"{', '.join(HIGHER_IS_BETTER)} (for example speedup:1.3x)")
-    try:
-        value = float(limit.strip().rstrip("xX"))
-    except ValueError:
-        raise ConfigError(f"gate {text!r}: limit {limit!r} is not a number") from None
-    return Check(metric, value)
-
-
-NOTHING_TO_AGREE_WITH = "the FP32 model detects nothing on these images, so accuracy is unproven"
-
-# budget -> the range of values that mean something: a fraction [0, 1], or a ratio (0, high]
-# (a NaN passes every comparison; a size ratio of 0 fails every model)
-BUDGET_RANGES = {"max_map_drop": "[0, 1]", "min_agreement": "[0, 1]", "max_size_ratio": "(0, 10]",
-                 "min_speedup": "(0, 100]", "max_memory_ratio": "(0, 10]"}
-
-
 def check_budget(name: str, value: float) -> float:
     """`value` if it is a finite number within the budget's range; else ConfigError naming both."""
-    interval = BUDGET_RANGES[name]
+    interval = _BY_BUDGET[name].budget.range
     low, high = (float(x) for x in interval[1:-1].split(","))
     above_low = value >= low if interval[0] == "[" else value > low
     if not isinstance(value, (int, float)) or not math.isfinite(value) or not (above_low and value <= high):
@@ -78,38 +52,60 @@ def check_budget(name: str, value: float) -> float:
     return float(value)
 
 
-@dataclass(frozen=True)
+_BY_BUDGET: dict[str, Metric] = {m.budget_name: m for m in BUDGETED}
+BUDGET_NAMES = tuple(_BY_BUDGET)
+
+
 class Budgets:
-    """The default budgets of the suite and the CLI; each must be finite and in its range."""
+    """The limit of every budget in quantlab.measures' table, by its name (max_size_ratio, min_speedup, ...):
+    the table's default unless given; each finite and in its range; None (memory's default) is not gated."""
 
-    max_map_drop: float = 0.01
-    max_size_ratio: float = 0.30
-    min_speedup: float = 1.3
-    min_agreement: float = 0.95
-    max_memory_ratio: float | None = None  # INT8 session memory over FP32's; off by default
+    __slots__ = ("_limits",)
 
-    def __post_init__(self):
-        for name, value in self.as_dict().items():
+    def __init__(self, **limits: float | None):
+        unknown = sorted(set(limits) - set(_BY_BUDGET))
+        if unknown:
+            raise ConfigError(f"unknown budget(s) {', '.join(unknown)}: choose from {', '.join(_BY_BUDGET)}")
+        values = {name: limits.get(name, m.budget.default) for name, m in _BY_BUDGET.items()}
+        for name, value in values.items():
             if value is not None:
-                check_budget(name, value)
+                values[name] = check_budget(name, value)
+        object.__setattr__(self, "_limits", values)
+
+    def __getattr__(self, name: str) -> float | None:
+        try:
+            return self._limits[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Budgets are frozen")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Budgets) and self._limits == other._limits
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._limits.items()))
+
+    def __repr__(self) -> str:
+        return f"Budgets({', '.join(f'{k}={v!r}' for k, v in self._limits.items())})"
+
+    def check(self, metric: str, source: str = "") -> Check:
+        """The budget on `metric`, naming the option that set it."""
+        m = BY_NAME[metric]
+        return Check(metric, self._limits[m.budget_name], source=source, missing=m.budget.missing)
 
     def accuracy_check(self, labelled: bool) -> Check:
         """mAP50-95 drop with labels; agreement with FP32 without, which must have been measured."""
-        if labelled:
-            return Check("map_drop", self.max_map_drop)
-        return Check("agreement", self.min_agreement, missing=NOTHING_TO_AGREE_WITH)
+        return self.check("map_drop" if labelled else "agreement")
 
     def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
-        """Checks for one INT8 variant: mAP drop with labels, detection agreement without.
-
-        Dynamic variants are not speed-gated: ConvInteger is slower than FP32 on CPU, by design.
-        """
-        checks = [Check("size_ratio", self.max_size_ratio), self.accuracy_check(labelled)]
-        if self.max_memory_ratio is not None:
-            checks.append(Check("memory_ratio", self.max_memory_ratio))
-        return checks + ([Check("speedup", self.min_speedup)] if speed_gated else [])
+        """The checks of one gated variant, in the table's order: those whose limit is set and that apply to
+        it (mAP drop with labels, agreement without; speed for static builds only: dynamic quantization's
+        ConvInteger is slower than FP32 on CPU, by design)."""
+        applies = {"always": True, "labelled": labelled, "unlabelled": not labelled, "static": speed_gated}
+        return [self.check(m.name) for name, m in _BY_BUDGET.items()
+                if self._limits[name] is not None and applies[m.budget.when]]
 
     def as_dict(self) -> dict:
-        return {"max_map_drop": self.max_map_drop, "max_size_ratio": self.max_size_ratio,
-                "min_speedup": self.min_speedup, "min_agreement": self.min_agreement,
-                "max_memory_ratio": self.max_memory_ratio}
+        return dict(self._limits)

@@ -15,8 +15,9 @@ from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets
 from quantlab.jsonio import json_bytes
 from quantlab.ortcompat import ORT_VERSION
-from quantlab.parity import detection_parity, task_cosine
-from quantlab.pipeline import FP32, JobResult, Variant
+from quantlab.measures import BUDGETED, measure
+from quantlab.onnxmodel import model_size_bytes
+from quantlab.pipeline import JobResult, Variant
 from quantlab.recipes import Mode, QType
 from quantlab.runtimes import ONNXRUNTIME, runtime_version
 from quantlab.textsafe import for_markdown as md
@@ -34,49 +35,46 @@ def machine_facts(threads: int, providers: tuple[str, ...], runtimes: tuple[str,
             "python": platform.python_version()}
 
 
-def _variant_entry(variant: Variant, job: JobResult, fp32_size: int, gated: set[str], budgets: Budgets) -> dict:
-    latency = job.latencies[variant.name]
-    fp32_latency = job.latencies[FP32]
-    evaluation = job.evaluations[variant.name].as_dict()
-    fp32_eval = job.evaluations[FP32].as_dict()
-    size = variant.path.stat().st_size
-    q = variant.quantized
-    memory, fp32_memory = job.memories.get(variant.name), job.memories.get(FP32)
+def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: Path) -> dict:
+    """The variant's measures (quantlab.measures) with the report's own facts: where its file is, its
+    latency, how it was built, and its verdict against the budgets."""
+    reference = job.reference.name
+    latency, q = job.latencies[variant.name], variant.quantized
+    evaluation = job.evaluations[variant.name]
+    record = measure(variant.name, variant.runtime, variant.plan.gated, job.description.task,
+                     q.recipe.settings() if q else None, model_size_bytes(variant.path), job.model_size,
+                     evaluation, job.evaluations[reference], job.memories.get(variant.name),
+                     job.memories.get(reference), job.latencies[reference].median_ms / latency.median_ms)
+    memory = job.memories.get(variant.name)
     entry = {
         "name": variant.name,
-        "runtime": variant.runtime,
-        "path": str(variant.path),
-        "size_bytes": size,
-        "size_ratio": size / fp32_size,
+        **{k: v for k, v in record.as_dict().items() if k not in ("variant", "task")},
+        "role": variant.plan.role.value,
+        "path": _relative(variant.path, out_dir),
         "latency_ms": {"median": latency.median_ms, "p90": latency.p90_ms, "p99": latency.p99_ms},
         "fps": latency.fps,
         "memory": memory.as_dict() if memory else None,
-        "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
-                         if memory and fp32_memory and fp32_memory.session_bytes else None),
-        "speedup": fp32_latency.median_ms / latency.median_ms,
-        "metric": evaluation["metric"],
-        "map50": evaluation["map50"],
-        "map50_95": evaluation["map50_95"],
-        "box_map50_95": evaluation["box_map50_95"],
-        "map_drop": (fp32_eval["map50_95"] - evaluation["map50_95"]) if evaluation["map50_95"] is not None else None,
-        "per_class": evaluation["per_class"],
-        "agreement": evaluation["agreement"],
-        "parity": evaluation["parity"],
-        "task_cosine": task_cosine(detection_parity(evaluation["parity"])),
+        "metric": evaluation.metric,
+        "per_class": evaluation.map.per_class if evaluation.map else None,
+        "parity": evaluation.parity,
         "quantize_seconds": q.seconds if q else None,
-        "recipe": q.recipe.settings() if q else None,
         "float_nodes": len(q.float_nodes) if q else None,
-        "gated": variant.name in gated,
+        "self_check": q.self_check.as_dict() if q and q.self_check else None,
     }
-    labelled = entry["map_drop"] is not None
-    speed_gated = bool(q) and q.recipe.mode is Mode.STATIC
-    checks = budgets.checks(labelled, speed_gated) if (q and entry["gated"]) else []
-    entry["self_check"] = q.self_check.as_dict() if q and q.self_check else None
+    speed_gated = variant.plan.speed_gated
+    checks = budgets.checks(record.labelled, speed_gated) if (q and record.gated) else []
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
-    if entry["gated"] and q and q.self_check and not q.self_check.passed:
+    if record.gated and q and q.self_check and not q.self_check.passed:
         entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
     entry["verdict"] = verdict(entry, budgets)
     return entry
+
+
+def _relative(path: Path, out_dir: Path) -> str:
+    """A path inside the output folder relative to it (so the report stays true when the folder moves);
+    any other absolute."""
+    path = Path(path)
+    return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
 
 
 def verdict(entry: dict, budgets: Budgets) -> str:
@@ -127,18 +125,18 @@ def fastest_accurate(variants: list[dict], budgets: Budgets) -> dict | None:
     return {"name": best["name"], "runtime": best["runtime"], "speedup": best["speedup"], "map_drop": best["map_drop"]}
 
 
-def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Budgets) -> dict:
-    fp32 = next(v for v in job.variants if v.name == FP32)
-    fp32_size = fp32.path.stat().st_size
-    first = job.evaluations[FP32]
-    variants = [_variant_entry(v, job, fp32_size, gated, budgets) for v in job.variants]
+def build_report(job: JobResult, model_path: Path, budgets: Budgets, out_dir: Path) -> dict:
+    """The report of a job whose files are in `out_dir`; the paths in it are relative to that folder."""
+    variants = [_variant_entry(v, job, budgets, out_dir) for v in job.variants]
+    first = job.evaluations[job.reference.name]
     return {
         "schema_version": 2,
         "quantlab_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw),
                   "task": job.description.as_dict()},
-        "evaluation": {"source": job.eval_source, "images": first.images, "labelled": first.map is not None},
+        "evaluation": {"source": _relative(Path(job.eval_source), out_dir), "images": first.images,
+                       "labelled": first.map is not None},
         "machine": machine_facts(job.threads, job.providers, tuple(dict.fromkeys(v.runtime for v in job.variants))),
         "budgets": budgets.as_dict(),
         "variants": variants,
@@ -146,15 +144,14 @@ def build_report(job: JobResult, model_path: Path, gated: set[str], budgets: Bud
     }
 
 
-def relocate(report: dict, staging: Path, final: Path) -> dict:
-    """The report with paths under the staging folder rewritten to where that folder will be."""
-    def moved(path: str) -> str:
-        return str(final / Path(path).relative_to(staging)) if Path(path).is_relative_to(staging) else path
+_WHEN_WORDS = {"labelled": " (with labels)", "unlabelled": " (without labels)", "static": " (static recipes)",
+               "always": ""}
 
-    for variant in report["variants"]:
-        variant["path"] = moved(variant["path"])
-    report["evaluation"]["source"] = moved(report["evaluation"]["source"])
-    return report
+
+def gates_in_words(budgets: dict) -> str:
+    """'size_ratio <= 0.3, map_drop <= 0.01 (with labels), ...': every budget that is set, in the table's order."""
+    return ", ".join(f"{m.name} {'>=' if m.higher_is_better else '<='} {budgets[m.budget_name]:g}"
+                     f"{_WHEN_WORDS[m.budget.when]}" for m in BUDGETED if budgets.get(m.budget_name) is not None)
 
 
 def _fmt(value, spec: str, empty: str = "-") -> str:
@@ -189,14 +186,12 @@ def render_markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
     ]
     for v in report["variants"]:
-        parity = detection_parity(v["parity"])
         lines.append(
             f"| {md(v['name'])} | {md(v['runtime'])} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} "
             f"| {v['fps']:.1f} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
-            f"| {_fmt(v['agreement'], '.3f')} | {_fmt(parity and parity['boxes']['cosine'], '.4f')} "
-            f"| {_fmt(parity and parity['scores']['cosine'], '.4f')} "
+            f"| {_fmt(v['agreement'], '.3f')} | {_fmt(v['box_cosine'], '.4f')} | {_fmt(v['score_cosine'], '.4f')} "
             + (f"| {_fmt(v['task_cosine'], '.4f')} " if task_parts else "") +
             f"| {_fmt(v['memory'] and v['memory']['session_bytes'] / MB, '.1f')} | {_fmt(v['quantize_seconds'], '.1f')} |"
         )
@@ -213,12 +208,7 @@ def render_markdown(report: dict) -> str:
         gate = "" if not v["gated"] else (" **FAILS: " + md("; ".join(v["failures"])) + "**" if v["failures"]
                                           else " (gates pass)")
         lines.append(f"- **{md(v['name'])}**: {md(v['verdict'])}.{gate}")
-    b = report["budgets"]
-    memory_gate = (f", session memory ratio <= {b['max_memory_ratio']}" if b.get("max_memory_ratio") is not None
-                   else "")
-    lines += ["", f"Gates: size ratio <= {b['max_size_ratio']}, mAP50-95 drop <= {b['max_map_drop']} "
-              f"(agreement >= {b['min_agreement']} without labels), speedup >= {b['min_speedup']}x "
-              f"(static recipes){memory_gate}. Variants not gated are shown for contrast.", ""]
+    lines += ["", f"Gates: {gates_in_words(report['budgets'])}. Variants not gated are shown for contrast.", ""]
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ import numpy as np
 from quantlab.bench import make_session
 from quantlab.errors import ConfigError, ModelError, first_line
 from quantlab.onnxmodel import openable_by_name
+from quantlab.variant import ONNXRUNTIME
 
-ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"
 RUNTIMES = (ONNXRUNTIME, OPENVINO)
 

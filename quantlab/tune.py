@@ -25,18 +25,18 @@ import onnxruntime as ort
 from quantlab import ortcompat
 from quantlab.atomicio import atomic_write_bytes, temp_folder
 from quantlab.bench import interleaved_latency, make_session, session_options
-from quantlab.datasets import Dataset, check_class_names
+from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
-from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
+from quantlab.evaluate import EvalData, EvalResult, evaluate_models
 from quantlab.images import iter_images
 from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, stage_model
 from quantlab.recipes import Recipe
 from quantlab.textsafe import for_markdown
+from quantlab.variant import FP32
 
 SENSITIVITY_IMAGES = 16
-FP32 = "fp32"
 
 
 class TuneWarning(UserWarning):
@@ -193,8 +193,8 @@ def _accuracy(result: EvalResult, fp32: EvalResult) -> tuple[float, float | None
     return 1.0 - (result.agreement or 0.0), None, result.agreement
 
 
-def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequence[Path],
-         dataset: Dataset | None = None, eval_images: Sequence[Path] = (), max_loss: float = 0.005,
+def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequence[Path], data: EvalData,
+         max_loss: float = 0.005,
          time_budget_s: float = 300.0, max_steps: int = 12, threads: int = 1, runs: int = 60,
          progress: Callable[[str, int], Callable[[int], None] | None] = lambda label, total: None,
          on_step: Callable[[Step], None] = lambda step: None) -> TuneResult:
@@ -204,15 +204,13 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
     model_path, output_path = Path(model_path), Path(output_path)
     info = inspect_model(model_path)
     input_hw = resolve_input_hw(info)
-    if dataset is not None:
-        check_class_names(dataset, info.description, model_path)
+    if data.dataset is not None:
+        check_class_names(data.dataset, info.description, model_path)
     fp32_session = make_session(model_path, threads)
-    samples = (lambda: labelled_samples(dataset, info.description)) if dataset is not None else (lambda: unlabelled_samples(eval_images))
-    names = dataset.names if dataset is not None else info.class_names
-    fp32_eval = evaluate_models({FP32: fp32_session}, samples(), input_hw, names, info.description,
-                                reference=FP32)[FP32]
-    probe_paths = list(dataset.images if dataset is not None else eval_images)
-    feed = _feeds(probe_paths[:1], info.input_name, input_hw)[0]
+    names = data.class_names(info.class_names)
+    fp32_eval = evaluate_models({FP32: fp32_session}, data.samples(info.description), input_hw, names,
+                                info.description, reference=FP32)[FP32]
+    feed = _feeds(data.paths[:1], info.input_name, input_hw)[0]
 
     with temp_folder("quantlab-tune-") as work_dir:
         work = Path(work_dir)
@@ -223,7 +221,8 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
             # force: a step may fail the self-check; tune measures its accuracy and judges it itself
             quantize_model(model_path, path, recipe.replace(exclude_nodes=float_nodes), calib_images, force=True)
             session = make_session(path, threads)
-            result = evaluate_models({FP32: fp32_session, "candidate": session}, samples(), input_hw, names,
+            result = evaluate_models({FP32: fp32_session, "candidate": session}, data.samples(info.description),
+                                     input_hw, names,
                                      info.description, reference=FP32)["candidate"]
             loss, map50_95, agreement = _accuracy(result, fp32_eval)
             latency = interleaved_latency({FP32: fp32_session, "candidate": session}, feed, runs=runs, warmup=5)
@@ -239,7 +238,7 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
             prepared = work / "prepared.onnx"
             ortcompat.pre_process(str(stage_model(load_model(model_path), work)), str(prepared))
             prepared_model = load_model(prepared)
-            feeds = _feeds(probe_paths[-SENSITIVITY_IMAGES:], info.input_name, input_hw)
+            feeds = _feeds(data.paths[-SENSITIVITY_IMAGES:], info.input_name, input_hw)
             groups = layer_groups(prepared_model)
             float_nodes, current = tuple(recipe.exclude_nodes), base
             for index in range(1, max_steps + 1):

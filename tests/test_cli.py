@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jsonschema
+import onnx
 import pytest
 
 from quantlab.report import SCHEMA_PATH
@@ -67,6 +68,27 @@ def test_run_on_another_model_and_data_in_awkward_paths(tmp_path, demo_model, de
     report = json.loads((tmp_path / "결과" / "report.json").read_text())
     assert [v["name"] for v in report["variants"]] == ["fp32", "auto", "dynamic"]
     assert report["evaluation"]["labelled"] and report["variants"][1]["map_drop"] is not None
+
+
+@pytest.mark.slow
+def test_run_counts_external_data_in_the_fp32_size(tmp_path, demo_onnx, demo_data):
+    """A model saved with its weights beside it: its size is the .onnx and the weights file together, so the
+    INT8 size ratio is the one quantize and the suite report (not INT8 over the weightless graph alone)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(demo_onnx)  # saving with external data rewrites the model in place: never the shared one
+    path = tmp_path / "ext" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save(model, str(path), save_as_external_data=True, location="m.onnx.data")
+    result = quantlab("run", "--model", path, "--images", demo_data.parent / "images" / "calib", "--no-contrast",
+                      "--runs", 5, "--num-calib", 8, "--out", tmp_path / "out", "--quiet")
+    assert result.returncode in (0, 1), result.stderr  # 1: a gate failed, which the assertions below show
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    by_name = {v["name"]: v for v in report["variants"]}
+    whole = path.stat().st_size + (path.parent / "m.onnx.data").stat().st_size
+    assert by_name["fp32"]["size_bytes"] == whole and path.stat().st_size < whole / 10
+    assert by_name["auto"]["size_ratio"] == by_name["auto"]["size_bytes"] / whole < 0.35
+    assert not any("size_ratio" in f for f in by_name["auto"]["failures"]), result.stdout
+    assert by_name["auto"]["path"] == "m.auto.onnx"  # relative to the output folder, which holds it
 
 
 def test_quantize_prints_what_it_did(tmp_path, demo_model, demo_data):

@@ -2,8 +2,8 @@
 
 Every case is a tiny user repository (a pytest.ini, tests/test_mine.py, the demo model as m.onnx, an image
 folder, the case's own files) and one pytest run, collect-only wherever the suite is on, so nothing is
-quantized. "Works" means the expected items are collected (the user's test and the suite's 13 on the demo:
-10 gates, 3 benchmarks) or the expected outcomes; "refused" means exit 4 and a line naming the cause
+quantized. "Works" means the expected items are collected (the user's test and the suite's 9 on the demo:
+6 gates, 3 benchmarks) or the expected outcomes; "refused" means exit 4 and a line naming the cause
 (exactly one line when quantlab says it). Never an INTERNALERROR or a traceback.
 """
 
@@ -18,7 +18,7 @@ from quantlab.demo import DEMO_MODEL
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("outside_xdist")  # each test starts a pytest of its own
 
-SUITE = 13  # the demo's items: 10 gates (auto, dynamic), 3 benchmarks (fp32, auto, dynamic)
+SUITE = 9  # the demo's items: 6 gates (auto; dynamic is contrast), 3 benchmarks (fp32, auto, dynamic)
 BENCHMARKS = 3
 ALL = 1 + SUITE  # with the user's test_mine
 DEMO = ["quantlab_demo = true"]
@@ -101,7 +101,7 @@ CASES = [
     ("import-mode-append", DEMO, {}, ["--import-mode=append"], {}, Collects(ALL)),
     ("last-failed-with-cache", DEMO, {}, ["--lf", "-p", "cacheprovider"], {}, Collects(ALL)),
     ("exitfirst", DEMO, {}, ["-x"], {}, Collects(ALL)),
-    ("keyword", DEMO, {}, ["-k", "fp32"], {}, Collects(5)),  # 2 parity, fp32 self-agreement, speed, fp32 latency
+    ("keyword", DEMO, {}, ["-k", "fp32"], {}, Collects(4)),  # parity, fp32 self-agreement, speed, fp32 latency
     ("deselect-one", DEMO, {}, ["--deselect", "quantlab/suite/benchmarks.py::test_latency[fp32]"], {},
      Collects(ALL - 1)),
     ("verbose", DEMO, {}, ["-v"], {}, Collects(ALL)),

@@ -16,11 +16,11 @@ from quantlab.bench import make_session
 from quantlab.demo import DEMO_MODEL
 from quantlab.errors import ConfigError
 from quantlab.gates import Budgets
-from quantlab.pipeline import split_variant, variant_name, variant_names
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
 from quantlab.report import fastest_accurate
 from quantlab.runtimes import open_session, parse_runtimes
+from quantlab.variant import Role, VariantId, plan_variants
 
 
 @pytest.mark.parametrize("names, runtimes, expected", [
@@ -34,14 +34,31 @@ from quantlab.runtimes import open_session, parse_runtimes
      ["fp32", "auto", "dynamic", "fp32@openvino", "auto@openvino", "ov-conv@openvino"]),
 ], ids=["onnxruntime-only", "with-openvino", "openvino-recipe"])
 def test_variant_names_per_runtime(names, runtimes, expected):
-    assert variant_names(names, runtimes=runtimes) == expected
-    assert [variant_name(*split_variant(n)) for n in expected] == expected
+    assert [v.name for v in plan_variants(names, runtimes=runtimes)] == expected
+    assert [str(VariantId.parse(n)) for n in expected] == expected  # a name parses and prints itself
+
+
+@pytest.mark.parametrize("gated, contrast, tune, roles", [
+    (["auto"], ["ort-default"], False,
+     {"fp32": "reference", "auto": "gated", "ort-default": "contrast", "dynamic": "contrast",
+      "fp32@openvino": "contrast", "auto@openvino": "gated", "ort-default@openvino": "contrast"}),
+    # dynamic asked for is gated (on onnxruntime only); tuned is gated
+    (["auto", "dynamic"], [], True,
+     {"fp32": "reference", "auto": "gated", "dynamic": "gated", "fp32@openvino": "contrast",
+      "auto@openvino": "gated", "tuned": "gated"}),
+], ids=["contrast-recipes", "dynamic-gated-and-tuned"])
+def test_each_variant_has_one_role(gated, contrast, tune, roles):
+    plan = plan_variants(gated, contrast, runtimes=("onnxruntime", "openvino"), tune=tune)
+    assert {v.name: v.role.value for v in plan} == roles
+    assert {v.name for v in plan if v.speed_gated} == {n for n, r in roles.items()
+                                                        if r == "gated" and n != "dynamic"}
+    assert [v for v in plan if v.role is Role.REFERENCE] == [plan[0]]
 
 
 def test_a_recipe_for_another_runtime_alone_is_refused():
     with pytest.raises(ConfigError, match=r"^recipe 'ov-conv' is made for openvino, which is not among the runtimes "
                                           r"\(onnxruntime\): add openvino$"):
-        variant_names(["auto", "ov-conv"], runtimes=("onnxruntime",))
+        plan_variants(["auto", "ov-conv"], runtimes=("onnxruntime",))
 
 
 def test_unknown_runtime_lists_the_choices():

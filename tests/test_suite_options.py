@@ -11,7 +11,8 @@ import pytest
 from quantlab.demo import DEMO_MODEL
 from quantlab.gates import Budgets
 from quantlab.suite.options import BY_NAME, Reader
-from quantlab.suite.settings import TUNED, SuiteConfig, read_suite
+from quantlab.suite.settings import SuiteConfig, read_suite
+from quantlab.variant import TUNED
 
 pytest_plugins = ["pytester"]
 

@@ -15,6 +15,7 @@ from quantlab.images import read_image
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, read_metadata, stage_model
 from quantlab.recipes import resolve_recipe
+from quantlab.evaluate import EvalData
 from quantlab.tune import bypass_quantization, layer_groups, rank_sensitivity, tune
 
 WIDEN = 40.0  # how much wider one channel's activations become
@@ -91,7 +92,7 @@ def test_tune_returns_the_widened_layer_to_float_and_meets_the_budget(tmp_path, 
     dataset = load_dataset(demo_data)
     small = type(dataset)(dataset.yaml_path, dataset.images[:80], dataset.names)
     result = tune(path, tmp_path / "tuned.onnx", resolve_recipe("auto").replace(num_calib=32), calib_images,
-                  small, max_loss=0.01, max_steps=4, runs=20)
+                  EvalData(small), max_loss=0.01, max_steps=4, runs=20)
     assert result.steps[0].accuracy_loss > 0.01  # the widened model breaks under the plain recipe
     # the layer that makes the wide activation goes first; re-ranked, the layer that reads it follows
     assert [s.added[0] for s in result.steps[1:]] == [first, second]

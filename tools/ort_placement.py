@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         sessions["nncf@openvino"] = nncf_model(out, calib, info, args.threads)
     evaluations = evaluate_models(sessions, labelled_samples(dataset, info.description), resolve_input_hw(info),
                                   dataset.names, info.description, reference="fp32@ort")
-    feed = probe_input(DEMO_MODEL, dataset.images[0])
+    feed = probe_input(info, dataset.images[0], resolve_input_hw(info))
     latencies = interleaved_latency(sessions, feed, runs=args.runs)
     base_ms, base_map = latencies["fp32@ort"].median_ms, evaluations["fp32@ort"].map.map50_95
     print(f"onnxruntime {ort.__version__}, {args.threads} thread(s), {args.runs} interleaved runs, "

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -13,17 +12,18 @@ from quantlab.bench import Speedup, interleaved_speedup
 from quantlab.calibration import split_sample
 from quantlab.datasets import label_path
 from quantlab.jsonio import parse_json, read_json
-from quantlab.evaluate import EvalResult, evaluate_models, labelled_samples, unlabelled_samples
+from quantlab.evaluate import EvalData, EvalResult, evaluate_models
+from quantlab.measures import measure
 from quantlab.memory import MemoryUse, measure_memory
-from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
-from quantlab.parity import detection_parity, task_cosine
-from quantlab.pipeline import FP32, Variant, build_variant, probe_input, split_variant
+from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, model_size_bytes, resolve_input_hw
+from quantlab.pipeline import Variant, build_variant, probe_input
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
 from quantlab.runtimes import ONNXRUNTIME, open_session
-from quantlab.suite.settings import TUNED, SuiteConfig
+from quantlab.suite.settings import SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune
+from quantlab.variant import FP32, TUNED, PlannedVariant, VariantId
 from quantlab.verify import CHECK_IMAGES
 
 
@@ -50,7 +50,7 @@ class Artifacts:
     def _key(self, name: str) -> str:
         """The content hash of one INT8 build: model bytes, recipe, calibration sample, versions."""
         suite = self.suite
-        name = split_variant(name)[0]  # one build serves every runtime
+        name = VariantId.parse(name).build  # one build serves every runtime
         recipe = self._recipe(name)
         calib, check = split_sample(suite.calib_images, recipe.num_calib, CHECK_IMAGES, recipe.seed)
         parts = {"model": self._model_digest, "recipe": recipe.settings(), "calib": file_digest(calib),
@@ -81,11 +81,11 @@ class Artifacts:
 
     def _build(self, name: str) -> Variant:
         suite = self.suite
-        build, runtime = split_variant(name)
-        if runtime != ONNXRUNTIME:
-            return dataclasses.replace(self.variant(build), name=name, runtime=runtime)
+        planned = self._plan[name]
+        if planned.id.runtime != ONNXRUNTIME:  # the onnxruntime build's file
+            return Variant(planned, self.variant(planned.id.build).path)
         if name == FP32:
-            return Variant(FP32, suite.model)
+            return Variant(planned, suite.model)
         filename = f"{suite.model.stem}.{name}.onnx"
         if name == TUNED:
             path = self.store.build_once(self._key(name), filename, self._tune)
@@ -93,7 +93,7 @@ class Artifacts:
             path = self.store.build_once(self._key(name), filename, lambda target: build_variant(
                 name, suite.model, target.parent, suite.calib_images, suite.num_calib,
                 exclude_nodes=self._recipe(name).exclude_nodes))
-        return Variant(name, path)
+        return Variant(planned, path)
 
     def _tune_budget(self) -> float:
         budgets = self.suite.budgets
@@ -103,8 +103,8 @@ class Artifacts:
         """The first recipe, tuned until the suite's accuracy budget holds."""
         suite = self.suite
         recipe = self._recipe(TUNED)
-        tune(suite.model, path, recipe, suite.calib_images, suite.dataset, suite.calib_images,
-             max_loss=self._tune_budget(), threads=suite.threads)
+        tune(suite.model, path, recipe, suite.calib_images, self._eval_data, max_loss=self._tune_budget(),
+             threads=suite.threads)
 
     def session(self, name: str):
         if name not in self._sessions:
@@ -116,14 +116,13 @@ class Artifacts:
     def evaluation(self, name: str) -> EvalResult:
         """Evaluate `name` (with every suite variant not yet evaluated, in one pass) against FP32."""
         if name not in self._evaluations:
-            others = [n for n in self.suite.int8_variants if n not in self._evaluations and self._builds(n)]
+            others = [n for n in self._builds_named if n not in self._evaluations and self._builds(n)]
             wanted = list(dict.fromkeys([FP32, name, *others]))
             sessions = {n: self.session(n) for n in wanted}
-            suite = self.suite
-            samples = labelled_samples(suite.dataset, self.info.description) if suite.dataset else unlabelled_samples(suite.calib_images)
-            names = suite.dataset.names if suite.dataset else self.info.class_names
-            self._evaluations.update(evaluate_models(sessions, samples, self.input_hw, names, self.info.description,
-                                                        reference=FP32))
+            data = self._eval_data
+            self._evaluations.update(evaluate_models(sessions, data.samples(self.info.description), self.input_hw,
+                                                     data.class_names(self.info.class_names), self.info.description,
+                                                     reference=FP32))
         return self._evaluations[name]
 
     def _builds(self, name: str) -> bool:
@@ -135,9 +134,24 @@ class Artifacts:
         return True
 
     @functools.cached_property
+    def _plan(self) -> dict[str, PlannedVariant]:
+        return {v.name: v for v in self.suite.plan}
+
+    @functools.cached_property
+    def _builds_named(self) -> list[str]:
+        """Every variant that is not FP32 (on any runtime): each is a build of the model."""
+        return [v.name for v in self.suite.plan if not v.id.is_fp32]
+
+    @functools.cached_property
+    def _eval_data(self) -> EvalData:
+        """The dataset (mAP) or else the calibration images (agreement with FP32)."""
+        suite = self.suite
+        return EvalData(dataset=suite.dataset) if suite.dataset else EvalData(images=suite.calib_images)
+
+    @functools.cached_property
     def feed(self) -> dict:
         """A fixed preprocessed input: the first calibration image."""
-        return probe_input(self.suite.model, self.suite.calib_images[0])
+        return probe_input(self.info, self.suite.calib_images[0], self.input_hw)
 
     def speedup(self, name: str) -> Speedup:
         """FP32 / `name` median latency, interleaved in this process, with its 95% interval.
@@ -165,7 +179,7 @@ class Artifacts:
             evaluated = [*suite.dataset.images, *(p for p in map(label_path, suite.dataset.images) if p.is_file())]
         else:
             evaluated = list(suite.calib_images)
-        return content_key("metrics", variants={n: self._key(n) for n in suite.int8_variants},
+        return content_key("metrics", variants={n: self._key(n) for n in self._builds_named},
                            fp32=self._model_digest, evaluated=file_digest(evaluated))
 
     def _write_metrics(self, path: Path) -> None:
@@ -174,37 +188,18 @@ class Artifacts:
         atomic_write_bytes(path, json.dumps(metrics).encode())
 
     def _measure(self, name: str) -> dict:
-        """The gate metrics of one variant, as the report and benchmark extra_info spell them."""
+        """The measures of one variant (quantlab.measures), as the report and benchmark extra_info spell them;
+        its speedup is timed per process (see speedup)."""
         variant = self.variant(name)
-        evaluation, fp32 = self.evaluation(name), self.evaluation(FP32)
-        parity = detection_parity(evaluation.parity)
-        size = variant.path.stat().st_size
-        memory, fp32_memory = self.memory(name), self.memory(FP32)
-        return {
-            "variant": name,
-            "runtime": variant.runtime,
-            "size_bytes": size,
-            "size_ratio": size / self.info.size_bytes,
-            "task": self.info.description.task,
-            "map50": evaluation.map.map50 if evaluation.map else None,
-            "map50_95": evaluation.map.map50_95 if evaluation.map else None,
-            "map_drop": fp32.map.map50_95 - evaluation.map.map50_95 if evaluation.map else None,
-            "agreement": evaluation.agreement,
-            "box_cosine": parity.get("boxes", {}).get("cosine"),
-            "score_cosine": parity.get("scores", {}).get("cosine"),
-            "task_cosine": task_cosine(parity),
-            "top1_agreement": parity.get("top1_agreement"),
-            "recipe": (parse_json(read_metadata(variant.path)["recipe"], f"{variant.path}: quantlab.recipe")
-                       if variant.path != self.suite.model else None),
-            "memory_bytes": memory.session_bytes if memory else None,
-            "memory_spread": memory.spread if memory else None,
-            "memory_ratio": (memory.session_bytes / fp32_memory.session_bytes
-                             if memory and fp32_memory and fp32_memory.session_bytes else None),
-        }
+        recipe = (parse_json(read_metadata(variant.path)["recipe"], f"{variant.path}: quantlab.recipe")
+                  if variant.path != self.suite.model else None)
+        return measure(name, variant.runtime, variant.plan.gated, self.info.description.task, recipe,
+                       model_size_bytes(variant.path), self.info.size_bytes, self.evaluation(name),
+                       self.evaluation(FP32), self.memory(name), self.memory(FP32)).as_dict()
 
     def memory(self, name: str) -> MemoryUse | None:
         """Session memory of `name`, measured in fresh child processes (None where unmeasurable)."""
-        if name not in self._memories and split_variant(name)[1] != ONNXRUNTIME:
+        if name not in self._memories and self._plan[name].id.runtime != ONNXRUNTIME:
             self._memories[name] = None  # measured for onnxruntime sessions only
         if name not in self._memories:
             self._memories[name] = measure_memory(self.variant(name).path, self.input_hw, self.suite.threads,

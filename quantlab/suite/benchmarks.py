@@ -10,8 +10,8 @@ import pytest
 
 from quantlab.bench import bench_setup
 from quantlab.ortcompat import ORT_VERSION
-from quantlab.pipeline import split_variant
 from quantlab.runtimes import ONNXRUNTIME, runtime_version
+from quantlab.variant import VariantId
 
 ROUNDS = 100
 
@@ -39,13 +39,12 @@ def test_latency(benchmark, request, quantlab_suite, quantlab_artifacts, quantla
         return
     speedup = artifacts.speedup(variant)
     setup = bench_setup(suite.threads, suite.providers)
-    runtime = split_variant(variant)[1]
+    runtime = VariantId.parse(variant).runtime
     if runtime != ONNXRUNTIME:  # absolute latency compares only on the same runtime version too
         setup[runtime] = runtime_version(runtime)
     benchmark.extra_info.update(
         metrics, onnxruntime=ORT_VERSION, threads=suite.threads, speedup=speedup.ratio,
-        speedup_low=speedup.low, speedup_high=speedup.high, gated=suite.gated(variant),
-        setup=setup)
+        speedup_low=speedup.low, speedup_high=speedup.high, setup=setup)
     if variant in suite.static_variants:
         failure = suite.check("speedup").fails({"variant": variant, "speedup": speedup.ratio})
         if failure:

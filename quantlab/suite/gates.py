@@ -1,21 +1,17 @@
-"""The regression gates: every INT8 variant against FP32 on the suite's model and data.
+"""The regression gates: every gated INT8 variant against FP32 on the suite's model and data.
 
-Budgets come from --quantlab-max-size-ratio, --quantlab-max-map-drop, --quantlab-min-agreement and
---quantlab-min-speedup (or the quantlab_* ini keys). A failure is one sentence: variant, metric, value, budget.
+Each budget of quantlab.measures' table is set by its option (--quantlab-max-size-ratio, --quantlab-min-box-cosine,
+...) or ini key. A failure is one sentence: variant, metric, value, budget.
 """
 
 import pytest
 
 from quantlab.gates import Check
-from quantlab.pipeline import FP32, split_variant
 from quantlab.runtimes import ONNXRUNTIME
+from quantlab.variant import FP32, VariantId
 
-# Output parity bounds for a well-quantized YOLOv8 (head in float), measured on the demo model
-# with margin: box channels are pixel coordinates, score channels are probabilities.
-PARITY_BOUNDS = (Check("box_cosine", 0.999, source="parity bound"),
-                 Check("score_cosine", 0.98, source="parity bound"),
-                 Check("task_cosine", 0.98, source="parity bound"),  # masks, keypoints, angle: not for detect
-                 Check("top1_agreement", 0.95, source="parity bound"))
+# the budgets with a test of their own below; the output parity test checks every other
+OWN_TEST = ("size_ratio", "map_drop", "agreement", "memory_ratio", "speedup")
 
 pytestmark = pytest.mark.quantlab
 
@@ -42,14 +38,17 @@ def test_memory_within_budget(quantlab_suite, quantlab_metrics, quantlab_int8_va
     """Session memory over FP32's, when --quantlab-max-memory-ratio is given."""
     if quantlab_suite.budgets.max_memory_ratio is None:
         pytest.skip("no --quantlab-max-memory-ratio budget")
-    if split_variant(quantlab_int8_variant)[1] != ONNXRUNTIME:
+    if VariantId.parse(quantlab_int8_variant).runtime != ONNXRUNTIME:
         pytest.skip("session memory is measured for onnxruntime sessions only")
     _holds(quantlab_suite.check("memory_ratio").fails(quantlab_metrics(quantlab_int8_variant)))
 
 
-def test_output_parity_with_fp32(quantlab_metrics, quantlab_int8_variant):
+def test_output_parity_with_fp32(quantlab_suite, quantlab_metrics, quantlab_int8_variant):
+    """Box, score and task cosines and top-1 agreement with FP32's outputs, and every other budget without a
+    test of its own."""
     metrics = quantlab_metrics(quantlab_int8_variant)
-    _holds(*(check.fails(metrics) for check in PARITY_BOUNDS))
+    checks = quantlab_suite.budgets.checks(labelled=metrics["map_drop"] is not None, speed_gated=False)
+    _holds(*(quantlab_suite.check(c.metric).fails(metrics) for c in checks if c.metric not in OWN_TEST))
 
 
 def test_fp32_agrees_with_itself(quantlab_metrics):

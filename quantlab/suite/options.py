@@ -9,12 +9,12 @@ Light on purpose: pytest imports it in every run of every repository where quant
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from quantlab.gates import Budgets
+from quantlab.measures import BUDGETED
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class Setting:
         return "quantlab_" + self.name
 
 
-_BUDGETS = Budgets()
 SETTINGS = (
     Setting("model", Path, "FP32 ONNX detector to gate; giving it turns the suite on"),
     Setting("demo", bool, "gate quantlab's embedded demo model (on generated shapes unless data/calib are given)"),
@@ -51,15 +50,12 @@ SETTINGS = (
                              "the reference) and openvino (pip install 'quantlab-yolo[openvino]')", "onnxruntime"),
     Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "
                           "returned to float until the accuracy budget holds (quantlab tune)"),
-    Setting("max_map_drop", float, "largest mAP50-95 drop allowed against FP32 (with labels)", _BUDGETS.max_map_drop),
-    Setting("max_size_ratio", float, "largest INT8/FP32 file-size ratio allowed", _BUDGETS.max_size_ratio),
-    Setting("min_speedup", float, "smallest FP32/INT8 median-latency ratio, same run", _BUDGETS.min_speedup),
-    Setting("min_agreement", float, "smallest detection agreement with FP32 (without labels)",
-            _BUDGETS.min_agreement),
-    Setting("max_memory_ratio", float, "largest INT8/FP32 session-memory ratio allowed (default: not gated)"),
 )
+# one option per budget of quantlab.measures' table: --quantlab-max-size-ratio, quantlab_min_box_cosine, ...
+SETTINGS += tuple(Setting(m.budget_name, float, f"{'smallest' if m.higher_is_better else 'largest'} {m.name} allowed: "
+                          f"{m.help}" + ("" if m.budget.default is not None else " (default: not gated)"),
+                          m.budget.default) for m in BUDGETED)
 BY_NAME = {s.name: s for s in SETTINGS}
-BUDGET_NAMES = tuple(f.name for f in fields(Budgets))
 
 
 def add_options(parser: pytest.Parser) -> None:

@@ -7,7 +7,7 @@ are valid; nothing is quantized.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,17 +17,16 @@ from quantlab.bench import parse_providers
 from quantlab.datasets import Dataset, check_class_names, load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.errors import QuantlabError
-from quantlab.gates import Budgets, Check
+from quantlab.gates import BUDGET_NAMES, Budgets, Check
 from quantlab.images import list_images
 from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
-from quantlab.pipeline import FP32, check_recipes_fit, split_variant, variant_names
-from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
+from quantlab.measures import BY_NAME as BY_METRIC
+from quantlab.recipes import parse_recipe_list
 from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
-from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
+from quantlab.suite.options import BY_NAME, Reader
 from quantlab.textsafe import for_terminal
-
-TUNED = "tuned"
+from quantlab.variant import PlannedVariant, check_recipes_fit, plan_variants
 
 
 def _usage_error(message: str) -> pytest.UsageError:
@@ -52,33 +51,35 @@ class SuiteConfig:
     exclude: tuple[str, ...] = ()  # nodes every gated recipe keeps in float
     runtimes: tuple[str, ...] = (ONNXRUNTIME,)  # every variant runs on each (NAME@RUNTIME past onnxruntime)
 
+    @functools.cached_property
+    def plan(self) -> tuple[PlannedVariant, ...]:
+        """Every variant of the run and its role (quantlab.variant.plan_variants, as `quantlab run` plans)."""
+        return plan_variants(self.recipes, runtimes=self.runtimes, tune=self.tune)
+
     @property
     def variants(self) -> list[str]:
-        return variant_names(self.recipes, runtimes=self.runtimes) + ([TUNED] if self.tune else [])
+        return [v.name for v in self.plan]
 
     @property
     def int8_variants(self) -> list[str]:
-        return [v for v in self.variants if split_variant(v)[0] != FP32]
+        """The gated INT8 variants: the recipes asked for (and tuned), on every runtime; not FP32 or dynamic."""
+        return [v.name for v in self.plan if v.gated]
 
     @property
     def static_variants(self) -> list[str]:
-        return [v for v in self.int8_variants if v == TUNED or resolve_recipe(split_variant(v)[0]).mode is Mode.STATIC]
+        return [v.name for v in self.plan if v.speed_gated]
 
     def gated(self, name: str) -> bool:
         """A variant the user asked for (a --quantlab-recipes entry, or tuned), not fp32 or the contrast."""
-        build = split_variant(name)[0]
-        return build in self.recipes or build == TUNED
+        return name in self.int8_variants
 
     def accuracy_check(self, labelled: bool) -> Check:
         """The accuracy budget (mAP drop with labels, agreement without), naming its option."""
-        check = self.budgets.accuracy_check(labelled)
-        return dataclasses.replace(check, source=self.check(check.metric).source)
+        return self.check("map_drop" if labelled else "agreement")
 
     def check(self, metric: str) -> Check:
         """The budget on `metric`, naming the option that sets it."""
-        budget = {"map_drop": "max_map_drop", "size_ratio": "max_size_ratio", "speedup": "min_speedup",
-                  "agreement": "min_agreement", "memory_ratio": "max_memory_ratio"}[metric]
-        return Check(metric, getattr(self.budgets, budget), source=BY_NAME[budget].flag)
+        return self.budgets.check(metric, source=BY_NAME[BY_METRIC[metric].budget_name].flag)
 
 
 def read_suite(config: pytest.Config) -> SuiteConfig:

@@ -1,0 +1,106 @@
+"""What a variant is: a build (fp32 or a recipe) on a runtime, with its role, and the one plan of a run's
+variants that the CLI and the pytest suite both follow."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from quantlab.errors import ConfigError
+from quantlab.recipes import Mode, resolve_recipe
+
+ONNXRUNTIME = "onnxruntime"  # the reference runtime (quantlab.runtimes opens sessions on it and the others)
+FP32 = "fp32"
+DYNAMIC = "dynamic"
+TUNED = "tuned"  # the first gated recipe with its most sensitive layers in float (quantlab tune)
+
+
+class Role(enum.Enum):
+    REFERENCE = "reference"  # FP32 on onnxruntime: every comparison's baseline
+    GATED = "gated"  # a recipe the user asked for (or tuned): the budgets apply
+    CONTRAST = "contrast"  # shown beside them, never gated: FP32 on another runtime, dynamic, contrast recipes
+
+
+@dataclass(frozen=True)
+class VariantId:
+    """A build on a runtime; written 'auto' on onnxruntime and 'auto@openvino' on another runtime."""
+
+    build: str
+    runtime: str = ONNXRUNTIME
+
+    @classmethod
+    def parse(cls, name: str) -> VariantId:
+        build, _, runtime = name.partition("@")
+        return cls(build, runtime or ONNXRUNTIME)
+
+    def __str__(self) -> str:
+        return self.build if self.runtime == ONNXRUNTIME else f"{self.build}@{self.runtime}"
+
+    @property
+    def is_fp32(self) -> bool:
+        return self.build == FP32
+
+    def on(self, runtime: str) -> VariantId:
+        return VariantId(self.build, runtime)
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    """One variant of a run and its role in it."""
+
+    id: VariantId
+    role: Role
+
+    @property
+    def name(self) -> str:
+        return str(self.id)
+
+    @property
+    def gated(self) -> bool:
+        return self.role is Role.GATED
+
+    @property
+    def speed_gated(self) -> bool:
+        """Gated on speed too: a static build (dynamic's ConvInteger is slower than FP32 on CPU, by design)."""
+        return self.gated and (self.id.build == TUNED or resolve_recipe(self.id.build).mode is Mode.STATIC)
+
+
+def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: Sequence[str] = (ONNXRUNTIME,),
+                  tune: bool = False, include_dynamic: bool = True) -> tuple[PlannedVariant, ...]:
+    """fp32 first, then each recipe, then dynamic (once), on onnxruntime; then fp32 and each recipe on every
+    other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated); then tuned. A recipe made
+    for some runtimes only (Recipe.runtimes) runs on those; one that none of `runtimes` fits is an error.
+
+    A recipe in `gated` (and tuned) is gated on every runtime; the rest are contrast, FP32 on onnxruntime the
+    reference.
+    """
+    recipes = list(dict.fromkeys([*gated, *contrast]))
+    check_recipes_fit(recipes, runtimes)
+    builds = [FP32, *recipes] + ([DYNAMIC] if include_dynamic and DYNAMIC not in recipes else [])
+    ids = [VariantId(b) for b in builds if _fits(b, ONNXRUNTIME)]
+    for runtime in dict.fromkeys(runtimes):
+        if runtime != ONNXRUNTIME:
+            ids += [VariantId(b, runtime) for b in [FP32, *recipes] if b != DYNAMIC and _fits(b, runtime)]
+    if tune:
+        ids.append(VariantId(TUNED))
+
+    def role(v: VariantId) -> Role:
+        if v.is_fp32:
+            return Role.REFERENCE if v.runtime == ONNXRUNTIME else Role.CONTRAST
+        return Role.GATED if v.build in gated or v.build == TUNED else Role.CONTRAST
+
+    return tuple(PlannedVariant(v, role(v)) for v in ids)
+
+
+def check_recipes_fit(recipe_names: Sequence[str], runtimes: Sequence[str]) -> None:
+    """ConfigError for a recipe made for some runtimes only (Recipe.runtimes) when none of them is in `runtimes`."""
+    for name in recipe_names:
+        made_for = resolve_recipe(name).runtimes
+        if made_for and not set(made_for) & set(runtimes):
+            raise ConfigError(f"recipe {name!r} is made for {', '.join(made_for)}, which is not among the "
+                              f"runtimes ({', '.join(runtimes)}): add {made_for[0]}")
+
+
+def _fits(build: str, runtime: str) -> bool:
+    return build == FP32 or not resolve_recipe(build).runtimes or runtime in resolve_recipe(build).runtimes
