@@ -18,7 +18,7 @@ from quantlab.ortcompat import ORT_VERSION
 from quantlab.parity import detection_parity, task_cosine
 from quantlab.pipeline import FP32, JobResult, Variant
 from quantlab.recipes import Mode, QType
-from quantlab.runtimes import ONNXRUNTIME, runtime_version
+from quantlab.sessions import ONNXRUNTIME, runtime_version
 from quantlab.textsafe import for_markdown as md
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"

@@ -20,7 +20,7 @@ from quantlab.parity import detection_parity, task_cosine
 from quantlab.pipeline import FP32, Variant, build_variant, probe_input, split_variant
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
-from quantlab.runtimes import ONNXRUNTIME, open_session
+from quantlab.sessions import ONNXRUNTIME, open_session
 from quantlab.suite.settings import TUNED, SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune

@@ -11,7 +11,7 @@ import pytest
 from quantlab.bench import bench_setup
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.pipeline import split_variant
-from quantlab.runtimes import ONNXRUNTIME, runtime_version
+from quantlab.sessions import ONNXRUNTIME, runtime_version
 
 ROUNDS = 100
 

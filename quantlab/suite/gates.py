@@ -8,7 +8,7 @@ import pytest
 
 from quantlab.gates import Check
 from quantlab.pipeline import FP32, split_variant
-from quantlab.runtimes import ONNXRUNTIME
+from quantlab.sessions import ONNXRUNTIME
 
 # Output parity bounds for a well-quantized YOLOv8 (head in float), measured on the demo model
 # with margin: box channels are pixel coordinates, score channels are probabilities.

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from quantlab.bench import parse_providers
 from quantlab.datasets import Dataset, check_class_names, load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.errors import QuantlabError
@@ -23,7 +22,7 @@ from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.pipeline import FP32, check_recipes_fit, split_variant, variant_names
 from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
-from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
+from quantlab.sessions import ONNXRUNTIME, parse_providers, parse_runtimes
 from quantlab.suite.options import BUDGET_NAMES, BY_NAME, Reader
 from quantlab.textsafe import for_terminal
 
