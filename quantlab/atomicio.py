@@ -210,14 +210,6 @@ def _refuse_files_quantlab_did_not_write(folder: Path) -> None:
                           "when it replaces the folder; move them out or give another folder")
 
 
-def check_output_folder(folder: str | Path) -> Path:
-    """A folder quantlab may fill: absent, empty, or marked as quantlab's own and holding only what
-    it wrote (its marker lists the files); else OutputError. A symlinked folder is followed."""
-    folder = _check_folder_path(folder)
-    _check_folder_content(folder)
-    return folder
-
-
 def _check_folder_content(folder: Path) -> None:
     """OutputError when `folder` holds a file quantlab did not write (or cannot be read)."""
     if folder.is_dir():

@@ -1,4 +1,4 @@
-"""Latency measurement: pre-built sessions, warm-up, interleaved runs, percentiles, same-run speedups."""
+"""Latency measurement: warm-up, interleaved runs, percentiles, same-run speedups."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ import numpy as np
 import onnxruntime as ort
 
 from quantlab.cpu import detect_cpu
-from quantlab.errors import ConfigError, ModelError, first_line
-from quantlab.onnxmodel import external_data_files, openable_by_name
+from quantlab.sessions import run_explained
 
-DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 RUNS_PER_VISIT = 3  # timed runs per session per round, after one untimed run
 
 
@@ -44,57 +42,6 @@ class Latency:
     def as_dict(self) -> dict:
         return {"median": self.median_ms, "p90": self.p90_ms, "p99": self.p99_ms,
                 "mean": self.mean_ms, "runs": self.runs}
-
-
-def session_options(threads: int = 1) -> ort.SessionOptions:
-    """Fixed threads and sequential execution, so every model is timed alike."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
-
-
-def parse_providers(text: str) -> tuple[str, ...]:
-    """'CUDAExecutionProvider,CPUExecutionProvider' -> a tuple, each one available in this onnxruntime."""
-    providers = tuple(p.strip() for p in text.split(",") if p.strip())
-    available = ort.get_available_providers()
-    missing = [p for p in providers if p not in available]
-    if missing or not providers:
-        raise ConfigError(f"execution provider(s) {', '.join(missing) or '(none)'} not available in onnxruntime "
-                          f"{ort.__version__}: choose from {', '.join(available)}")
-    return providers
-
-
-def make_session(path: str | Path, threads: int = 1,
-                 providers: Sequence[str] = DEFAULT_PROVIDERS) -> ort.InferenceSession:
-    """An InferenceSession; a self-contained model's bytes are read by Python so any path works
-    (a model with external data is opened by path, so onnxruntime finds its data files)."""
-    path = Path(path)
-    try:
-        if external_data_files(path):
-            with openable_by_name(path) as openable:
-                session = ort.InferenceSession(str(openable), session_options(threads), providers=list(providers))
-        else:
-            session = ort.InferenceSession(path.read_bytes(), session_options(threads), providers=list(providers))
-    except Exception as exc:  # onnxruntime's error types share no base class but Exception
-        raise ModelError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from exc
-    if session.get_providers()[0] != providers[0]:  # e.g. TensorRT listed but its libraries absent
-        raise ConfigError(f"{path}: {providers[0]} was asked for, but onnxruntime fell back to "
-                          f"{session.get_providers()[0]}: a timing would be of the wrong device")
-    return session
-
-
-def run_explained(session: ort.InferenceSession, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray],
-                  what: str) -> list[np.ndarray]:
-    """session.run; a failure is a ModelError naming `what` (the model, the image) and the input shape."""
-    try:
-        return session.run(output_names, dict(feed))
-    except Exception as exc:  # onnxruntime's error types share no base class but Exception
-        shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
-        raise ModelError(f"{what}: cannot run on a {shape} input: {first_line(exc)}") from exc
 
 
 def check_runs(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray]) -> None:

@@ -152,10 +152,10 @@ def cmd_quantize(args, console: Console) -> int:
 
 
 def cmd_eval(args, console: Console) -> int:
-    from quantlab.bench import make_session
     from quantlab.datasets import check_class_names
     from quantlab.evaluate import evaluate_models
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
+    from quantlab.sessions import make_session
 
     info = inspect_model(args.model)
     if args.json:
@@ -191,8 +191,9 @@ def cmd_eval(args, console: Console) -> int:
 def cmd_bench(args, console: Console) -> int:
     import numpy as np
 
-    from quantlab.bench import check_runs, interleaved_latency, make_session
+    from quantlab.bench import check_runs, interleaved_latency
     from quantlab.onnxmodel import inspect_model, resolve_input_hw
+    from quantlab.sessions import make_session
 
     infos = [inspect_model(m) for m in args.models]
     if args.json:
@@ -232,7 +233,7 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.pipeline import run_job
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, render_markdown, write_report
-    from quantlab.runtimes import parse_runtimes
+    from quantlab.sessions import parse_runtimes
     from quantlab.variant import plan_variants
 
     out_dir = Path(os.path.abspath(args.out))
@@ -396,7 +397,7 @@ def _add_data_source(p: argparse.ArgumentParser) -> None:
 
 def _add_providers(p: argparse.ArgumentParser) -> None:
     def parse(text: str) -> tuple[str, ...]:
-        from quantlab.bench import parse_providers  # here, not at parser build: onnxruntime costs 0.1 s
+        from quantlab.sessions import parse_providers  # here, not at parser build: onnxruntime costs 0.1 s
 
         try:
             return parse_providers(text)

@@ -1,4 +1,9 @@
-"""What the CPU can do for INT8: VNNI on x86-64, the dot-product instructions on ARM64."""
+"""What the CPU can do for INT8: VNNI on x86-64, the dot-product instructions on ARM64.
+
+Linux's /proc/cpuinfo is read directly: it is instant and spells flags as the kernel does. Elsewhere
+(Windows, macOS) py-cpuinfo reads CPUID or sysctl; it takes a fraction of a second (it runs CPUID in a
+child process), once per process, and its flag names are respelt as the kernel's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-X86_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "avx512vnni", "avxvnni"})
+X86_VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
+# py-cpuinfo's CPUID and sysctl names -> the kernel's, for the flags that decide INT8 speed
+_KERNEL_SPELLING = {"avx512vnni": "avx512_vnni", "avxvnni": "avx_vnni", "amxint8": "amx_int8"}
+_PROC_CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclass(frozen=True)
@@ -23,14 +31,6 @@ class CpuInfo:
     @property
     def has_vnni(self) -> bool:
         return bool(self.flags & X86_VNNI_FLAGS)
-
-    @property
-    def has_avx2(self) -> bool:
-        return "avx2" in self.flags
-
-    @property
-    def has_arm_dot(self) -> bool:
-        return "asimddp" in self.flags or (self.arch == "arm64" and platform.system() == "Darwin")
 
     def notable_flags(self) -> list[str]:
         """The flags that decide INT8 speed, for reports."""
@@ -60,11 +60,21 @@ def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
     return model, frozenset(flags)
 
 
+def parse_py_cpuinfo(info: dict) -> tuple[str, frozenset[str]]:
+    """(model name, flags in the kernel's spelling) from py-cpuinfo's get_cpu_info() dict."""
+    flags = {_KERNEL_SPELLING.get(flag.lower(), flag.lower()) for flag in info.get("flags", ())}
+    return info.get("brand_raw", ""), frozenset(flags)
+
+
 @lru_cache(maxsize=1)
 def detect_cpu() -> CpuInfo:
-    """The CPU this process runs on (Linux: /proc/cpuinfo; elsewhere: platform only)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    model, flags = parse_cpuinfo(cpuinfo.read_text()) if cpuinfo.exists() else ("", frozenset())
+    """The CPU this process runs on (Linux: /proc/cpuinfo; elsewhere: py-cpuinfo)."""
+    if _PROC_CPUINFO.exists():
+        model, flags = parse_cpuinfo(_PROC_CPUINFO.read_text())
+    else:
+        import cpuinfo
+
+        model, flags = parse_py_cpuinfo(cpuinfo.get_cpu_info())
     return CpuInfo(
         arch=_normalise_arch(platform.machine()),
         model=model or platform.processor() or platform.machine(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from quantlab.bench import run_explained
+from quantlab.sessions import run_explained
 from quantlab.datasets import Dataset, Labels, read_labels
 from quantlab.description import OBB, POSE, SEGMENT, ModelDescription
 from quantlab.detections import PREDICT_NMS, VAL_NMS, NmsSettings, decode

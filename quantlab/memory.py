@@ -1,6 +1,7 @@
 """The memory a deployment pays for a model: peak resident memory of an onnxruntime session
 (creation plus steady-state inference), measured in a fresh child process per model so models
-cannot pollute each other, less the same process's peak right after `import onnxruntime`.
+cannot pollute each other, less the same process's peak right after `import onnxruntime`. The session is
+opened with the options every timed session has (quantlab.sessions), so memory and latency describe one session.
 
 Peak RSS comes from the kernel: VmHWM in /proc/self/status on Linux (getrusage's ru_maxrss there
 carries the parent's peak across fork and exec, so a child of a big process would read that),
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from quantlab.errors import ConfigError, ModelError
 from quantlab.jsonio import parse_json
+from quantlab.sessions import DEFAULT_PROVIDERS
 
 SAMPLES = 3  # child processes per model; the median is reported, the spread kept
 RUNS = 5  # inferences per child after the session is created
@@ -73,16 +75,21 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, other Unixes KiB
 
 
+def _child_spec(model_path: str | Path, input_hw: Sequence[int], threads: int, providers: Sequence[str],
+                arena: bool) -> dict:
+    """What a measuring child is told, as JSON: the model, its input size and the session's settings."""
+    return {"model": str(model_path), "input_hw": list(input_hw), "threads": threads, "providers": list(providers),
+            "arena": arena, "runs": RUNS}
+
+
 def _child(spec: dict) -> dict:
-    """Runs in the child: import, baseline, session, inferences, peak."""
+    """Runs in the child: import, baseline, session (opened as every timed session is), inferences, peak."""
     import numpy as np
-    import onnxruntime as ort
+
+    from quantlab.sessions import inference_session
 
     baseline = _peak_rss_bytes()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = spec["threads"]
-    options.enable_cpu_mem_arena = spec["arena"]
-    session = ort.InferenceSession(spec["model"], options, providers=spec["providers"])
+    session = inference_session(spec["model"], spec["threads"], spec["providers"], spec["arena"])
     feed = {session.get_inputs()[0].name: np.zeros((1, 3, *spec["input_hw"]), np.float32)}
     for _ in range(spec["runs"]):
         session.run(None, feed)
@@ -113,7 +120,7 @@ def _isolated_child_command(spec: dict) -> list[str]:
 
 
 def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int = 1,
-                   providers: Sequence[str] = ("CPUExecutionProvider",), arena: bool = True,
+                   providers: Sequence[str] = DEFAULT_PROVIDERS, arena: bool = True,
                    samples: int = SAMPLES) -> MemoryUse | None:
     """Session memory of one model, each sample in its own child process; None where unmeasurable."""
     if not can_measure():
@@ -121,8 +128,7 @@ def measure_memory(model_path: str | Path, input_hw: Sequence[int], threads: int
     from quantlab.onnxmodel import openable_by_name  # here: the child process need not import onnx
 
     with openable_by_name(model_path) as openable:
-        spec = {"model": str(openable), "input_hw": list(input_hw), "threads": threads,
-                "providers": list(providers), "arena": arena, "runs": RUNS}
+        spec = _child_spec(openable, input_hw, threads, providers, arena)
         growth, baselines = [], []
         for _ in range(samples):
             done = subprocess.run(_isolated_child_command(spec), capture_output=True, text=True, timeout=600)

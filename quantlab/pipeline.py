@@ -16,7 +16,7 @@ from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.recipes import resolve_recipe
-from quantlab.runtimes import ONNXRUNTIME, open_session
+from quantlab.sessions import ONNXRUNTIME, open_session
 from quantlab.variant import FP32, PlannedVariant, Role
 
 

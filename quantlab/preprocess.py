@@ -22,11 +22,6 @@ class Letterbox:
     pad_left: int
     pad_top: int
 
-    @property
-    def content_hw(self) -> tuple[int, int]:
-        """The (h, w) the image was resized to inside the padding."""
-        return _resized_hw(self.image_hw, self.scale)
-
 
 def _resized_hw(image_hw: tuple[int, int], scale: float) -> tuple[int, int]:
     """The image's size after scaling, rounded as Ultralytics does; thin images keep 1 px."""
@@ -90,12 +85,4 @@ def boxes_to_image(boxes: np.ndarray, geometry: Letterbox) -> np.ndarray:
     h, w = geometry.image_hw
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
-    return out
-
-
-def boxes_to_letterbox(boxes: np.ndarray, geometry: Letterbox) -> np.ndarray:
-    """Map (N, 4) x1 y1 x2 y2 boxes in original-image pixels into letterbox pixels."""
-    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * np.float32(geometry.scale)
-    out[:, [0, 2]] += geometry.pad_left
-    out[:, [1, 3]] += geometry.pad_top
     return out

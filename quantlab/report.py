@@ -19,7 +19,7 @@ from quantlab.measures import BUDGETED, measure
 from quantlab.onnxmodel import model_size_bytes
 from quantlab.pipeline import JobResult, Variant
 from quantlab.recipes import Mode, QType
-from quantlab.runtimes import ONNXRUNTIME, runtime_version
+from quantlab.sessions import ONNXRUNTIME, runtime_version
 from quantlab.textsafe import for_markdown as md
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from quantlab import ortcompat
 from quantlab.atomicio import atomic_write_bytes, temp_folder
-from quantlab.bench import interleaved_latency, make_session, session_options
+from quantlab.bench import interleaved_latency
 from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
 from quantlab.evaluate import EvalData, EvalResult, evaluate_models
@@ -33,6 +32,7 @@ from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, stage_model
 from quantlab.recipes import Recipe
+from quantlab.sessions import inference_session, make_session
 from quantlab.textsafe import for_markdown
 from quantlab.variant import FP32
 
@@ -162,10 +162,9 @@ def rank_sensitivity(qdq_path: Path, fp32_prepared: onnx.ModelProto, feeds: list
     """Groups sorted by how much output error keeping them in float removes, largest first."""
     qdq = onnx.load(str(qdq_path))
     present = {n.name for n in qdq.graph.node}
-    options = session_options(threads=1)
 
     def outputs_of(model_bytes) -> list[np.ndarray]:
-        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        session = inference_session(model_bytes)
         return [session.run(None, feed)[0] for feed in feeds]
 
     references = outputs_of(fp32_prepared.SerializeToString())

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from quantlab.errors import ConfigError
 from quantlab.recipes import Mode, resolve_recipe
 
-ONNXRUNTIME = "onnxruntime"  # the reference runtime (quantlab.runtimes opens sessions on it and the others)
+ONNXRUNTIME = "onnxruntime"  # the reference runtime (quantlab.sessions opens sessions on it and the others)
 FP32 = "fp32"
 DYNAMIC = "dynamic"
 TUNED = "tuned"  # the first gated recipe with its most sensitive layers in float (quantlab tune)

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from quantlab.bench import session_options
+from quantlab.description import DEFAULT_INPUT_HW, ModelDescription
 from quantlab.errors import QuantizationError, first_line
 from quantlab.parity import OutputParity
-from quantlab.description import DEFAULT_INPUT_HW, ModelDescription
+from quantlab.sessions import inference_session
 
 MIN_COSINE = 0.98  # every part of the output: boxes, scores, and the task's own (masks, keypoints, angle)
 CHECK_IMAGES = 8  # held out from calibration where the folder has them (calibration.split_sample)
@@ -51,7 +50,7 @@ class SelfCheck:
                 "cosines": self.cosines if compared else None, "passed": self.passed}
 
 
-def _grey_feed(session: ort.InferenceSession) -> dict:
+def _grey_feed(session) -> dict:
     """A mid-grey (114, as the letterbox pads) input at the model's fixed size, or the default one."""
     image = session.get_inputs()[0]
     h, w = (d if isinstance(d, int) and d > 0 else default for d, default in zip(image.shape[2:4], DEFAULT_INPUT_HW))
@@ -59,9 +58,10 @@ def _grey_feed(session: ort.InferenceSession) -> dict:
 
 
 def _outputs(path: Path, feeds: Sequence[dict], what: str) -> list[list[np.ndarray]]:
-    """Every output for each feed (a grey image when there are none)."""
+    """Every output for each feed (a grey image when there are none), on onnxruntime's CPU provider: the file is
+    judged before it is written, by the implementation every other provider is compared against."""
     try:
-        session = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+        session = inference_session(str(path))
         return [session.run(None, feed) for feed in (feeds or [_grey_feed(session)])]
     except Exception as exc:  # onnxruntime's own error types share no base class but Exception
         raise QuantizationError(f"onnxruntime cannot run the {what}: {first_line(exc)}") from exc

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quantlab.bench import make_session
+from quantlab.sessions import make_session
 from quantlab.cli import main
 from quantlab.datasets import load_dataset
 from quantlab.demo.shapes import write_dataset

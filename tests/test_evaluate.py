@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from quantlab.bench import make_session
+from quantlab.sessions import make_session
 from quantlab.datasets import Labels, load_dataset
 from quantlab.demo import load_card
 from quantlab.description import DETECT, ModelDescription

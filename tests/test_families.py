@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from quantlab.bench import make_session
+from quantlab.sessions import make_session
 from quantlab.cli import main
 from quantlab.demo.shapes import write_dataset
 from quantlab.description import describe_model

@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from quantlab.bench import make_session
+from quantlab.sessions import make_session
 
 CUDA = "CUDAExecutionProvider"
 

@@ -1,11 +1,14 @@
 """Session memory: measured in a fresh child per sample, stable, and blind to the parent's size."""
 
 import numpy as np
+import onnxruntime
 import pytest
 
+from quantlab import memory
 from quantlab.memory import can_measure, measure_memory
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
+from quantlab.sessions import make_session
 
 pytestmark = pytest.mark.skipif(not can_measure(), reason="no peak-RSS source on this platform")
 
@@ -46,3 +49,21 @@ def test_no_module_in_the_current_folder_is_imported_by_the_child(demo_model, tm
     use = measure_memory(demo_model, (192, 320), samples=1)
     assert sorted(p.name for p in tmp_path.glob("IMPORTED-*")) == []
     assert 5e6 < use.session_bytes < 2e8  # measured, by the real onnxruntime (FP32 weights alone are 8.4 MB)
+
+
+def test_memory_is_measured_on_a_session_opened_like_the_timed_ones(demo_model, monkeypatch):
+    """Was: the child set its threads and arena only, so its session had other options than latency's."""
+    opened, real = [], onnxruntime.InferenceSession
+
+    def spy(model, options, providers):
+        opened.append((options, providers))
+        return real(model, options, providers=providers)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    make_session(demo_model, 2, ("CPUExecutionProvider",))
+    memory._child(memory._child_spec(demo_model, (192, 320), 2, ("CPUExecutionProvider",), arena=True))
+    (timed, timed_providers), (measured, measured_providers) = opened
+    assert measured_providers == timed_providers
+    for setting in ("intra_op_num_threads", "inter_op_num_threads", "execution_mode", "graph_optimization_level",
+                    "log_severity_level", "enable_cpu_mem_arena"):
+        assert getattr(measured, setting) == getattr(timed, setting), setting

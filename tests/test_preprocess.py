@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from quantlab.errors import ImageError
-from quantlab.preprocess import PAD_VALUE, boxes_to_image, boxes_to_letterbox, fit, letterbox, to_bgr8
+from quantlab.preprocess import PAD_VALUE, boxes_to_image, fit, letterbox, to_bgr8
 
 sizes = st.tuples(st.integers(1, 4000), st.integers(1, 4000))
 targets = st.tuples(st.integers(8, 640), st.integers(8, 640))
@@ -95,25 +95,21 @@ def test_boxes_round_trip_within_one_pixel(image_hw, input_hw, data):
     y2 = data.draw(st.floats(y1, h))
     geometry, _ = fit(image_hw, input_hw)
     box = np.array([[x1, y1, x2, y2]], np.float32)
-    back = boxes_to_image(boxes_to_letterbox(box, geometry), geometry)
+    in_letterbox = box * geometry.scale + [geometry.pad_left, geometry.pad_top, geometry.pad_left, geometry.pad_top]
+    back = boxes_to_image(in_letterbox, geometry)
     # one letterbox pixel, seen from the original image, is 1/scale pixels wide
     assert np.all(np.abs(back - box) <= max(1.0, 1e-3 / geometry.scale))
 
 
 def test_boxes_map_with_scale_and_padding_known_answer():
-    """Scale 0.4, 32 px left: image x 100 -> 32 + 40 = 72; image y 50 -> 20 (no top padding)."""
+    """Scale 0.4, 32 px left: letterbox x 72 -> (72 - 32) / 0.4 = 100; y 20 -> 50 (no top padding)."""
     geometry, _ = fit((480, 640), (192, 320))
-    image_box = np.array([[100, 50, 300, 250]], np.float32)
-    letterbox_box = boxes_to_letterbox(image_box, geometry)
-    np.testing.assert_allclose(letterbox_box, [[72, 20, 152, 100]], rtol=1e-6)
-    np.testing.assert_allclose(boxes_to_image(letterbox_box, geometry), image_box, rtol=1e-6)
+    np.testing.assert_allclose(boxes_to_image(np.array([[72, 20, 152, 100]], np.float32), geometry),
+                               [[100, 50, 300, 250]], rtol=1e-6)
     geometry, _ = fit((100, 480), (192, 320))  # scale 2/3, 62 px on top
-    two_boxes = np.array([[30, 30, 60, 90], [0, 0, 480, 100]], np.float64)
-    mapped = boxes_to_letterbox(two_boxes, geometry)
-    np.testing.assert_allclose(mapped, [[20, 82, 40, 122], [0, 62, 320, 128.667]], rtol=1e-5)
-    back = boxes_to_image(mapped.astype(np.float64), geometry)
-    assert mapped.dtype == back.dtype == np.float32  # any input dtype, float32 out
-    np.testing.assert_allclose(back, two_boxes, rtol=1e-5)
+    back = boxes_to_image(np.array([[20, 82, 40, 122], [0, 62, 320, 128.667]], np.float64), geometry)
+    assert back.dtype == np.float32  # any input dtype, float32 out
+    np.testing.assert_allclose(back, [[30, 30, 60, 90], [0, 0, 480, 100]], rtol=1e-5)
 
 
 def test_boxes_to_image_clips_to_the_image():

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime import quantization as ortq
 
 from quantlab import atomicio, ortcompat
-from quantlab.bench import interleaved_latency, make_session
+from quantlab.bench import interleaved_latency
 from quantlab.cpu import detect_cpu
 from quantlab.errors import ConfigError, ImageError, ModelError, OutputError, QuantizationError
 from quantlab.images import read_image
@@ -26,6 +26,7 @@ from quantlab.parity import OutputParity
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, read_metadata
 from quantlab.recipes import PRESETS, resolve_recipe
+from quantlab.sessions import make_session
 
 FAST = 16  # calibration images for tests that are not about calibration
 

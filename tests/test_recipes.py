@@ -1,8 +1,10 @@
 """Recipes: string-to-enum conversion, validation with the valid choices, auto by CPU."""
 
+from pathlib import Path
+
 import pytest
 
-from quantlab.cpu import CpuInfo, parse_cpuinfo
+from quantlab.cpu import CpuInfo, parse_cpuinfo, parse_py_cpuinfo
 from quantlab.errors import ConfigError
 from quantlab.recipes import PRESETS, QType, Recipe, auto_recipe, parse_recipe_list, resolve_recipe
 
@@ -55,6 +57,27 @@ def test_cpuinfo_parsing_x86_and_arm():
     assert parse_cpuinfo(x86) == ("Intel Xeon", frozenset({"fpu", "avx2", "avx512_vnni"}))
     assert parse_cpuinfo(arm)[1] == frozenset({"fp", "asimd", "asimddp"})
     assert _cpu("x86_64", "avx512_vnni").has_vnni and not _cpu("x86_64", "avx2").has_vnni
+
+
+@pytest.mark.parametrize("py_cpuinfo_flags, kernel_flags", [
+    (["avx2", "avx512vnni"], {"avx2", "avx512_vnni"}),  # Windows and macOS x86: CPUID names, without underscores
+    (["AVXVNNI", "fma"], {"avx_vnni", "fma"}),  # macOS sysctl lists its features in capitals
+    (["asimd", "asimddp"], {"asimd", "asimddp"}),  # ARM names are the kernel's already
+], ids=["avx512-vnni", "avx-vnni-sysctl", "arm"])
+def test_py_cpuinfo_flags_are_spelt_as_the_kernel_spells_them(py_cpuinfo_flags, kernel_flags):
+    model, flags = parse_py_cpuinfo({"brand_raw": "Some CPU", "flags": py_cpuinfo_flags})
+    assert (model, flags) == ("Some CPU", frozenset(kernel_flags))
+    assert CpuInfo("x86_64", model, flags, 2).has_vnni == bool(kernel_flags & {"avx512_vnni", "avx_vnni"})
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="compares py-cpuinfo with Linux's /proc/cpuinfo")
+def test_py_cpuinfo_and_proc_cpuinfo_agree_on_this_cpu():
+    """Where there is no /proc/cpuinfo, py-cpuinfo must see what the kernel would have shown."""
+    import cpuinfo
+
+    _, kernel = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    _, seen = parse_py_cpuinfo(cpuinfo.get_cpu_info())
+    assert CpuInfo("x86_64", "", seen, 2).notable_flags() == CpuInfo("x86_64", "", kernel, 2).notable_flags()
 
 
 @pytest.mark.parametrize(

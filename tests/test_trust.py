@@ -9,7 +9,7 @@ import pytest
 import quantlab.head
 import quantlab.quantize
 from model_edits import ultralytics_dynamic_opset12, with_batch, with_extra_output, with_fp16_weights
-from quantlab.bench import make_session
+from quantlab.sessions import make_session
 from quantlab.calibration import split_sample
 from quantlab.cli import main
 from quantlab.datasets import Dataset, check_class_names

@@ -21,7 +21,7 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from quantlab.bench import interleaved_latency, make_session, session_options
+from quantlab.bench import interleaved_latency
 from quantlab.calibration import ImageCalibrationReader
 from quantlab.datasets import load_dataset
 from quantlab.demo import DEMO_MODEL
@@ -32,7 +32,7 @@ from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
 from quantlab.pipeline import probe_input
 from quantlab.quantize import quantize_model
 from quantlab.recipes import PRESETS, auto_recipe
-from quantlab.runtimes import open_session
+from quantlab.sessions import make_session, open_session, session_options
 
 EARLY = tuple(f"/model.{i}/" for i in range(4))  # the lead's observation: Q/DQ overhead dominates there
 

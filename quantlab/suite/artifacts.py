@@ -19,7 +19,7 @@ from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, mo
 from quantlab.pipeline import Variant, build_variant, probe_input
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
-from quantlab.runtimes import ONNXRUNTIME, open_session
+from quantlab.sessions import ONNXRUNTIME, open_session
 from quantlab.suite.settings import SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune

@@ -10,7 +10,7 @@ import pytest
 
 from quantlab.bench import bench_setup
 from quantlab.ortcompat import ORT_VERSION
-from quantlab.runtimes import ONNXRUNTIME, runtime_version
+from quantlab.sessions import ONNXRUNTIME, runtime_version
 from quantlab.variant import VariantId
 
 ROUNDS = 100

@@ -7,7 +7,7 @@ Each budget of quantlab.measures' table is set by its option (--quantlab-max-siz
 import pytest
 
 from quantlab.gates import Check
-from quantlab.runtimes import ONNXRUNTIME
+from quantlab.sessions import ONNXRUNTIME
 from quantlab.variant import FP32, VariantId
 
 # the budgets with a test of their own below; the output parity test checks every other

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from quantlab.bench import parse_providers
 from quantlab.datasets import Dataset, check_class_names, load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.errors import QuantlabError
@@ -23,7 +22,7 @@ from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.measures import BY_NAME as BY_METRIC
 from quantlab.recipes import parse_recipe_list
-from quantlab.runtimes import ONNXRUNTIME, parse_runtimes
+from quantlab.sessions import ONNXRUNTIME, parse_providers, parse_runtimes
 from quantlab.suite.options import BY_NAME, Reader
 from quantlab.textsafe import for_terminal
 from quantlab.variant import PlannedVariant, check_recipes_fit, plan_variants

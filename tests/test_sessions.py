@@ -1,4 +1,5 @@
-"""Runtimes beside recipes: names, the missing-extra message, and OpenVINO running quantlab's models."""
+"""Sessions: every one opened with the same options, from bytes or by path; runtimes beside recipes (names, the
+missing-extra message, OpenVINO running quantlab's models)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,63 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-import quantlab.runtimes as runtimes_module
-from quantlab.bench import make_session
+from quantlab import sessions
 from quantlab.demo import DEMO_MODEL
 from quantlab.errors import ConfigError
 from quantlab.gates import Budgets
 from quantlab.quantize import quantize_model
 from quantlab.recipes import resolve_recipe
 from quantlab.report import fastest_accurate
-from quantlab.runtimes import open_session, parse_runtimes
+from quantlab.sessions import make_session, open_session, parse_runtimes, session_options
 from quantlab.variant import Role, VariantId, plan_variants
+
+
+@pytest.mark.parametrize("threads", [None, 1, 3])
+def test_every_session_is_configured_alike(threads):
+    options = session_options() if threads is None else session_options(threads)
+    assert options.intra_op_num_threads == (threads or 1) and options.inter_op_num_threads == 1
+    assert options.log_severity_level == 3  # errors only: no warnings on every session
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def _add_model(path, external: bool):
+    """y = x + w, w a (1, 4) initializer of 1..4, saved with its weights in `<name>.data` when external."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    w = numpy_helper.from_array(np.arange(1, 5, dtype=np.float32).reshape(1, 4), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "add", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(path), save_as_external_data=external, location=f"{path.name}.data",
+                    size_threshold=0)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("external", "source_type"),
+    [(False, bytes), (True, str)],  # bytes: any path works; a path: onnxruntime finds the data files beside it
+    ids=["self-contained", "external-data"],
+)
+def test_sessions_open_from_bytes_unless_the_model_has_external_data(tmp_path, monkeypatch, external, source_type):
+    folder = tmp_path / "모델 folder"
+    folder.mkdir()
+    path = _add_model(folder / "add.onnx", external)
+    calls, real = [], ort.InferenceSession
+
+    def spy(source, options, providers):
+        calls.append((type(source), options.intra_op_num_threads, providers))
+        return real(source, options, providers=providers)
+
+    monkeypatch.setattr(sessions.ort, "InferenceSession", spy)
+    session = make_session(path, threads=2)
+    make_session(path)
+    assert calls == [(source_type, 2, ["CPUExecutionProvider"]), (source_type, 1, ["CPUExecutionProvider"])]
+    out = session.run(None, {"x": np.ones((1, 4), np.float32)})[0]
+    np.testing.assert_array_equal(out, [[2, 3, 4, 5]])
 
 
 @pytest.mark.parametrize("names, runtimes, expected", [
@@ -183,6 +229,6 @@ def test_the_placement_tool_runs_and_prints_its_table(tmp_path, capsys):
 
 
 def test_parsed_runtimes_start_with_onnxruntime_the_reference(monkeypatch):
-    monkeypatch.setattr(runtimes_module, "require", lambda runtime: None)  # the order, whether openvino is here or not
+    monkeypatch.setattr(sessions, "require", lambda runtime: None)  # the order, whether openvino is here or not
     assert parse_runtimes("onnxruntime") == ("onnxruntime",)
     assert parse_runtimes("openvino,onnxruntime") == ("onnxruntime", "openvino")

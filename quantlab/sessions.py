@@ -1,4 +1,8 @@
-"""Runtimes beside recipes: one way to open a model for inference, whichever engine runs it.
+"""The one way to open a model for inference, whichever runtime runs it, with the same settings everywhere.
+
+Latency, evaluation, the self-check, tune and memory all open their sessions here, so every number is
+measured with the same options: `threads` intra-op threads, one inter-op thread, sequential execution,
+every graph optimization, and the execution `providers` in priority order.
 
 A session exposes the subset of onnxruntime's InferenceSession that quantlab uses:
 `run(output_names or None, {input name: array}) -> list[np.ndarray]`, `get_inputs()[0].name/.shape`
@@ -13,14 +17,69 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
-from quantlab.bench import make_session
 from quantlab.errors import ConfigError, ModelError, first_line
-from quantlab.onnxmodel import openable_by_name
 from quantlab.variant import ONNXRUNTIME
 
 OPENVINO = "openvino"
 RUNTIMES = (ONNXRUNTIME, OPENVINO)
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def session_options(threads: int = 1, arena: bool = True) -> ort.SessionOptions:
+    """Fixed threads and sequential execution, so every model is timed and measured alike.
+
+    arena: onnxruntime's CPU memory arena, on as in a default deployment.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.enable_cpu_mem_arena = arena
+    return options
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    """'CUDAExecutionProvider,CPUExecutionProvider' -> a tuple, each one available in this onnxruntime."""
+    providers = tuple(p.strip() for p in text.split(",") if p.strip())
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing or not providers:
+        raise ConfigError(f"execution provider(s) {', '.join(missing) or '(none)'} not available in onnxruntime "
+                          f"{ort.__version__}: choose from {', '.join(available)}")
+    return providers
+
+
+def inference_session(model: str | bytes, threads: int = 1, providers: Sequence[str] = DEFAULT_PROVIDERS,
+                      arena: bool = True) -> ort.InferenceSession:
+    """An onnxruntime session on a model file's path or a serialized model, with session_options;
+    onnxruntime's own errors pass through (make_session explains them for a file)."""
+    return ort.InferenceSession(model, session_options(threads, arena), providers=list(providers))
+
+
+def make_session(path: str | Path, threads: int = 1,
+                 providers: Sequence[str] = DEFAULT_PROVIDERS) -> ort.InferenceSession:
+    """An onnxruntime session on the model at `path`; a self-contained model's bytes are read by Python so any
+    path works (a model with external data is opened by path, so onnxruntime finds its data files)."""
+    # here, not at the top: memory's child process imports this module, and onnx would weigh in its baseline
+    from quantlab.onnxmodel import external_data_files, openable_by_name
+
+    path = Path(path)
+    try:
+        if external_data_files(path):
+            with openable_by_name(path) as openable:
+                session = inference_session(str(openable), threads, providers)
+        else:
+            session = inference_session(path.read_bytes(), threads, providers)
+    except Exception as exc:  # onnxruntime's error types share no base class but Exception
+        raise ModelError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from exc
+    if session.get_providers()[0] != providers[0]:  # e.g. TensorRT listed but its libraries absent
+        raise ConfigError(f"{path}: {providers[0]} was asked for, but onnxruntime fell back to "
+                          f"{session.get_providers()[0]}: a timing would be of the wrong device")
+    return session
 
 
 @dataclass(frozen=True)
@@ -36,6 +95,8 @@ class OpenVinoSession:
 
     def __init__(self, path: Path, threads: int = 1):
         import openvino as ov
+
+        from quantlab.onnxmodel import openable_by_name
 
         core = ov.Core()
         # LATENCY with a fixed thread count: one stream, timed like onnxruntime's sequential session.
@@ -92,13 +153,11 @@ def runtime_version(runtime: str) -> str:
         import openvino
 
         return openvino.__version__.split("-")[0]  # 2026.4.1-22982-<hash>-releases/...: the release
-    import onnxruntime
-
-    return onnxruntime.__version__
+    return ort.__version__
 
 
 def open_session(path: str | Path, runtime: str = ONNXRUNTIME, threads: int = 1,
-                 providers: Sequence[str] = ("CPUExecutionProvider",)):
+                 providers: Sequence[str] = DEFAULT_PROVIDERS):
     """A session on `runtime` for the model at `path` (onnxruntime with `providers`, OpenVINO on CPU)."""
     if runtime == ONNXRUNTIME:
         return make_session(path, threads, providers)
@@ -107,3 +166,13 @@ def open_session(path: str | Path, runtime: str = ONNXRUNTIME, threads: int = 1,
         return OpenVinoSession(Path(path), threads)
     except Exception as exc:  # OpenVINO raises RuntimeError or its own exception types
         raise ModelError(f"{path}: OpenVINO cannot load it: {first_line(exc)}") from exc
+
+
+def run_explained(session, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray],
+                  what: str) -> list[np.ndarray]:
+    """session.run; a failure is a ModelError naming `what` (the model, the image) and the input shape."""
+    try:
+        return session.run(output_names, dict(feed))
+    except Exception as exc:  # onnxruntime's error types share no base class but Exception
+        shape = "x".join(str(d) for d in next(iter(feed.values())).shape)
+        raise ModelError(f"{what}: cannot run on a {shape} input: {first_line(exc)}") from exc
