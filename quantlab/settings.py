@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantlab.errors import QuantlabError
-from quantlab.gates import Budgets
+from quantlab.gates import Budgets, check_budget
 
 PYTEST = "pytest"
 COMMANDS = ("run", "quantize", "eval", "tune", "bench", "compare", "history", "export", "demo-data")
@@ -36,8 +36,6 @@ def count(minimum: int) -> Callable[[str], int]:
 
 def budget(name: str) -> Callable[[str], float]:
     """A CLI type: a finite number within the budget's range (a NaN would pass every gate)."""
-    from quantlab.gates import check_budget
-
     def parse(text: str) -> float:
         try:
             return check_budget(name, float(text))
