@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from quantlab.errors import QuantlabError
@@ -100,7 +100,7 @@ class Setting:
     nargs: int | None = None
     check: Callable[[list], str | None] | None = None
     choices: Callable[[], list[str]] | None = None
-    help_in: Mapping[str, str] = field(default_factory=dict)
+    help_in: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def flag(self) -> str:
@@ -129,8 +129,15 @@ def _faces(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
-_BUDGETS = Budgets()
+BUDGET_NAMES = tuple(f.name for f in fields(Budgets))
 _ALL_COMMANDS = _faces(*COMMANDS)
+
+
+def _budget_setting(name: str, text: str, faces: frozenset[str] = _faces(PYTEST, "run")) -> Setting:
+    """A budget: its default is Budgets()', its range check quantlab.gates'."""
+    return Setting(name, float, text, getattr(Budgets(), name), faces=faces, parse=budget(name))
+
+
 SETTINGS = (
     Setting("model", Path, "FP32 ONNX detector to gate; giving it turns the suite on", faces=_faces(PYTEST, "run"),
             help_in={"run": "FP32 ONNX model (default: the embedded demo model)"}),
@@ -150,8 +157,8 @@ SETTINGS = (
     Setting("recipe", str, "quantization recipe", "auto", faces=_faces("quantize", "tune"), choices=recipe_choices),
     Setting("exclude", str, "node names every gated recipe keeps in float, comma-separated (as quantlab "
                             "quantize --exclude, or the list quantlab tune prints)", faces=_faces(PYTEST)),
-    Setting("threads", int, "intra-op threads of every session", 1, faces=_faces(PYTEST, "run", "eval", "tune", "bench"),
-            parse=count(1)),
+    Setting("threads", int, "intra-op threads of every session", 1,
+            faces=_faces(PYTEST, "run", "eval", "tune", "bench"), parse=count(1)),
     Setting("runs", int, "timed runs per model, interleaved", 100, faces=_faces("run", "bench"), parse=count(1)),
     Setting("input_hw", int, "letterbox size for a model whose input H/W are dynamic (default 640 640)",
             faces=_faces("run", "quantize", "eval", "bench"), parse=count(32), metavar=("H", "W"), nargs=2,
@@ -164,16 +171,12 @@ SETTINGS = (
             faces=_faces(PYTEST, "run"), metavar="RT[,RT...]"),
     Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "
                           "returned to float until the accuracy budget holds (quantlab tune)", faces=_faces(PYTEST)),
-    Setting("max_map_drop", float, "largest mAP50-95 drop allowed against FP32 (with labels)", _BUDGETS.max_map_drop,
-            faces=_faces(PYTEST, "run"), parse=budget("max_map_drop")),
-    Setting("max_size_ratio", float, "largest INT8/FP32 file-size ratio allowed", _BUDGETS.max_size_ratio,
-            faces=_faces(PYTEST, "run"), parse=budget("max_size_ratio")),
-    Setting("min_speedup", float, "smallest FP32/INT8 median-latency ratio, same run", _BUDGETS.min_speedup,
-            faces=_faces(PYTEST, "run"), parse=budget("min_speedup")),
-    Setting("min_agreement", float, "smallest detection agreement with FP32 (without labels)",
-            _BUDGETS.min_agreement, faces=_faces(PYTEST)),
-    Setting("max_memory_ratio", float, "largest INT8/FP32 session-memory ratio allowed (default: not gated)",
-            _BUDGETS.max_memory_ratio, faces=_faces(PYTEST, "run"), parse=budget("max_memory_ratio")),
+    _budget_setting("max_map_drop", "largest mAP50-95 drop allowed against FP32 (with labels)"),
+    _budget_setting("max_size_ratio", "largest INT8/FP32 file-size ratio allowed"),
+    _budget_setting("min_speedup", "smallest FP32/INT8 median-latency ratio, same run"),
+    # not `quantlab run`'s: its report gates agreement at the default
+    _budget_setting("min_agreement", "smallest detection agreement with FP32 (without labels)", faces=_faces(PYTEST)),
+    _budget_setting("max_memory_ratio", "largest INT8/FP32 session-memory ratio allowed (default: not gated)"),
     Setting("quiet", bool, "print only results and errors, no progress bars", faces=_ALL_COMMANDS),
     Setting("debug", bool, "show the traceback of an error", faces=_ALL_COMMANDS),
 )

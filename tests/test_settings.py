@@ -2,13 +2,12 @@
 table's default; the suite and the CLI read the same defaults, and the budgets' defaults are Budgets()'."""
 
 import argparse
-from dataclasses import fields
 
 import pytest
 
 from quantlab.cli import build_parser
 from quantlab.gates import Budgets
-from quantlab.settings import BY_NAME, COMMANDS, PYTEST, SETTINGS, settings_for
+from quantlab.settings import BUDGET_NAMES, BY_NAME, COMMANDS, PYTEST, SETTINGS, settings_for
 from quantlab.suite.options import Reader
 
 pytest_plugins = ["pytester"]
@@ -57,10 +56,10 @@ def test_a_subcommand_defaults_to_the_tables_values_and_agrees_with_the_suite(py
             assert cli == _converted(s.name, reader.value(s.name)), s.name
 
 
-def test_the_budget_defaults_are_the_gates_defaults():
+def test_every_budget_is_a_setting_of_the_suite_with_the_gates_default():
     budgets = Budgets()
-    for budget in fields(Budgets):
-        assert BY_NAME[budget.name].default == getattr(budgets, budget.name), budget.name
+    for name in BUDGET_NAMES:
+        assert BY_NAME[name].default == getattr(budgets, name) and PYTEST in BY_NAME[name].faces, name
 
 
 def test_every_setting_is_offered_somewhere_and_documented():

@@ -11,17 +11,15 @@ Light on purpose: pytest imports it in every run of every repository where quant
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from quantlab.gates import Budgets
-from quantlab.settings import PYTEST, Setting, settings_for
+from quantlab.settings import BUDGET_NAMES, PYTEST, Setting, settings_for
 
 SETTINGS = settings_for(PYTEST)
 BY_NAME = {s.name: s for s in SETTINGS}
-BUDGET_NAMES = tuple(f.name for f in fields(Budgets))
+__all__ = ["BUDGET_NAMES", "BY_NAME", "SETTINGS", "Reader", "add_options"]
 
 
 def add_options(parser: pytest.Parser) -> None:
