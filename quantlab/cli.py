@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import signal
 import sys
@@ -23,6 +22,7 @@ from quantlab.atomicio import (atomic_write_bytes, check_output_file, refuse_ove
                                staged_folder)
 from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 from quantlab.jsonio import json_bytes
+from quantlab.settings import budget, count, fraction, settings_for
 from quantlab.textsafe import for_terminal
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
@@ -347,82 +347,33 @@ def cmd_export(args, console: Console) -> int:
     return EXIT_OK
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= minimum."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
-        return value
-    return parse
+class _Checked(argparse.Action):
+    """A setting of several values, refused at parse time by its check (--input-hw: too large to allocate)."""
 
-
-def _budget(name: str) -> Callable[[str], float]:
-    """An argparse type: a finite number within the budget's range (a NaN would pass every gate)."""
-    from quantlab.gates import check_budget
-
-    def parse(text: str) -> float:
-        try:
-            return check_budget(name, float(text))
-        except ValueError as exc:  # ConfigError is a ValueError too, and says more
-            raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, QuantlabError) else
-                                             f"{text!r} is not a number") from None
-    return parse
-
-
-def _fraction(text: str) -> float:
-    """An argparse type: a finite number >= 0 (a relative or absolute tolerance)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
-    return value
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="print only results and errors, no progress bars")
-    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
-
-
-def _add_data_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="Ultralytics data.yaml: its val split, with labels (mAP)")
-    p.add_argument("--images", help="unlabelled image folder: agreement with FP32 only")
-    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
-
-
-def _add_providers(p: argparse.ArgumentParser) -> None:
-    def parse(text: str) -> tuple[str, ...]:
-        from quantlab.sessions import parse_providers  # here, not at parser build: onnxruntime costs 0.1 s
-
-        try:
-            return parse_providers(text)
-        except QuantlabError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    p.add_argument("--providers", type=parse, default=("CPUExecutionProvider",), metavar="EP[,EP...]",
-                   help="onnxruntime execution providers in priority order (default CPUExecutionProvider); "
-                        "a fallback to another provider is an error")
-
-
-class _InputHW(argparse.Action):
-    """--input-hw H W: refused at parse time when the pair is too large to allocate."""
+    def __init__(self, *args, check: Callable[[list], str | None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check = check
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from quantlab.description import input_size_problem
-
-        if problem := input_size_problem(values):
-            parser.error(f"argument {option_string}: {values[0]} {values[1]} is {problem}")
+        if problem := self.check(values):
+            parser.error(f"argument {option_string}: {' '.join(map(str, values))} is {problem}")
         setattr(namespace, self.dest, values)
 
 
-def _add_input_hw(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-hw", type=_count(32), nargs=2, metavar=("H", "W"), action=_InputHW,
-                   help="letterbox size for a model whose input H/W are dynamic (default 640 640)")
+def _add_shared(p: argparse.ArgumentParser, command: str) -> None:
+    """The options `command` shares with the suite or other commands, as quantlab.settings declares them."""
+    for s in settings_for(command):
+        text = s.help_for(command)
+        if s.kind is bool:
+            p.add_argument(s.cli_flag, action="store_true", help=text)
+            continue
+        options = dict(type=s.parse, default=s.default, metavar=s.metavar, nargs=s.nargs,
+                       help=text + (f" (default {s.default})" if s.default is not None else ""))
+        if s.choices:
+            options.update(choices=s.choices())
+        if s.check:
+            options.update(action=_Checked, check=s.check)
+        p.add_argument(s.cli_flag, **options)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -436,105 +387,68 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from quantlab.demo import DemoTask
-    from quantlab.measures import BUDGETED
-    from quantlab.recipes import recipe_choices
 
     parser = _Parser(prog="quantlab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"quantlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("run", help="FP32 vs INT8 variants: build, evaluate, time, report (the main job)")
-    p.add_argument("--model", help="FP32 ONNX model (default: the embedded demo model)")
-    _add_data_source(p)
-    p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
     p.add_argument("--out", default="quantlab-out",
                    help="output folder (default ./quantlab-out): new, empty, or one quantlab wrote (replaced whole "
                         "when the run completes)")
-    p.add_argument("--recipes", default="auto", help=f"gated recipes, comma-separated: {', '.join(recipe_choices())}")
     p.add_argument("--contrast", default="ort-default",
                    help="recipes shown beside them but not gated (default ort-default: onnxruntime's defaults, "
                         "the field report's model); dynamic quantization is always built and shown")
     p.add_argument("--no-contrast", action="store_true", help="no contrast recipes (dynamic is still shown)")
-    p.add_argument("--num-calib", type=_count(1), default=100, help="calibration images sampled (default 100)")
-    p.add_argument("--threads", type=_count(1), default=1, help="intra-op threads for every model (default 1)")
-    p.add_argument("--runs", type=_count(1), default=100, help="timed runs per model, interleaved (default 100)")
-    for metric in BUDGETED:  # one option per budget of quantlab.measures' table
-        default = metric.budget.default
-        p.add_argument("--" + metric.budget_name.replace("_", "-"), type=_budget(metric.budget_name), default=default,
-                       help=f"{'smallest' if metric.higher_is_better else 'largest'} {metric.name} allowed: "
-                            f"{metric.help} (default: {'not gated' if default is None else f'{default:g}'})")
-    _add_input_hw(p)
-    _add_providers(p)
-    p.add_argument("--runtimes", default="onnxruntime", metavar="RT[,RT...]",
-                   help="runtimes that run every variant: onnxruntime (always included: its FP32 is the reference) "
-                        "and openvino (pip install 'quantlab-yolo[openvino]')")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")
     p.add_argument("model", help="FP32 ONNX model")
     p.add_argument("-o", "--output", required=True,
                    help="output .onnx path (missing folders are created; written atomically, after its self-check)")
-    p.add_argument("--calib", help="calibration image folder (static mode)")
-    p.add_argument("--recursive", action="store_true", help="look for images in sub-folders too")
     p.add_argument("--mode", choices=["static", "dynamic"], help="default: the recipe's (auto: static)")
-    p.add_argument("--recipe", default="auto", choices=recipe_choices())
-    p.add_argument("--num-calib", type=_count(1), default=100)
-    p.add_argument("--seed", type=_count(0), default=0, help="seed of the calibration sample")
+    p.add_argument("--seed", type=count(0), default=0, help="seed of the calibration sample")
     p.add_argument("--force", action="store_true",
                    help="write the model even if it fails its self-check against FP32 (exit 1 all the same)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
     p.add_argument("--include", nargs="+", default=[], metavar="NODE",
                    help="node names to quantize even if the head pass keeps them in float")
-    _add_input_hw(p)
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("eval", help="mAP against labels and/or parity and agreement against a reference")
     p.add_argument("model")
     p.add_argument("--reference", help="FP32 model to compare against")
-    _add_data_source(p)
     p.add_argument("--json", help="write the metrics here")
-    p.add_argument("--threads", type=_count(1), default=1)
-    _add_input_hw(p)
-    _add_providers(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("tune", help="return the most sensitive layers to float until an accuracy budget holds")
     p.add_argument("model")
-    _add_data_source(p)
-    p.add_argument("--calib", help="calibration image folder (default: the evaluation images)")
-    p.add_argument("--max-map-drop", type=_budget("max_map_drop"), default=0.005,
+    p.add_argument("--max-map-drop", type=budget("max_map_drop"), default=0.005,
                    help="budget: mAP50-95 drop with --data, 1 - agreement with --images (default 0.005)")
-    p.add_argument("--time-budget", type=_fraction, default=300.0, help="seconds before the search stops (default 300)")
-    p.add_argument("--max-steps", type=_count(1), default=12, help="layer groups returned to float at most (default 12)")
-    p.add_argument("--recipe", default="auto", choices=recipe_choices())
-    p.add_argument("--num-calib", type=_count(1), default=100)
-    p.add_argument("--threads", type=_count(1), default=1)
+    p.add_argument("--time-budget", type=fraction, default=300.0, help="seconds before the search stops (default 300)")
+    p.add_argument("--max-steps", type=count(1), default=12, help="layer groups returned to float at most (default 12)")
     p.add_argument("-o", "--output", help="tuned model path (default OUT/<model>.tuned.onnx)")
     p.add_argument("--out", default="quantlab-out", help="folder for tune.json and tune.md (default ./quantlab-out)")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="latency of one or more models, interleaved")
     p.add_argument("models", nargs="+")
-    p.add_argument("--threads", type=_count(1), default=1)
-    p.add_argument("--runs", type=_count(1), default=100)
-    p.add_argument("--warmup", type=_count(0), default=10)
+    p.add_argument("--warmup", type=count(0), default=10)
     p.add_argument("--json", help="write the latencies here")
-    _add_input_hw(p)
-    _add_providers(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("compare", help="compare two pytest-benchmark JSON runs (or a storage folder)")
     p.add_argument("baseline", help="baseline JSON, or a storage folder (its two newest runs)")
     p.add_argument("candidate", nargs="?", help="candidate JSON or folder (its newest run)")
-    p.add_argument("--min-speedup-loss", type=_fraction, default=0.05,
+    p.add_argument("--min-speedup-loss", type=fraction, default=0.05,
                    help="gap by which the candidate's speedup interval must lie below the baseline's, "
                         "relative (default 0.05)")
-    p.add_argument("--assumed-speedup-noise", type=_fraction, default=0.10,
+    p.add_argument("--assumed-speedup-noise", type=fraction, default=0.10,
                    help="relative half-width given to a speedup without a measured interval (default 0.10)")
-    p.add_argument("--min-latency-growth", type=_fraction, default=0.20,
+    p.add_argument("--min-latency-growth", type=fraction, default=0.20,
                    help="gap between the latency quartiles, relative; gated on the same setup only (default 0.20)")
-    p.add_argument("--max-size-growth", type=_fraction, default=0.01, help="relative (default 0.01)")
-    p.add_argument("--max-map-loss", type=_fraction, default=0.005, help="absolute mAP50-95 (default 0.005)")
+    p.add_argument("--max-size-growth", type=fraction, default=0.01, help="relative (default 0.01)")
+    p.add_argument("--max-map-loss", type=fraction, default=0.005, help="absolute mAP50-95 (default 0.005)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("history", help="trend of the runs saved by pytest-benchmark")
@@ -552,15 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo-data", help="write the demo shapes dataset (Ultralytics layout)")
     p.add_argument("out_dir", help="a new or empty folder (or one demo-data wrote before: it is replaced whole)")
-    p.add_argument("--seed", type=_count(0), default=0)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--splits", default="train,val,calib", help="comma-separated (default train,val,calib)")
     p.add_argument("--task", default=DemoTask.DETECT.value, choices=[t.value for t in DemoTask],
                    help="label format: detect boxes (default), segment polygons, pose keypoints (the outline's "
                         "top, right, bottom, left points) or obb rotated boxes; the images are the same for each")
     p.set_defaults(func=cmd_demo_data)
 
-    for action in sub.choices.values():
-        _add_common(action)
+    for command, action in sub.choices.items():
+        _add_shared(action, command)
     return parser
 
 
@@ -584,10 +498,10 @@ def _warnings_to_console(console: Console):
         yield
     finally:
         warnings.showwarning = original
-        for kind, count in counts.items():
-            if count > MAX_WARNINGS_SHOWN:
-                _show(f"quantlab: warning: {count - MAX_WARNINGS_SHOWN} more {kind} warnings not shown "
-                      f"({count} in all)", file=sys.stderr)
+        for kind, seen in counts.items():
+            if seen > MAX_WARNINGS_SHOWN:
+                _show(f"quantlab: warning: {seen - MAX_WARNINGS_SHOWN} more {kind} warnings not shown "
+                      f"({seen} in all)", file=sys.stderr)
 
 
 _signals_received: list[str] = []

@@ -1,5 +1,7 @@
 """The suite's options: `--quantlab-*` on the command line, `quantlab_*` in the ini file.
 
+Which options, their help and defaults: quantlab.settings (the table the CLI's shared options come from too).
+
 A command-line value wins over the ini value, which wins over the default. Relative paths on the
 command line (addopts and PYTEST_ADDOPTS are command line too) resolve against the current folder,
 as pytest's own do; those of ini keys (and -o) against the ini file's folder.
@@ -9,65 +11,28 @@ Light on purpose: pytest imports it in every run of every repository where quant
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from quantlab.measures import BUDGETED
+from quantlab.settings import PYTEST, Setting, settings_for
 
-
-@dataclass(frozen=True)
-class Setting:
-    """One option: --quantlab-<name> on the command line, quantlab_<name> in the ini file."""
-
-    name: str
-    kind: type  # Path, str, int, float or bool (a flag)
-    help: str
-    default: object = None
-
-    @property
-    def flag(self) -> str:
-        return "--quantlab-" + self.name.replace("_", "-")
-
-    @property
-    def key(self) -> str:
-        return "quantlab_" + self.name
-
-
-SETTINGS = (
-    Setting("model", Path, "FP32 ONNX detector to gate; giving it turns the suite on"),
-    Setting("demo", bool, "gate quantlab's embedded demo model (on generated shapes unless data/calib are given)"),
-    Setting("data", Path, "Ultralytics data.yaml; its val split gives mAP"),
-    Setting("calib", Path, "calibration image folder (default: the data.yaml's val images)"),
-    Setting("num_calib", int, "calibration images sampled", 100),
-    Setting("recipes", str, "gated recipes, comma-separated", "auto"),
-    Setting("exclude", str, "node names every gated recipe keeps in float, comma-separated (as quantlab "
-                            "quantize --exclude, or the list quantlab tune prints)"),
-    Setting("threads", int, "intra-op threads of every session", 1),
-    Setting("providers", str, "onnxruntime execution providers, comma-separated", "CPUExecutionProvider"),
-    Setting("runtimes", str, "runtimes that run every variant, comma-separated: onnxruntime (always; its FP32 is "
-                             "the reference) and openvino (pip install 'quantlab-yolo[openvino]')", "onnxruntime"),
-    Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "
-                          "returned to float until the accuracy budget holds (quantlab tune)"),
-)
-# one option per budget of quantlab.measures' table: --quantlab-max-size-ratio, quantlab_min_box_cosine, ...
-SETTINGS += tuple(Setting(m.budget_name, float, f"{'smallest' if m.higher_is_better else 'largest'} {m.name} allowed: "
-                          f"{m.help}" + ("" if m.budget.default is not None else " (default: not gated)"),
-                          m.budget.default) for m in BUDGETED)
+SETTINGS = settings_for(PYTEST)
 BY_NAME = {s.name: s for s in SETTINGS}
+__all__ = ["BY_NAME", "SETTINGS", "Reader", "add_options"]
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("quantlab", "quantlab: the model and data the regression gates run on")
     for s in SETTINGS:
+        text = s.help_for(PYTEST)
         where = f" (ini {s.key}" + (f"; default {s.default})" if s.default is not None else ")")
         if s.kind is bool:  # default None: not given, so the ini key decides
-            group.addoption(s.flag, action="store_true", default=None, help=s.help + where)
-            parser.addini(s.key, s.help, type="bool", default=False)
+            group.addoption(s.flag, action="store_true", default=None, help=text + where)
+            parser.addini(s.key, text, type="bool", default=False)
         else:
-            group.addoption(s.flag, help=s.help + where)
-            parser.addini(s.key, s.help, default="")
+            group.addoption(s.flag, help=text + where)
+            parser.addini(s.key, text, default="")
 
 
 class Reader:

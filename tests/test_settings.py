@@ -1,0 +1,68 @@
+"""The settings table makes both faces: every setting a face uses is an option there, under its flag, with the
+table's default; the suite and the CLI read the same defaults, and the budgets' defaults are Budgets()'."""
+
+import argparse
+
+import pytest
+
+from quantlab.cli import build_parser
+from quantlab.gates import Budgets
+from quantlab.gates import BUDGET_NAMES
+from quantlab.settings import BY_NAME, COMMANDS, PYTEST, SETTINGS, settings_for
+from quantlab.suite.options import Reader
+
+pytest_plugins = ["pytester"]
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _cli_default(command: argparse.ArgumentParser, name: str):
+    """The value a command gets when the option is not given (argparse converts a text default by its type)."""
+    action = next(a for a in command._actions if a.dest == name)
+    return action.type(action.default) if isinstance(action.default, str) and action.type else action.default
+
+
+def _converted(name: str, value):
+    parse = BY_NAME[name].parse
+    return parse(value) if isinstance(value, str) and parse else value
+
+
+def test_every_subcommand_offers_each_setting_it_uses_under_its_flag():
+    commands = _subcommands()
+    assert set(commands) == set(COMMANDS)
+    for name, command in commands.items():
+        flags = {flag: a.dest for a in command._actions for flag in a.option_strings}
+        missing = [s.cli_flag for s in settings_for(name) if flags.get(s.cli_flag) != s.name]
+        assert not missing, f"quantlab {name} lacks {missing}"
+
+
+def test_the_suite_offers_each_of_its_settings_as_an_option_and_an_ini_key(pytester):
+    for s in settings_for(PYTEST):
+        config = pytester.parseconfig(*([s.flag] if s.kind is bool else [s.flag, "1"]))
+        assert Reader(config).given(s.name) == s.flag
+        config.getini(s.key)  # a ValueError if the key is not declared
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if settings_for(c)])
+def test_a_subcommand_defaults_to_the_tables_values_and_agrees_with_the_suite(pytester, command):
+    reader = Reader(pytester.parseconfig())
+    parser = _subcommands()[command]
+    for s in settings_for(command):
+        cli = _cli_default(parser, s.name)
+        assert cli == _converted(s.name, s.default) or (s.kind is bool and cli is False), s.name
+        if PYTEST in s.faces:
+            assert cli == _converted(s.name, reader.value(s.name)), s.name
+
+
+def test_every_budget_is_a_setting_of_the_suite_with_the_gates_default():
+    budgets = Budgets()
+    for name in BUDGET_NAMES:
+        assert BY_NAME[name].default == getattr(budgets, name) and PYTEST in BY_NAME[name].faces, name
+
+
+def test_every_setting_is_offered_somewhere_and_documented():
+    for s in SETTINGS:
+        assert s.faces and s.help, s.name
