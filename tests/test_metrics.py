@@ -283,6 +283,16 @@ def test_a_reference_models_unsure_keypoints_are_not_truth():
     assert DetectionMAP({0: "person"}, kind="keypoints").update(moved, sure).compute().map50 == 0.0
 
 
+def test_a_reference_keypoint_at_exactly_the_confidence_threshold_is_truth():
+    """KEYPOINT_CONF is inclusive: the only keypoint, at confidence 0.5, is present, so moving it far loses the
+    match (with '>' it would be absent and the target ignored)."""
+    reference_keypoints = _person()
+    reference_keypoints[:, 2] = np.where(np.arange(17) == 0, 0.5, 0.2).astype(np.float32)
+    reference = _as_predictions(_pose_labels([reference_keypoints]))
+    moved = _offset(_pose_labels([reference_keypoints]), 50.0, keypoints=slice(0, 1))
+    assert DetectionMAP({0: "person"}, kind="keypoints").update(moved, reference).compute().map50 == 0.0
+
+
 def _rbox(cx, cy, w, h, degrees):
     return [cx, cy, w, h, np.deg2rad(degrees)]
 
