@@ -167,11 +167,14 @@ def run(model: PathLike | None = None, data: PathLike | None = None, images: Pat
         data: an Ultralytics data.yaml (mAP against its labels).
         images: unlabelled image folder instead of `data` (agreement with FP32).
         out: output folder: new, empty, or one quantlab wrote (replaced whole when the run completes).
-        recipes: gated recipes ("auto", ...); `contrast`: recipes shown but not gated (dynamic is always shown).
+        recipes: gated recipes ("auto", ...).
+        contrast: recipes shown beside them but not gated (dynamic quantization is always shown).
         calib: calibration image folder (default: the evaluation images).
         num_calib: calibration images sampled.
-        runs: timed runs per model, interleaved; `threads`: intra-op threads of every session.
-        providers: onnxruntime execution providers; `runtimes`: "onnxruntime" and optionally "openvino".
+        runs: timed runs per model, interleaved.
+        threads: intra-op threads of every session.
+        providers: onnxruntime execution providers in priority order.
+        runtimes: "onnxruntime" (always: its FP32 is the reference) and optionally "openvino".
         budgets: a `Budgets`, or its limits by name ({"max_map_drop": 0.02}); the defaults otherwise.
         input_hw: letterbox size (H, W) for a model whose input size is dynamic.
         recursive: look for images in sub-folders too.
@@ -195,7 +198,8 @@ def compare_runs(baseline: PathLike, candidate: PathLike, tolerances: Tolerances
     """Compare two runs saved by the quantlab pytest suite (pytest-benchmark JSON), as `quantlab compare` does.
 
     Args:
-        baseline, candidate: a pytest-benchmark JSON file, or a storage folder (its newest run).
+        baseline: a pytest-benchmark JSON file, or a storage folder (its newest run).
+        candidate: the run judged against it, the same way.
         tolerances: how far each metric may move before it counts as a regression.
 
     Returns:
