@@ -65,22 +65,11 @@ def _hw(values: list[int] | None) -> tuple[int, int] | None:
 
 
 def _input_paths(models, args) -> list[Path]:
-    """Every path a command reads, which no output may be or lie in: each model and its external-data
-    files, the data.yaml and the folders of its images and labels, the --images and --calib folders."""
-    from quantlab.datasets import label_path
-    from quantlab.onnxmodel import external_data_files
+    """Every path a command reads, which no output may be or lie in (quantlab.job.input_paths)."""
+    from quantlab.job import input_paths
 
-    paths = []
-    for model in (Path(m) for m in models if m):
-        paths.append(model)
-        with suppress(Exception):  # an unreadable model is refused, in its own words, when it is loaded
-            paths += external_data_files(model)
-    paths += [Path(folder) for folder in (getattr(args, "images", None), getattr(args, "calib", None)) if folder]
-    if getattr(args, "data", None):
-        paths.append(Path(args.data))
-        images = _dataset(args).images
-        paths += sorted({p.parent for p in images} | {label_path(p).parent for p in images})
-    return paths
+    dataset = _dataset(args) if getattr(args, "data", None) else None
+    return input_paths(models, dataset, (getattr(args, "images", None), getattr(args, "calib", None)))
 
 
 def _dataset(args):
@@ -94,14 +83,9 @@ def _dataset(args):
 
 def _eval_data(args):
     """What to evaluate on, from --data or --images (exactly one of them): a quantlab.evaluate.EvalData."""
-    from quantlab.evaluate import EvalData
-    from quantlab.images import list_images
+    from quantlab.job import eval_data
 
-    if args.data:
-        return EvalData(dataset=_dataset(args))
-    if args.images:
-        return EvalData(images=tuple(list_images(args.images, recursive=args.recursive)))
-    raise InputError("give --data data.yaml (labels: mAP) or --images DIR (agreement with FP32)")
+    return eval_data(_dataset(args) if args.data else None, args.images, args.recursive)
 
 
 def cmd_demo_data(args, console: Console) -> int:
@@ -225,18 +209,14 @@ def _write_json(path: str | Path, payload: dict | list) -> None:
 
 
 def cmd_run(args, console: Console) -> int:
-    from quantlab.demo import DEMO_MODEL
-    from quantlab.demo.shapes import write_dataset
     from quantlab.gates import BUDGET_NAMES, Budgets
-    from quantlab.images import list_images
+    from quantlab.job import run_to_folder
     from quantlab.memory import require_measurable
-    from quantlab.pipeline import run_job
     from quantlab.recipes import parse_recipe_list
-    from quantlab.report import build_report, render_markdown, write_report
+    from quantlab.report import render_markdown
     from quantlab.sessions import parse_runtimes
     from quantlab.variant import plan_variants
 
-    out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
     contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
     try:
@@ -246,24 +226,13 @@ def cmd_run(args, console: Console) -> int:
     budgets = Budgets(**{name: getattr(args, name) for name in BUDGET_NAMES})
     if args.max_memory_ratio is not None:
         require_measurable("--max-memory-ratio")
-    model = Path(args.model) if args.model else DEMO_MODEL
-    refuse_overwriting_inputs(_input_paths([model], args), folders=[out_dir])
-    with staged_folder(out_dir, "run") as stage:
-        if not args.model and not (args.data or args.images):
-            console.say(f"no --model/--data: the embedded demo ({model.name}) on generated shapes")
-            args.data = str(write_dataset(stage / "demo-data", splits=("val", "calib")))
-            args.calib = args.calib or str(Path(args.data).parent / "images" / "calib")
-        data = _eval_data(args)
-        calib = list_images(args.calib, recursive=True) if args.calib else data.paths
-        job = run_job(model, stage, plan, calib, data, threads=args.threads, runs=args.runs,
-                      providers=args.providers, num_calib=args.num_calib, input_hw=_hw(args.input_hw),
-                      progress=console.progress,
-                      on_variant=lambda v: console.say(f"built {v.name}: {out_dir / v.path.name}"))
-        report = build_report(job, model, budgets, out_dir=stage)
-        paths = write_report(report, stage)
+    report, paths = run_to_folder(args.out, plan, budgets, args.model, _dataset(args) if args.data else None,
+                                  args.images, args.calib, recursive=args.recursive, threads=args.threads,
+                                  runs=args.runs, providers=args.providers, num_calib=args.num_calib,
+                                  input_hw=_hw(args.input_hw), progress=console.progress, say=console.say)
     _show_document(render_markdown(report))
     for path in paths.values():
-        console.say(f"wrote {out_dir / path.name}")
+        console.say(f"wrote {path}")
     if "chart" not in paths:
         console.say("no chart: pip install 'quantlab-yolo[chart]' (matplotlib) to draw report.png")
     return EXIT_GATE if any(v["failures"] for v in report["variants"]) else EXIT_OK

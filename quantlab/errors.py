@@ -6,13 +6,27 @@ import enum
 
 
 class ExitCode(enum.IntEnum):
-    """What `quantlab` exits with (as pytest's ExitCode): documented in the README."""
+    """What `quantlab` exits with (as pytest's ExitCode); `meaning` is what the docs' reference says of it."""
 
     OK = 0
-    FAILED = 1  # a gate, a comparison or a quantized model's self-check failed
-    USAGE = 2  # bad usage or input: one line naming the file and the cause
-    INTERNAL = 3  # a bug in quantlab: its traceback is printed
-    INTERRUPTED = 130  # SIGINT (SIGTERM 143, SIGHUP 129): every previous output was left as it was
+    FAILED = 1
+    USAGE = 2
+    INTERNAL = 3
+    INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        return _EXIT_MEANINGS[self]
+
+
+_EXIT_MEANINGS = {
+    ExitCode.OK: "success",
+    ExitCode.FAILED: "a gate, a comparison or a quantized model's self-check failed",
+    ExitCode.USAGE: "bad usage or input: one line `quantlab: error: <file>: <cause>` (the traceback only with --debug)",
+    ExitCode.INTERNAL: "a bug in quantlab: its traceback is printed; please report it",
+    ExitCode.INTERRUPTED: "interrupted by SIGINT (143 for SIGTERM, 129 for SIGHUP): every previous output was left "
+                          "as it was",
+}
 
 
 class QuantlabError(Exception):

@@ -44,7 +44,7 @@ INSTALL_COMMAND = re.compile(r"\b(?:pip[x0-9.]*\s+install|uv\s+add)\s+([^\n`\"()
 OPTIONS_WITH_VALUE = {"-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url",
                       "-f", "--find-links", "-d", "--dest", "-t", "--target"}
 # where install lines are written for people and CI: the docs, the workflows and scripts, the messages
-INSTALL_LINE_SOURCES = ("*.md", "pyproject.toml", ".ci/*", ".github/**/*.yml", "constraints/*", "tools/**/*",
+INSTALL_LINE_SOURCES = ("*.md", "docs/**/*.md", "pyproject.toml", ".ci/*", ".github/**/*.yml", "constraints/*", "tools/**/*",
                         "quantlab/**/*.py", "tests/data/**/*.md")
 
 

