@@ -44,7 +44,7 @@ def cli_reference() -> str:
 
 def pytest_reference() -> str:
     """Every option of the pytest plugin: its flag, its ini key, its default."""
-    rows = [(f"`{s.flag}`", f"`{s.key}`", s.kind.__name__, _default(s.default), s.help) for s in SETTINGS]
+    rows = [(f"`{s.flag}`", f"`{s.key}`", s.kind.__name__, _default(s.default), s.help_for("pytest")) for s in SETTINGS]
     return _table(("option", "ini key", "type", "default", "help"), rows)
 
 

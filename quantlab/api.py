@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from quantlab.atomicio import refuse_overwriting_inputs, staged_folder
-from quantlab.bench import DEFAULT_PROVIDERS, Latency, check_runs, interleaved_latency
+from quantlab.bench import Latency, check_runs, interleaved_latency
 from quantlab.benchjson import newest
 from quantlab.compare import Comparison, Tolerances
 from quantlab.compare import compare_runs as _compare_runs
@@ -26,7 +26,7 @@ from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.quantize import QuantizeResult
 from quantlab.quantize import quantize_model as _quantize_model
 from quantlab.recipes import Mode, Recipe, resolve_recipe
-from quantlab.sessions import ONNXRUNTIME, open_session, parse_runtimes
+from quantlab.sessions import DEFAULT_PROVIDERS, ONNXRUNTIME, open_session, parse_runtimes
 from quantlab.variant import plan_variants
 
 PathLike = str | os.PathLike

@@ -9,7 +9,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from quantlab.atomicio import refuse_overwriting_inputs, staged_folder
-from quantlab.bench import DEFAULT_PROVIDERS
+from quantlab.sessions import DEFAULT_PROVIDERS
 from quantlab.datasets import Dataset, label_path, load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
