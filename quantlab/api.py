@@ -26,7 +26,7 @@ from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.quantize import QuantizeResult
 from quantlab.quantize import quantize_model as _quantize_model
 from quantlab.recipes import Mode, Recipe, resolve_recipe
-from quantlab.sessions import DEFAULT_PROVIDERS, ONNXRUNTIME, open_session, parse_runtimes
+from quantlab.sessions import DEFAULT_PROVIDERS, ONNXRUNTIME, SessionSettings, open_session, parse_runtimes
 from quantlab.variant import plan_variants
 
 PathLike = str | os.PathLike
@@ -189,7 +189,7 @@ def run(model: PathLike | None = None, data: PathLike | None = None, images: Pat
     plan = plan_variants(list(recipes), list(contrast), parse_runtimes(",".join(runtimes)))
     budgets = budgets if isinstance(budgets, Budgets) else Budgets(**(budgets or {}))
     report, _ = run_to_folder(out, plan, budgets, model, data, images, calib, recursive=recursive,
-                              threads=threads, runs=runs, providers=providers, num_calib=num_calib,
+                              sessions=SessionSettings(threads, tuple(providers)), runs=runs, num_calib=num_calib,
                               input_hw=input_hw)
     return report
 

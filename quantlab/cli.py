@@ -214,7 +214,7 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.memory import require_measurable
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import render_markdown
-    from quantlab.sessions import parse_runtimes
+    from quantlab.sessions import SessionSettings, parse_runtimes
     from quantlab.variant import plan_variants
 
     recipes = parse_recipe_list(args.recipes)
@@ -227,8 +227,9 @@ def cmd_run(args, console: Console) -> int:
     if args.max_memory_ratio is not None:
         require_measurable("--max-memory-ratio")
     report, paths = run_to_folder(args.out, plan, budgets, args.model, _dataset(args) if args.data else None,
-                                  args.images, args.calib, recursive=args.recursive, threads=args.threads,
-                                  runs=args.runs, providers=args.providers, num_calib=args.num_calib,
+                                  args.images, args.calib, recursive=args.recursive,
+                                  sessions=SessionSettings(args.threads, args.providers), runs=args.runs,
+                                  num_calib=args.num_calib,
                                   input_hw=_hw(args.input_hw), progress=console.progress, say=console.say)
     _show_document(render_markdown(report))
     for path in paths.values():

@@ -9,7 +9,6 @@ from contextlib import suppress
 from pathlib import Path
 
 from quantlab.atomicio import refuse_overwriting_inputs, staged_folder
-from quantlab.sessions import DEFAULT_PROVIDERS
 from quantlab.datasets import Dataset, label_path, load_dataset
 from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
@@ -20,6 +19,7 @@ from quantlab.images import list_images
 from quantlab.onnxmodel import external_data_files
 from quantlab.pipeline import run_job
 from quantlab.report import build_report, write_report
+from quantlab.sessions import SessionSettings
 from quantlab.variant import PlannedVariant
 
 Progress = Callable[[str, int], Callable[[int], None] | None]
@@ -53,7 +53,7 @@ def eval_data(dataset: Dataset | None, images: str | Path | None, recursive: boo
 def run_to_folder(out_dir: str | Path, plan: Sequence[PlannedVariant], budgets: Budgets,
                   model: str | Path | None = None, data: str | Path | Dataset | None = None,
                   images: str | Path | None = None, calib: str | Path | None = None, *, recursive: bool = False,
-                  threads: int = 1, runs: int = 100, providers: Sequence[str] = DEFAULT_PROVIDERS,
+                  sessions: SessionSettings = SessionSettings(), runs: int = 100,
                   num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
                   progress: Progress = lambda label, total: None,
                   say: Callable[[str], None] = lambda text: None) -> tuple[dict, dict[str, Path]]:
@@ -74,8 +74,8 @@ def run_to_folder(out_dir: str | Path, plan: Sequence[PlannedVariant], budgets: 
             calib = calib or dataset.yaml_path.parent / "images" / "calib"
         data_used = eval_data(dataset, images, recursive)
         calib_images = list_images(calib, recursive=True) if calib else data_used.paths
-        job = run_job(model_path, stage, plan, calib_images, data_used, threads=threads, runs=runs,
-                      providers=providers, num_calib=num_calib, input_hw=input_hw, progress=progress,
+        job = run_job(model_path, stage, plan, calib_images, data_used, sessions=sessions, runs=runs,
+                      num_calib=num_calib, input_hw=input_hw, progress=progress,
                       on_variant=lambda v: say(f"built {v.name}: {out_dir / v.path.name}"))
         report = build_report(job, model_path, budgets, out_dir=stage)
         paths = write_report(report, stage)

@@ -16,7 +16,7 @@ from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.recipes import resolve_recipe
-from quantlab.sessions import ONNXRUNTIME, open_session
+from quantlab.sessions import ONNXRUNTIME, SessionSettings
 from quantlab.variant import FP32, PlannedVariant, Role
 
 
@@ -72,8 +72,7 @@ class JobResult:
     evaluations: dict[str, EvalResult]
     latencies: dict[str, Latency]
     input_hw: tuple[int, int]
-    threads: int
-    providers: tuple[str, ...]
+    sessions: SessionSettings
     eval_source: str
     memories: dict[str, MemoryUse | None]  # None where this platform cannot measure it
     description: ModelDescription
@@ -85,9 +84,8 @@ class JobResult:
 
 
 def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], calib_images: Sequence[Path],
-            data: EvalData, threads: int = 1, runs: int = 100,
-            providers: Sequence[str] = ("CPUExecutionProvider",), num_calib: int | None = None,
-            input_hw: tuple[int, int] | None = None,
+            data: EvalData, sessions: SessionSettings = SessionSettings(), runs: int = 100,
+            num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
             progress: Callable[[str, int], Callable[[int], None] | None] = lambda label, total: None,
             on_variant: Callable[[Variant], None] = lambda v: None) -> JobResult:
     """Quantize every variant of `plan` (quantlab.variant.plan_variants), evaluate and time them all in this
@@ -109,14 +107,15 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
             if built[build][1] is not None:
                 on_variant(Variant(planned, *built[build]))
         variants.append(Variant(planned, *built[build]))
-    sessions = {v.name: open_session(v.path, v.runtime, threads, providers) for v in variants}
+    opened = {v.name: sessions.open(v.path, v.runtime) for v in variants}
     reference = next(v.name for v in variants if v.plan.role is Role.REFERENCE)
-    evaluations = evaluate_models(sessions, data.samples(info.description), hw, data.class_names(info.class_names),
+    evaluations = evaluate_models(opened, data.samples(info.description), hw, data.class_names(info.class_names),
                                   info.description, reference=reference,
                                   progress=progress("evaluate", len(data.paths)), source=data.source)
     feed = probe_input(info, data.paths[0], hw)
-    latencies = interleaved_latency(sessions, feed, runs=runs, progress=progress("benchmark", runs))
-    memories = {v.name: measure_memory(v.path, hw, threads, providers) if v.runtime == ONNXRUNTIME else None
+    latencies = interleaved_latency(opened, feed, runs=runs, progress=progress("benchmark", runs))
+    memories = {v.name: measure_memory(v.path, hw, sessions.threads, sessions.providers)
+                if v.runtime == ONNXRUNTIME else None
                 for v in variants}
-    return JobResult(variants, evaluations, latencies, hw, threads, tuple(providers), data.source, memories,
+    return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
                      info.description, info.size_bytes)

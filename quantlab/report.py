@@ -137,7 +137,7 @@ def build_report(job: JobResult, model_path: Path, budgets: Budgets, out_dir: Pa
                   "task": job.description.as_dict()},
         "evaluation": {"source": _relative(Path(job.eval_source), out_dir), "images": first.images,
                        "labelled": first.map is not None},
-        "machine": machine_facts(job.threads, job.providers, tuple(dict.fromkeys(v.runtime for v in job.variants))),
+        "machine": machine_facts(job.sessions.threads, job.sessions.providers, tuple(dict.fromkeys(v.runtime for v in job.variants))),
         "budgets": budgets.as_dict(),
         "variants": variants,
         "fastest_accurate": fastest_accurate(variants, budgets),

@@ -156,6 +156,18 @@ def runtime_version(runtime: str) -> str:
     return ort.__version__
 
 
+@dataclass(frozen=True)
+class SessionSettings:
+    """How a job opens every session it times, evaluates and measures: one set, so every number is taken alike."""
+
+    threads: int = 1
+    providers: tuple[str, ...] = DEFAULT_PROVIDERS
+
+    def open(self, path: str | Path, runtime: str = ONNXRUNTIME):
+        """A session on `runtime` for the model at `path` (see open_session)."""
+        return open_session(path, runtime, self.threads, self.providers)
+
+
 def open_session(path: str | Path, runtime: str = ONNXRUNTIME, threads: int = 1,
                  providers: Sequence[str] = DEFAULT_PROVIDERS):
     """A session on `runtime` for the model at `path` (onnxruntime with `providers`, OpenVINO on CPU)."""

@@ -19,7 +19,7 @@ from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, mo
 from quantlab.pipeline import Variant, build_variant, probe_input
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
-from quantlab.sessions import ONNXRUNTIME, open_session
+from quantlab.sessions import ONNXRUNTIME
 from quantlab.suite.settings import SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune
@@ -109,8 +109,7 @@ class Artifacts:
     def session(self, name: str):
         if name not in self._sessions:
             variant = self.variant(name)
-            self._sessions[name] = open_session(variant.path, variant.runtime, self.suite.threads,
-                                                self.suite.providers)
+            self._sessions[name] = self.suite.sessions.open(variant.path, variant.runtime)
         return self._sessions[name]
 
     def evaluation(self, name: str) -> EvalResult:

@@ -22,7 +22,7 @@ from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.measures import BY_NAME as BY_METRIC
 from quantlab.recipes import parse_recipe_list
-from quantlab.sessions import ONNXRUNTIME, parse_providers, parse_runtimes
+from quantlab.sessions import ONNXRUNTIME, SessionSettings, parse_providers, parse_runtimes
 from quantlab.suite.options import BY_NAME, Reader
 from quantlab.textsafe import for_terminal
 from quantlab.variant import PlannedVariant, check_recipes_fit, plan_variants
@@ -54,6 +54,11 @@ class SuiteConfig:
     def plan(self) -> tuple[PlannedVariant, ...]:
         """Every variant of the run and its role (quantlab.variant.plan_variants, as `quantlab run` plans)."""
         return plan_variants(self.recipes, runtimes=self.runtimes, tune=self.tune)
+
+    @property
+    def sessions(self) -> SessionSettings:
+        """How every session of the suite is opened: its threads and providers."""
+        return SessionSettings(self.threads, self.providers)
 
     @property
     def variants(self) -> list[str]:
