@@ -21,6 +21,8 @@ from quantlab.compare import Status, compare_runs
 MACHINE = {"node": "vm", "processor": "", "machine": "x86_64", "python_implementation": "CPython",
            "python_version": "3.11.7", "system": "Linux", "cpu": {"arch": "X86_64", "brand_raw": "AMD EPYC",
                                                                   "count": 2, "flags": ["avx512_vnni"]}}
+# the FP32 model's hash (quantlab.onnxmodel.model_sha256) as two exports would give it
+YOLOV8, YOLO11 = "8" * 64, "b" * 64
 SETUP = {"host": "0123456789abcdef", "cpu": "AMD EPYC", "threads": 1, "providers": ["CPUExecutionProvider"],
          "onnxruntime": "1.32.0", "python": "3.11.7"}
 
@@ -36,7 +38,7 @@ def _stats(median_ms: float, spread: float = 0.02) -> dict:
 
 def _bench(variant: str, *, speedup: float, interval: float | None = 0.03, median_ms: float, gated: bool,
            size: int, map50_95: float | None = 0.73, setup: dict | None = SETUP, old: bool = False,
-           memory: int | None = None) -> dict:
+           memory: int | None = None, model: str | None = YOLOV8) -> dict:
     """One quantlab benchmark; `interval` is the speedup's relative 95% half-width; old=True: an older plugin's."""
     info = {"variant": variant, "size_bytes": size, "size_ratio": size / 8_410_227, "map50": 0.93,
             "map50_95": map50_95, "map_drop": None if map50_95 is None else 0.737 - map50_95, "agreement": 0.99,
@@ -45,7 +47,7 @@ def _bench(variant: str, *, speedup: float, interval: float | None = 0.03, media
             "speedup": speedup}
     if not old:
         low, high = (1.0, 1.0) if variant == "fp32" else (speedup * (1 - interval), speedup * (1 + interval))
-        info.update(speedup_low=low, speedup_high=high, gated=gated, setup=copy.deepcopy(setup))
+        info.update(speedup_low=low, speedup_high=high, gated=gated, setup=copy.deepcopy(setup), model_sha256=model)
         if memory is not None:
             info.update(memory_bytes=memory, memory_spread=0.01, memory_ratio=memory / 33_300_000)
     return {"group": "yolov8n_shapes_pruned.onnx", "name": f"test_latency[{variant}]",
@@ -55,7 +57,7 @@ def _bench(variant: str, *, speedup: float, interval: float | None = 0.03, media
 
 
 def _run(speedup=1.9, interval=0.03, size=2_440_000, map50_95=0.734, median_ms=6.7, dynamic_ms=40.0,
-         setup=SETUP, when="2026-11-01T10:00:00.000000+00:00", old=False, memory=24_300_000) -> dict:
+         setup=SETUP, when="2026-11-01T10:00:00.000000+00:00", old=False, memory=24_300_000, model=YOLOV8) -> dict:
     """A run of fp32, auto (gated) and dynamic (contrast, gated false)."""
     return {"machine_info": copy.deepcopy(MACHINE),
             "commit_info": {"id": "abcdef1234567890", "time": when, "dirty": False, "project": "quantlab",
@@ -63,11 +65,11 @@ def _run(speedup=1.9, interval=0.03, size=2_440_000, map50_95=0.734, median_ms=6
             "datetime": when, "version": "5.3.1",
             "benchmarks": [
                 _bench("fp32", speedup=1.0, median_ms=12.7, gated=False, size=8_410_227, map50_95=0.737,
-                       setup=setup, old=old),
+                       setup=setup, old=old, model=model),
                 _bench("auto", speedup=speedup, interval=interval, median_ms=median_ms, gated=True, size=size,
-                       map50_95=map50_95, setup=setup, old=old, memory=memory),
+                       map50_95=map50_95, setup=setup, old=old, memory=memory, model=model),
                 _bench("dynamic", speedup=0.33, median_ms=dynamic_ms, gated=False, size=2_280_000,
-                       map50_95=0.735, setup=setup, old=old),
+                       map50_95=0.735, setup=setup, old=old, model=model),
             ]}
 
 
@@ -114,19 +116,19 @@ OTHER_HOST = {**SETUP, "host": "fedcba9876543210"}
          "not gated: other machine or setup (host differs)"),
         # a contrast variant (gated false) twice as slow on the same setup: shown, not gated
         (_run(dynamic_ms=80.0), 0, "dynamic", "median_ms", "not gated: contrast variant (gated false)"),
-        # the speedup of a run on another CPU model is not like for like
+        # the speedup of a run on another CPU model is not like for like: the gate cannot judge it
         (_run(speedup=1.2, setup={**SETUP, "cpu": "Intel Xeon"}), 0, "auto", "speedup",
-         "not gated: not like for like: cpu 'AMD EPYC' vs 'Intel Xeon'"),
+         "inconclusive: not like for like: cpu 'AMD EPYC' vs 'Intel Xeon'"),
         # nor one with other execution providers
         (_run(speedup=1.2, setup={**SETUP, "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}), 0,
-         "auto", "speedup", "not gated: not like for like: providers"),
+         "auto", "speedup", "inconclusive: not like for like: providers"),
         # session memory 20% larger: past 10% + the two runs' 1% spreads
         (_run(memory=int(24_300_000 * 1.2)), 1, "auto", "memory_bytes", "REGRESSION: session memory grew by 20.0%"),
         # 8% larger: inside 10% + spreads
         (_run(memory=int(24_300_000 * 1.08)), 0, "auto", "memory_bytes", "ok"),
         # another onnxruntime allocates differently: not like for like
         (_run(memory=int(24_300_000 * 1.2), setup={**SETUP, "onnxruntime": "1.31.1"}), 0, "auto", "memory_bytes",
-         "not gated: not like for like"),
+         "inconclusive: not like for like"),
     ],
     ids=["rerun-within-noise", "int8-25pct-slower", "loss-inside-noise", "size-increase", "map-drop",
          "slower-same-setup", "slightly-slower-same-setup", "slower-other-host", "contrast-slower",
@@ -138,7 +140,11 @@ def test_compare_gates_each_metric(tmp_path, capsys, candidate, exit_code, row_v
     assert code == exit_code, out
     assert _result(out, row_variant, metric).startswith(result)
     assert "| Variant | Metric | Baseline | Candidate | Change | Tolerance | Result |" in out
-    assert ("**No regression.**" in out) == (exit_code == 0)
+    inconclusive = result.startswith("inconclusive")
+    assert ("**No regression.**" in out) == (exit_code == 0 and not inconclusive)
+    verdict = out.rstrip().splitlines()[-1]
+    assert verdict.startswith("**Inconclusive:** ") == inconclusive
+    assert ("could not be judged: not like for like" in verdict) == inconclusive
 
 
 @pytest.mark.parametrize(
