@@ -2,7 +2,8 @@
 
 Exit codes (quantlab.errors.ExitCode): 0 success; 1 a gate, comparison or self-check failed (for compare
 also an inconclusive comparison under --fail-on-inconclusive; without it, exit 0 and a warning); 2 bad usage or
-input, and a compare in which no gated metric is in both runs; 3 a bug in quantlab (traceback printed); 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
+input, and a compare in which no gated metric is in both runs; 3 a bug in quantlab (traceback printed);
+130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations

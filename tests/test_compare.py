@@ -482,7 +482,8 @@ def test_the_speedup_tolerance_is_learnt_from_the_history_of_the_same_setup(tmp_
     # a real loss beyond the history's spread is still flagged
     assert main(["compare", str(_storage(tmp_path / "slow", [*SAME_COMMIT, 2.050 / 1.6], interval=0.005))]) == 1
     result = _result(capsys.readouterr().out, "auto", "speedup")
-    assert result.startswith("REGRESSION: speedup interval") and result.endswith("(both widened to the history's spread)")
+    assert result.startswith("REGRESSION: speedup interval")
+    assert result.endswith("(both widened to the history's spread)")
 
 
 def test_only_the_last_runs_count_and_the_candidate_is_not_its_own_history(tmp_path, capsys):

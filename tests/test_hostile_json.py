@@ -137,8 +137,10 @@ REFUSED = [
     # the FP32 model's hash decides whether two runs are of one model: only hexdigest()'s form is read
     ("model-hash-a-number", _text(_set("benchmarks.1.extra_info.model_sha256", 7)),
      "extra_info 'model_sha256' is 7, expected the FP32 model's sha256 (64 lowercase hex digits)"),
-    ("model-hash-63-digits", _text(_set("benchmarks.1.extra_info.model_sha256", "a" * 63)), "'model_sha256' is the string"),
-    ("model-hash-not-hex", _text(_set("benchmarks.1.extra_info.model_sha256", "g" * 64)), "'model_sha256' is the string"),
+    ("model-hash-63-digits", _text(_set("benchmarks.1.extra_info.model_sha256", "a" * 63)),
+     "'model_sha256' is the string"),
+    ("model-hash-not-hex", _text(_set("benchmarks.1.extra_info.model_sha256", "g" * 64)),
+     "'model_sha256' is the string"),
     ("model-hash-upper-case", _text(_set("benchmarks.1.extra_info.model_sha256", "A" * 64)), "'model_sha256' is"),
     ("model-hash-with-a-newline", _text(_set("benchmarks.1.extra_info.model_sha256", "a" * 64 + "\n")),
      "'model_sha256' is the string"),
