@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ REQUIRED_KEYS = ("variant", "speedup", "size_bytes")
 OPTIONAL_NUMBERS = tuple(m.name for m in METRICS if m.name not in REQUIRED_KEYS)
 SETUP_KEYS = ("host", "cpu", "threads", "providers", "onnxruntime", "python")
 MAX_NAME_CHARS = 100  # a variant name: recipe[@runtime]; a longer one is not the plugin's
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class VariantResult:
     threads: int | None
     setup: dict | None  # the plugin's `setup` dict (None: older plugin)
     timing: Timing
+    model_sha256: str | None = None  # the FP32 model's quantlab.onnxmodel.model_sha256 (None: older plugin)
 
     def value(self, metric: str) -> float | None:
         """The value of a metric of quantlab.measures' table (None where this run has none)."""
@@ -76,6 +79,11 @@ class Run:
     cpu: str | None  # machine_info's CPU brand, for runs without a `setup`
     variants: dict[str, VariantResult]
     foreign: int = 0  # benchmarks without quantlab metrics, left out
+
+    @property
+    def model_sha256(self) -> str | None:
+        """The FP32 model's hash (load_run checked that every benchmark naming one names the same)."""
+        return next((v.model_sha256 for v in self.variants.values() if v.model_sha256), None)
 
 
 def load_run(path: str | Path) -> Run:
@@ -107,6 +115,10 @@ def load_run(path: str | Path) -> Run:
         if result.variant in variants:
             raise InputError(f"{where}: a second benchmark of variant '{shorten(result.variant)}' "
                              f"(first: '{shorten(variants[result.variant].benchmark)}'); compare runs of one model")
+        known = next((v for v in variants.values() if v.model_sha256), None)
+        if result.model_sha256 and known and result.model_sha256 != known.model_sha256:
+            raise InputError(f"{where}: its FP32 model (sha256 {result.model_sha256[:12]}) is not that of "
+                             f"'{shorten(known.benchmark)}' ({known.model_sha256[:12]}); compare runs of one model")
         variants[result.variant] = result
     if not variants:
         raise InputError(f"{path}: no quantlab metrics in any of its {len(data['benchmarks'])} benchmark(s) "
@@ -145,7 +157,17 @@ def _variant(info: dict, bench: dict, where: str) -> VariantResult:
         speedup_high=high, gated=gated, size_bytes=int(size),
         metrics={k: _in_range(k, _number(info, k, where, optional=True), where) for k in OPTIONAL_NUMBERS},
         threads=threads if isinstance(threads, int) and not isinstance(threads, bool) else None,
-        setup=setup, timing=_timing(bench, where))
+        setup=setup, timing=_timing(bench, where), model_sha256=_sha256(info.get("model_sha256"), where))
+
+
+def _sha256(value, where: str) -> str | None:
+    """The FP32 model's hash: 64 lowercase hex digits, as hexdigest() writes it (None: older plugin)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256.fullmatch(value):
+        raise InputError(f"{where}: extra_info 'model_sha256' is {_kind(value)}, expected the FP32 model's "
+                         "sha256 (64 lowercase hex digits)")
+    return value
 
 
 def _setup(setup, where: str) -> dict | None:

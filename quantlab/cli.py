@@ -1,7 +1,9 @@
 """The `quantlab` command: a thin face over pipeline, quantize, evaluate, bench, compare and the demo.
 
-Exit codes (quantlab.errors.ExitCode): 0 success; 1 a gate, comparison or self-check failed;
-2 bad usage or input; 3 a bug in quantlab (traceback printed); 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
+Exit codes (quantlab.errors.ExitCode): 0 success; 1 a gate, comparison or self-check failed (for compare
+also an inconclusive comparison under --fail-on-inconclusive; without it, exit 0 and a warning); 2 bad usage or
+input, and a compare in which no gated metric is in both runs; 3 a bug in quantlab (traceback printed);
+130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
@@ -272,25 +274,42 @@ def cmd_tune(args, console: Console) -> int:
 
 
 def cmd_compare(args, console: Console) -> int:
-    from quantlab.benchjson import newest, saved_runs
-    from quantlab.compare import Tolerances, compare_runs, render_comparison
+    from quantlab.benchjson import load_run, saved_runs
+    from quantlab.compare import Tolerances, compare_runs
 
+    # a storage folder's runs up to the baseline are its history, from which the speedup's spread is learnt
     if args.candidate is None:
         runs = saved_runs(args.baseline)
         if len(runs) < 2:
             raise InputError(f"{args.baseline}: need two saved runs to compare, found {len(runs)}")
-        baseline, candidate = runs[-2], runs[-1]
+        history, candidate = runs[:-1], runs[-1]
     else:
-        baseline, candidate = newest(args.baseline), newest(args.candidate)
+        history = saved_runs(args.baseline) if Path(args.baseline).is_dir() else [load_run(args.baseline)]
+        candidate = saved_runs(args.candidate)[-1] if Path(args.candidate).is_dir() else load_run(args.candidate)
     tol = Tolerances(min_speedup_loss=args.min_speedup_loss, assumed_speedup_noise=args.assumed_speedup_noise,
                      min_latency_growth=args.min_latency_growth, size_growth=args.max_size_growth,
-                     map_loss=args.max_map_loss)
-    comparison = compare_runs(baseline, candidate, tol)
+                     map_loss=args.max_map_loss, history_runs=args.history_runs)
+    from_folder = Path(args.baseline).is_dir()
+    return _verdict(compare_runs(history[-1], candidate, tol, history if from_folder else None),
+                    args.fail_on_inconclusive)
+
+
+def _verdict(comparison, fail_on_inconclusive: bool) -> int:
+    """Print a comparison and its verdict (a warning for GitHub Actions when inconclusive); the exit code."""
+    from quantlab.compare import render_comparison, unjudged_summary
+
     _show_document(render_comparison(comparison))
     if not comparison.judged:  # exit 0 would read as "no regression"
-        raise InputError(f"{candidate.path}: none of its gated metrics can be compared with {baseline.path} "
-                         "(no variant gated in both runs); compare two runs of the quantlab suite")
-    return EXIT_GATE if comparison.regressions else EXIT_OK
+        raise InputError(f"{comparison.candidate.path}: none of its gated metrics can be compared with "
+                         f"{comparison.baseline.path} (no variant gated in both runs); compare two runs of the "
+                         "quantlab suite")
+    if comparison.inconclusive and os.environ.get("GITHUB_ACTIONS") == "true":
+        # a workflow command's message: %, CR and LF encoded; for_terminal keeps a file's text from forming one
+        message = for_terminal(unjudged_summary(comparison)).replace("%", "%25")
+        print(f"::warning title=quantlab compare inconclusive::{message}", file=sys.stderr, flush=True)
+    if comparison.regressions:
+        return EXIT_GATE
+    return EXIT_GATE if comparison.inconclusive and fail_on_inconclusive else EXIT_OK
 
 
 def cmd_history(args, console: Console) -> int:
@@ -419,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gap between the latency quartiles, relative; gated on the same setup only (default 0.20)")
     p.add_argument("--max-size-growth", type=fraction, default=0.01, help="relative (default 0.01)")
     p.add_argument("--max-map-loss", type=fraction, default=0.005, help="absolute mAP50-95 (default 0.005)")
+    p.add_argument("--history-runs", type=count(3), default=10,
+                   help="a storage folder's last runs of the baseline's setup and model whose speedup spread "
+                        "widens the speedup tolerance; 3 at least are needed (default 10)")
+    p.add_argument("--fail-on-inconclusive", action="store_true",
+                   help="exit 1 when a gated metric could not be judged (another CPU model, threads or "
+                        "providers; another FP32 model); by default exit 0 with a warning")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("history", help="trend of the runs saved by pytest-benchmark")

@@ -18,13 +18,35 @@ The noise model, and why:
   about 15% to fire; a genuinely 25% slower INT8 (speedup / 1.25, a 20% loss) still does. Wider
   intervals make the gate blinder, and the table says how blind (the Tolerance column gives the
   loss of the point estimate at which it would fire).
+* That in-run interval is still narrower than the spread between runs: two runs of one commit on a
+  loaded 2-core machine gave 2.050 [2.039, 2.061] and 1.728 [1.720, 1.782], intervals 30 times
+  narrower than the gap. So where the baseline comes from a storage folder that holds earlier runs
+  of the same setup (the same `setup` dict, host included) and the same FP32 model (its
+  `model_sha256`), the last runs teach the run-to-run spread of each variant's speedup: its
+  half-range (max - min) / 2 over the last `history_runs` (10) speedups, relative to their median,
+  once there are at least `min_history_runs` (3). Each run's interval is then widened to at least
+  its speedup +- that spread, and the separation rule above applies to the widened intervals: a
+  candidate whose speedup lies within the history's range is not flagged. The half-range, not a
+  standard deviation: with 3 to 10 runs no spread estimate is steady, and the half-range errs on
+  the blind side (one outlier run widens it until it ages out); the Tolerance column shows it
+  ("history of 5 runs: +-8.1%"). The candidate is never part of its own history. Without enough
+  history (two files, or fewer runs of that setup) the in-run interval is used alone and a note
+  says so; a flag from it may be run-to-run noise.
 * A run written by an older plugin has no interval, and its speedup was a ratio of SEQUENTIAL
   pytest-benchmark medians, which moved by 18.5% between two runs of one commit on one idle
   machine. Such a run is given an assumed interval of +-10% (`assumed_speedup_noise`), the table
   says so, and a loss under about 25% cannot be told from noise there.
 * The ratio is compared only like for like: the same CPU model, thread count and execution
   providers (a VNNI CPU picks another recipe; CUDA against CPU is another product). It may come
-  from different machines of that kind: that is what makes it usable across CI runners.
+  from different machines of that kind: that is what makes it usable across CI runners. A gated
+  speedup that is not like for like is INCONCLUSIVE, never "ok": GitHub's ubuntu-latest mixes CPU
+  models from run to run, and a gate that cannot judge must not read as a pass (the verdict says
+  "Inconclusive", exit 0 with a warning, or 1 with --fail-on-inconclusive).
+* Every number depends on the FP32 model. When the runs name different models (extra_info's
+  `model_sha256`: the .onnx file and its external data), every judged row is INCONCLUSIVE and a note
+  says the FP32 model changed: a yolov8 candidate against a yolo11 baseline is another model, not a
+  regression or an improvement. Runs from older plugins carry no hash, so there a changed model
+  cannot be told from a regression.
 * Absolute median latency says something only about one machine in one state. It is gated only
   when both runs carry the same `setup` (hashed host, CPU, threads, providers, onnxruntime,
   Python), never across CI runners, and never for variants the suite does not gate (FP32 and
@@ -36,13 +58,19 @@ The noise model, and why:
 * Session memory (peak RSS a session adds, median of 3 fresh processes) moves little on one
   onnxruntime build, but it does move (allocator and arena growth): it may grow by 10% plus the
   spread both runs measured among their own samples, and only between runs of the same
-  onnxruntime version and execution providers (another build allocates differently).
+  onnxruntime version and execution providers (another build allocates differently; across
+  builds the row is inconclusive).
+* Absolute latency, by contrast, is no gate across setups (the speedup is the speed gate): there
+  its rows are "not gated", not inconclusive. A gated accuracy metric that one run lacks (labelled
+  data in one run only) is inconclusive.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from quantlab.benchjson import Run, VariantResult
 from quantlab.measures import METRICS
@@ -66,12 +94,18 @@ class Tolerances:
     agreement_loss: float = 0.01  # absolute loss of detection agreement
     score_cosine_loss: float = 0.01  # absolute loss of score-channel cosine
     memory_growth: float = 0.10  # relative growth of session memory, beyond the measured spread
+    history_runs: int = 10  # the last runs of one setup and model whose speedups give the run-to-run spread
+    min_history_runs: int = 3  # fewer: the in-run interval alone
 
 
 class Status(enum.Enum):
     OK = "ok"
     REGRESSION = "REGRESSION"
+    INCONCLUSIVE = "inconclusive"  # a gated metric in both runs that could not be judged (not like for like)
     NOT_GATED = "not gated"
+
+
+MODEL_CHANGED = "the FP32 model changed"
 
 
 @dataclass(frozen=True)
@@ -98,9 +132,24 @@ class Comparison:
         return [r for r in self.rows if r.status is Status.REGRESSION]
 
     @property
+    def inconclusive(self) -> list[Row]:
+        return [r for r in self.rows if r.status is Status.INCONCLUSIVE]
+
+    @property
     def judged(self) -> bool:
         """Whether any gated metric was compared: without one, 'no regression' would be said blind."""
         return any(r.status is not Status.NOT_GATED for r in self.rows)
+
+
+def unjudged_summary(comparison: Comparison) -> str:
+    """'2 gated metrics could not be judged: the FP32 model changed (auto speedup, auto size_bytes)', one
+    line in plain text (names and reasons come from the files: escape them where they are shown)."""
+    rows = comparison.inconclusive
+    by_reason: dict[str, list[str]] = {}
+    for r in rows:
+        by_reason.setdefault(r.reason, []).append(f"{r.variant} {r.metric}")
+    causes = "; ".join(f"{reason} ({', '.join(names)})" for reason, names in by_reason.items())
+    return f"{len(rows)} gated metric{'s' if len(rows) != 1 else ''} could not be judged: {causes}"
 
 
 def is_gated(v: VariantResult) -> bool:
@@ -108,9 +157,14 @@ def is_gated(v: VariantResult) -> bool:
     return v.gated if v.gated is not None else v.variant != FP32
 
 
-def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) -> Comparison:
-    """Rows for every variant and metric of the baseline, and notes on what was not comparable."""
+def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances(),
+                 history: Sequence[Run] | None = None) -> Comparison:
+    """Rows for every variant and metric of the baseline, and notes on what was not comparable.
+
+    history: the runs saved up to the baseline (itself included), oldest first, from which each variant's
+    run-to-run speedup spread is learnt; None when the runs are two files with no history beside them."""
     out = Comparison(baseline, candidate)
+    spreads = {name: history_spread(name, baseline, history, tol) for name in baseline.variants} if history else {}
     for run in (baseline, candidate):
         if run.foreign:
             out.notes.append(f"{run.path.name}: {run.foreign} benchmark(s) without quantlab metrics left out.")
@@ -125,7 +179,7 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
             continue
         gated = is_gated(base) and is_gated(cand)
         if name != FP32:
-            out.rows.append(_speedup_row(name, baseline, base, candidate, cand, tol, gated))
+            out.rows.append(_speedup_row(name, baseline, base, candidate, cand, tol, gated, spreads.get(name)))
         for metric in COMPARED:  # the metrics of quantlab.measures' table with a tolerance between runs
             row = (_absolute_row if metric.higher_is_better else _relative_row)(
                 name, metric.name, base.value(metric.name), cand.value(metric.name),
@@ -138,6 +192,13 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
         out.rows.append(_latency_row(name, base, cand, tol))
     for name in candidate.variants.keys() - baseline.variants.keys():
         out.rows.append(Row(name, "present", "no", "yes", "-", "-", Status.NOT_GATED, "new variant"))
+    _mark_a_changed_model(out)
+    short = [f"{n} ({s.runs})" for n, s in spreads.items() if s.half_width is None and _judged_speedup(out, n)]
+    if short:
+        out.notes.append(
+            f"Speedup history: {', '.join(short)} earlier run(s) of the same setup and FP32 model, fewer than the "
+            f"{tol.min_history_runs} needed to learn the run-to-run spread; the speedup tolerance is the in-run "
+            "interval alone, which leaves out what varies between runs.")
     without = sorted({run.path.name for run in (baseline, candidate) for n, v in run.variants.items()
                       if n != FP32 and not v.has_interval})
     if without:
@@ -148,33 +209,89 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances()) 
     return out
 
 
-def speedup_interval(v: VariantResult, tol: Tolerances) -> tuple[float, float]:
-    """The variant's 95% interval on its speedup; an assumed one for runs from older plugins."""
+@dataclass(frozen=True)
+class Spread:
+    """The run-to-run spread of one variant's speedup in the saved history of the baseline's setup and model."""
+
+    runs: int  # earlier runs of the same setup and FP32 model (the baseline included), at most history_runs
+    half_width: float | None  # (max - min) / 2 / median of their speedups; None: fewer than min_history_runs
+
+
+def history_spread(name: str, baseline: Run, history: Sequence[Run], tol: Tolerances) -> Spread:
+    """The spread of variant `name`'s speedup over the last runs like the baseline: the same `setup` dict and
+    FP32 model hash (a run that records neither is never like it)."""
+    base = baseline.variants[name]
+    if base.setup is None or baseline.model_sha256 is None:
+        return Spread(0, None)
+    speedups = [run.variants[name].speedup for run in history
+                if run.model_sha256 == baseline.model_sha256 and name in run.variants
+                and run.variants[name].setup == base.setup][-tol.history_runs:]
+    if len(speedups) < tol.min_history_runs:
+        return Spread(len(speedups), None)
+    return Spread(len(speedups), (max(speedups) - min(speedups)) / 2 / statistics.median(speedups))
+
+
+def speedup_interval(v: VariantResult, tol: Tolerances, spread: float | None = None) -> tuple[float, float]:
+    """The variant's 95% interval on its speedup (an assumed one for runs from older plugins), widened to at
+    least its speedup +- `spread`, the relative run-to-run spread learnt from history."""
     if v.has_interval:
-        return v.speedup_low, v.speedup_high
-    return v.speedup * (1 - tol.assumed_speedup_noise), v.speedup * (1 + tol.assumed_speedup_noise)
+        low, high = v.speedup_low, v.speedup_high
+    else:
+        low, high = v.speedup * (1 - tol.assumed_speedup_noise), v.speedup * (1 + tol.assumed_speedup_noise)
+    if spread is None:
+        return low, high
+    return min(low, v.speedup * (1 - spread)), max(high, v.speedup * (1 + spread))
 
 
 def _speedup_row(name: str, base_run: Run, base: VariantResult, cand_run: Run, cand: VariantResult,
-                 tol: Tolerances, gated: bool) -> Row:
-    (b_low, b_high), (c_low, c_high) = speedup_interval(base, tol), speedup_interval(cand, tol)
+                 tol: Tolerances, gated: bool, spread: Spread | None) -> Row:
+    width = spread.half_width if spread else None
+    (b_low, b_high), (c_low, c_high) = speedup_interval(base, tol, width), speedup_interval(cand, tol, width)
     # fails when the candidate's whole interval lies below the baseline's, `floor` apart
     threshold = b_low * (1 - tol.min_speedup_loss)
     # the same rule as a loss of the point estimate, for the reader: where would it fire?
     fires_at = 1 - threshold * (cand.speedup / c_high) / base.speedup
-    measured = "measured" if base.has_interval and cand.has_interval else "assumed noise"
-    cells = (f"{base.speedup:.3f} [{b_low:.3f}, {b_high:.3f}]", f"{cand.speedup:.3f} [{c_low:.3f}, {c_high:.3f}]",
-             _change(base.speedup, cand.speedup), f"-{fires_at:.1%} ({measured})")
+    if width is not None:
+        basis = f"history of {spread.runs} runs: +-{width:.1%}"
+    else:
+        basis = "measured" if base.has_interval and cand.has_interval else "assumed noise"
+    cells = (_interval_cell(base, tol), _interval_cell(cand, tol), _change(base.speedup, cand.speedup),
+             f"-{fires_at:.1%} ({basis})")
     if not gated:
         return Row(name, "speedup", *cells[:3], "-", Status.NOT_GATED, "contrast variant (gated false)")
     differs = _ratio_setup_difference(base_run, base, cand_run, cand)
     if differs:
-        return Row(name, "speedup", *cells, Status.NOT_GATED, f"not like for like: {differs}")
+        return Row(name, "speedup", *cells, Status.INCONCLUSIVE, f"not like for like: {differs}")
     if c_high < threshold:
         return Row(name, "speedup", *cells, Status.REGRESSION,
                    f"speedup interval [{c_low:.3f}, {c_high:.3f}] lies below the baseline's "
-                   f"[{b_low:.3f}, {b_high:.3f}] by more than {tol.min_speedup_loss:.0%}")
+                   f"[{b_low:.3f}, {b_high:.3f}] by more than {tol.min_speedup_loss:.0%}"
+                   + (" (both widened to the history's spread)" if width is not None else ""))
     return Row(name, "speedup", *cells, Status.OK)
+
+
+def _interval_cell(v: VariantResult, tol: Tolerances) -> str:
+    low, high = speedup_interval(v, tol)
+    return f"{v.speedup:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _judged_speedup(comparison: Comparison, name: str) -> bool:
+    return any(r.variant == name and r.metric == "speedup" and r.status in (Status.OK, Status.REGRESSION)
+               for r in comparison.rows)
+
+
+def _mark_a_changed_model(comparison: Comparison) -> None:
+    """Runs of two FP32 models: every judged row inconclusive, and a note that says why."""
+    base, cand = comparison.baseline, comparison.candidate
+    if base.model_sha256 is None or cand.model_sha256 is None or base.model_sha256 == cand.model_sha256:
+        return
+    comparison.notes.append(
+        f"{MODEL_CHANGED[0].upper()}{MODEL_CHANGED[1:]} (sha256 {base.model_sha256[:12]} in {base.path.name}, "
+        f"{cand.model_sha256[:12]} in {cand.path.name}): its speed and accuracy are another model's, shown but "
+        "not judged as a regression or an improvement.")
+    comparison.rows = [replace(r, status=Status.INCONCLUSIVE, reason=MODEL_CHANGED)
+                       if r.status in (Status.OK, Status.REGRESSION) and r.metric != "present" else r
+                       for r in comparison.rows]
 
 
 def _ratio_setup_difference(base_run: Run, base: VariantResult, cand_run: Run, cand: VariantResult) -> str:
@@ -247,8 +364,8 @@ def _absolute_row(name: str, metric: str, base: float | None, cand: float | None
     if not gated:
         return Row(name, metric, *cells, Status.NOT_GATED, _not_gated_reason(name))
     if base is None or cand is None:
-        return Row(name, metric, *cells, Status.NOT_GATED, f"only the {'candidate' if base is None else 'baseline'} "
-                   "has it (labelled data in one run only?)")
+        return Row(name, metric, *cells, Status.INCONCLUSIVE, f"only the "
+                   f"{'candidate' if base is None else 'baseline'} has it (labelled data in one run only?)")
     if base - cand > limit:
         return Row(name, metric, *cells, Status.REGRESSION, f"{metric} lost {base - cand:.4f} (allowed {limit:g})")
     return Row(name, metric, *cells, Status.OK)
@@ -265,7 +382,7 @@ def _memory_row(name: str, base: VariantResult, cand: VariantResult, tol: Tolera
         return Row(name, "memory_bytes", *cells, Status.NOT_GATED, _not_gated_reason(name))
     facts = [{k: (v.setup or {}).get(k) for k in ("onnxruntime", "providers")} for v in (base, cand)]
     if facts[0] != facts[1] or None in facts[0].values():
-        return Row(name, "memory_bytes", *cells, Status.NOT_GATED,
+        return Row(name, "memory_bytes", *cells, Status.INCONCLUSIVE,
                    "not like for like: another onnxruntime or providers (or a run that does not say)")
     growth = (c - b) / b if b else 0.0
     if growth > limit:
@@ -306,9 +423,15 @@ def render_comparison(comparison: Comparison) -> str:
     lines += [f"- {for_markdown(note)}" for note in comparison.notes]
     if comparison.notes:
         lines.append("")
-    failed = len(comparison.regressions)
-    if not comparison.judged:
-        lines.append("**Nothing compared:** no gated metric is in both runs.")
-    else:
-        lines.append(f"**{failed} regression(s)**" if failed else "**No regression.**")
+    lines.append(verdict(comparison))
     return "\n".join(lines)
+
+
+def verdict(comparison: Comparison) -> str:
+    """The verdict line: never "No regression" while a gated metric could not be judged."""
+    if not comparison.judged:
+        return "**Nothing compared:** no gated metric is in both runs."
+    failed, unjudged = len(comparison.regressions), for_markdown(unjudged_summary(comparison))
+    if failed:
+        return f"**{failed} regression(s)**" + (f"; {unjudged}." if comparison.inconclusive else "")
+    return f"**Inconclusive:** {unjudged}." if comparison.inconclusive else "**No regression.**"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -126,6 +127,19 @@ def external_data_files(path: str | Path) -> list[Path]:
     header = onnx.load(str(path), load_external_data=False)
     locations = {e.value for t in header.graph.initializer for e in t.external_data if e.key == "location"}
     return sorted(path.parent / loc for loc in locations)
+
+
+def model_sha256(path: str | Path) -> str:
+    """sha256 of what a model computes with: the .onnx file's bytes, then each external-data file's, in the
+    order `external_data_files` gives, each preceded by its length (8 bytes), so no two sets of files hash
+    alike. File names are left out: the .onnx names its external files, and a renamed copy is the same model."""
+    digest = hashlib.sha256()
+    for file in (Path(path), *external_data_files(path)):
+        digest.update(file.stat().st_size.to_bytes(8, "little"))
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

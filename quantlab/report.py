@@ -16,7 +16,7 @@ from quantlab.gates import Budgets
 from quantlab.jsonio import json_bytes
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.measures import BUDGETED, measure
-from quantlab.onnxmodel import model_size_bytes
+from quantlab.onnxmodel import model_sha256, model_size_bytes
 from quantlab.pipeline import JobResult, Variant
 from quantlab.recipes import Mode, QType
 from quantlab.sessions import ONNXRUNTIME, runtime_version
@@ -133,7 +133,8 @@ def build_report(job: JobResult, model_path: Path, budgets: Budgets, out_dir: Pa
         "schema_version": 2,
         "quantlab_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "input_hw": list(job.input_hw),
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path),
+                  "content_sha256": model_sha256(model_path), "input_hw": list(job.input_hw),
                   "task": job.description.as_dict()},
         "evaluation": {"source": _relative(Path(job.eval_source), out_dir), "images": first.images,
                        "labelled": first.map is not None},

@@ -134,6 +134,19 @@ REFUSED = [
      "setup 'providers' is the string 'CPU', expected a list of names"),
     ("setup-cpu-a-number", _text(_set("benchmarks.1.extra_info.setup.cpu", 7)), "setup 'cpu' is 7, expected a string"),
     ("variant-null", _text(_set("benchmarks.1.extra_info.variant", None)), "extra_info lacks quantlab's variant"),
+    # the FP32 model's hash decides whether two runs are of one model: only hexdigest()'s form is read
+    ("model-hash-a-number", _text(_set("benchmarks.1.extra_info.model_sha256", 7)),
+     "extra_info 'model_sha256' is 7, expected the FP32 model's sha256 (64 lowercase hex digits)"),
+    ("model-hash-63-digits", _text(_set("benchmarks.1.extra_info.model_sha256", "a" * 63)),
+     "'model_sha256' is the string"),
+    ("model-hash-not-hex", _text(_set("benchmarks.1.extra_info.model_sha256", "g" * 64)),
+     "'model_sha256' is the string"),
+    ("model-hash-upper-case", _text(_set("benchmarks.1.extra_info.model_sha256", "A" * 64)), "'model_sha256' is"),
+    ("model-hash-with-a-newline", _text(_set("benchmarks.1.extra_info.model_sha256", "a" * 64 + "\n")),
+     "'model_sha256' is the string"),
+    ("two-models-in-one-run", _text(lambda r: _set("benchmarks.1.extra_info.model_sha256", "b" * 64)(
+        _set("benchmarks.0.extra_info.model_sha256", "a" * 64)(r))),
+     "benchmark 'test_latency[auto]': its FP32 model (sha256 bbbbbbbbbbbb) is not that of 'test_latency[fp32]'"),
     ("benchmarks-a-string", _text(_set("benchmarks", "[]")), "no 'benchmarks' list"),
     # an escape in a message is shown as text: the one line stays one line, and plain
     ("datetime-with-escapes", _text(_set("datetime", "\x1b]0;pwned\x07\nnow")),
@@ -225,7 +238,7 @@ def _table_rows(markdown: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", [c[1] for c in HOSTILE_TEXT], ids=[c[0] for c in HOSTILE_TEXT])
-def test_hostile_names_are_compared_and_shown_escaped(tmp_path, capsys, name):
+def test_hostile_names_are_compared_and_shown_escaped(tmp_path, capsys, monkeypatch, name):
     # the variant's name, its benchmark's, the commit and the CPU all carry it; the CPUs differ so the
     # reason quotes both
     runs = []
@@ -237,7 +250,8 @@ def test_hostile_names_are_compared_and_shown_escaped(tmp_path, capsys, name):
         run["benchmarks"][1]["extra_info"]["setup"]["cpu"] = cpu
         runs.append(tmp_path / f"{index}.json")
         runs[-1].write_text(json.dumps(run))
-    assert main(["compare", str(runs[0]), str(runs[1])]) == 0  # size and mAP still compared: no regression
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0  # size and mAP compared; the speedup inconclusive
     assert main(["history", str(tmp_path)]) == 0
     out = tmp_path / "export.json"
     assert main(["export", str(runs[1]), "--bigger-is-better", str(out)]) == 0
@@ -247,9 +261,17 @@ def test_hostile_names_are_compared_and_shown_escaped(tmp_path, capsys, name):
     rows = _table_rows(shown)
     # every row keeps its cells: no escaped pipe ends a cell (compare's 7 columns, history's 2 + 2 variants)
     assert {len(re.findall(r"(?<!\\)\|", r)) for r in rows} == {8, 5}, rows
-    assert "No regression" in shown and "not like for like: cpu" in shown
+    assert "No regression" not in shown and "**Inconclusive:** 1 gated metric" in shown
+    assert "not like for like: cpu" in shown
     for entry in json.loads(out.read_text()):
         _shown_safely(entry["name"] + "\n" + entry["extra"])
+    # the warning for a GitHub Actions log: one workflow command, the names in it inert
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0
+    warning = capsys.readouterr().err
+    prefix = "::warning title=quantlab compare inconclusive::"
+    assert warning.startswith(prefix) and warning.count("\n") == 1 and "\r" not in warning
+    _shown_safely(warning[len(prefix):])
 
 
 def test_the_same_run_as_baseline_and_candidate_is_no_regression(tmp_path, capsys):

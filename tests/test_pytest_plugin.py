@@ -15,6 +15,7 @@ from onnx import TensorProto, helper
 
 from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
+from quantlab.onnxmodel import model_sha256
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("outside_xdist")  # each test starts a pytest of its own
@@ -77,8 +78,9 @@ def test_a_fresh_repository_gets_the_gates_and_readable_failures(pytester, small
     assert set(benchmarks) == {"fp32", "ort-default", "dynamic"}
     keys = {"variant", "task", "size_bytes", "size_ratio", "map50", "map50_95", "map_drop", "agreement", "box_cosine",
             "score_cosine", "task_cosine", "top1_agreement", "recipe", "onnxruntime", "threads", "speedup", "speedup_low",
-            "speedup_high", "gated", "setup"}
+            "speedup_high", "gated", "setup", "model_sha256"}
     assert all(keys <= set(info) for info in benchmarks.values())
+    assert {info["model_sha256"] for info in benchmarks.values()} == {model_sha256(pytester.path / "model.onnx")}
     fp32, gated, contrast = benchmarks["fp32"], benchmarks["ort-default"], benchmarks["dynamic"]
     assert (fp32["speedup"], fp32["speedup_low"], fp32["speedup_high"], fp32["gated"]) == (1.0, 1.0, 1.0, False)
     assert gated["gated"] and not contrast["gated"]

@@ -3,12 +3,16 @@
 `pytest --benchmark-only` (or any --benchmark-json/-save/-autosave/-enable) times them; otherwise
 each runs once, as a functional test (the user's own benchmarks are left as pytest-benchmark set them).
 The gate metrics and the interleaved same-run speedup ride along in extra_info, so the saved JSON
-is the history `quantlab compare` reads.
+is the history `quantlab compare` reads; so does the FP32 model's hash, so that compare tells a changed
+model from a regression.
 """
+
+import functools
 
 import pytest
 
 from quantlab.bench import bench_setup
+from quantlab.onnxmodel import model_sha256
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.sessions import ONNXRUNTIME, runtime_version
 from quantlab.variant import VariantId
@@ -22,6 +26,12 @@ def _timing_asked_for(config: pytest.Config) -> bool:
     option = config.option
     return bool(option.benchmark_only or option.benchmark_enable or option.benchmark_json
                 or option.benchmark_autosave or option.benchmark_save)
+
+
+@functools.cache
+def _model_sha256(path) -> str:
+    """The FP32 model's hash, read once per session for every variant's benchmark."""
+    return model_sha256(path)
 
 
 def test_latency(benchmark, request, quantlab_suite, quantlab_artifacts, quantlab_metrics, quantlab_variant):
@@ -44,7 +54,7 @@ def test_latency(benchmark, request, quantlab_suite, quantlab_artifacts, quantla
         setup[runtime] = runtime_version(runtime)
     benchmark.extra_info.update(
         metrics, onnxruntime=ORT_VERSION, threads=suite.threads, speedup=speedup.ratio,
-        speedup_low=speedup.low, speedup_high=speedup.high, setup=setup)
+        speedup_low=speedup.low, speedup_high=speedup.high, setup=setup, model_sha256=_model_sha256(suite.model))
     if variant in suite.static_variants:
         failure = suite.check("speedup").fails({"variant": variant, "speedup": speedup.ratio})
         if failure:
