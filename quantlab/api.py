@@ -42,9 +42,9 @@ def _images(source: PathLike | Sequence[PathLike] | None, recursive: bool) -> li
 
 
 def quantize_model(model: PathLike, output: PathLike, recipe: str | Recipe = "auto",
-             calib: PathLike | Sequence[PathLike] | None = None, *, num_calib: int | None = None,
-             exclude: Sequence[str] = (), input_hw: tuple[int, int] | None = None, recursive: bool = False,
-             force: bool = False) -> QuantizeResult:
+                   calib: PathLike | Sequence[PathLike] | None = None, *, num_calib: int | None = None,
+                   exclude: Sequence[str] = (), input_hw: tuple[int, int] | None = None, recursive: bool = False,
+                   force: bool = False) -> QuantizeResult:
     """Quantize an FP32 ONNX model to INT8, as `quantlab quantize` does.
 
     Args:

@@ -37,6 +37,7 @@ class Artifacts:
         self.info: ModelInfo = inspect_model(suite.model)
         self.input_hw = resolve_input_hw(self.info)
         self._variants: dict[str, Variant | BaseException] = {}
+        self._files: dict[str, Path | BaseException] = {}
         self._sessions: dict = {}
         self._evaluations: dict[str, EvalResult] = {}
         self._speedups: dict[str, Speedup] = {}
@@ -80,20 +81,30 @@ class Artifacts:
         return built
 
     def _build(self, name: str) -> Variant:
-        suite = self.suite
+        """The planned variant on its build's file: one file serves every runtime."""
         planned = self._plan[name]
-        if planned.id.runtime != ONNXRUNTIME:  # the onnxruntime build's file
-            return Variant(planned, self.variant(planned.id.build).path)
-        if name == FP32:
-            return Variant(planned, suite.model)
-        filename = f"{suite.model.stem}.{name}.onnx"
-        if name == TUNED:
-            path = self.store.build_once(self._key(name), filename, self._tune)
-        else:
-            path = self.store.build_once(self._key(name), filename, lambda target: build_variant(
-                name, suite.model, target.parent, suite.calib_images, suite.num_calib,
-                exclude_nodes=self._recipe(name).exclude_nodes))
-        return Variant(planned, path)
+        build = planned.id.build
+        if build not in self._files:
+            try:
+                self._files[build] = self._build_file(build)
+            except Exception as exc:  # remembered, so the build is not tried again for another runtime
+                self._files[build] = exc
+        file = self._files[build]
+        if isinstance(file, BaseException):
+            raise file
+        return Variant(planned, file)
+
+    def _build_file(self, build: str) -> Path:
+        """The model file of a build: FP32 as given, or quantized once per content hash (through the store)."""
+        suite = self.suite
+        if build == FP32:
+            return suite.model
+        filename = f"{suite.model.stem}.{build}.onnx"
+        if build == TUNED:
+            return self.store.build_once(self._key(build), filename, self._tune)
+        return self.store.build_once(self._key(build), filename, lambda target: build_variant(
+            build, suite.model, target.parent, suite.calib_images, suite.num_calib,
+            exclude_nodes=self._recipe(build).exclude_nodes))
 
     def _tune_budget(self) -> float:
         budgets = self.suite.budgets

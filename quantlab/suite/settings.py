@@ -25,7 +25,7 @@ from quantlab.recipes import parse_recipe_list
 from quantlab.sessions import ONNXRUNTIME, SessionSettings, parse_providers, parse_runtimes
 from quantlab.suite.options import BY_NAME, Reader
 from quantlab.textsafe import for_terminal
-from quantlab.variant import PlannedVariant, check_recipes_fit, plan_variants
+from quantlab.variant import PlannedVariant, VariantId, check_recipes_fit, plan_variants
 
 
 def _usage_error(message: str) -> pytest.UsageError:
@@ -74,8 +74,10 @@ class SuiteConfig:
         return [v.name for v in self.plan if v.speed_gated]
 
     def gated(self, name: str) -> bool:
-        """A variant the user asked for (a --quantlab-recipes entry, or tuned), not fp32 or the contrast."""
-        return name in self.int8_variants
+        """A variant the user asked for (a --quantlab-recipes entry, or tuned), not fp32 or the contrast; a
+        build's name (its file serves every runtime) is gated when one of its variants is."""
+        build = VariantId.parse(name).build
+        return any(v.gated and v.id.build == build for v in self.plan)
 
     def accuracy_check(self, labelled: bool) -> Check:
         """The accuracy budget (mAP drop with labels, agreement without), naming its option."""
