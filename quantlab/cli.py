@@ -234,13 +234,13 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, render_markdown, write_report
     from quantlab.sessions import parse_runtimes
-    from quantlab.variant import plan_variants
+    from quantlab.variant import DYNAMIC, parse_contrast, plan_variants
 
     out_dir = Path(os.path.abspath(args.out))
     recipes = parse_recipe_list(args.recipes)
-    contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
+    contrast = parse_contrast(DYNAMIC if args.no_contrast else args.contrast)
     try:
-        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes))
+        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes), include_dynamic=False)
     except ConfigError as exc:
         raise ConfigError(f"--runtimes: {exc}") from exc
     budgets = Budgets(**{name: getattr(args, name) for name in BUDGET_NAMES})
@@ -367,8 +367,9 @@ def _add_shared(p: argparse.ArgumentParser, command: str) -> None:
         if s.kind is bool:
             p.add_argument(s.cli_flag, action="store_true", help=text)
             continue
-        options = dict(type=s.parse, default=s.default, metavar=s.metavar, nargs=s.nargs,
-                       help=text + (f" (default {s.default})" if s.default is not None else ""))
+        default = s.default_for(command)
+        options = dict(type=s.parse, default=default, metavar=s.metavar, nargs=s.nargs,
+                       help=text + (f" (default {default})" if default is not None else ""))
         if s.choices:
             options.update(choices=s.choices())
         if s.check:
@@ -396,10 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="quantlab-out",
                    help="output folder (default ./quantlab-out): new, empty, or one quantlab wrote (replaced whole "
                         "when the run completes)")
-    p.add_argument("--contrast", default="ort-default",
-                   help="recipes shown beside them but not gated (default ort-default: onnxruntime's defaults, "
-                        "the field report's model); dynamic quantization is always built and shown")
-    p.add_argument("--no-contrast", action="store_true", help="no contrast recipes (dynamic is still shown)")
+    p.add_argument("--no-contrast", action="store_true",
+                   help="the older spelling of --contrast dynamic: no contrast recipe but dynamic quantization "
+                        "(--contrast none drops dynamic too)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")
