@@ -141,10 +141,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for name in _suite_modules(config):
             path = SUITE_DIR / f"{name}.py"
             nodeid = f"quantlab/suite/{name}.py"
-            if path not in collected and (not selected or any(s.split("::")[0] == nodeid for s in selected)):
+            named = [s for s in selected if s.split("::")[0] == nodeid]
+            if path not in collected and (named or not selected):
                 module = SuiteModule.from_parent(session, path=path, nodeid=nodeid)
                 suite_items = map(_own_fixtures, session.genitems(module))
-                items.extend(_benchmarkable(config, _named(suite_items, selected) if selected else suite_items))
+                items.extend(_benchmarkable(config, _named(suite_items, named) if named else suite_items))
     return (yield)
 
 

@@ -158,10 +158,17 @@ def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, s
          r"--quantlab-exclude: node\(s\) no_such_node not in"),
         (["--quantlab-demo", "--quantlab-runtimes", "onnxruntime,tensorrt"], [],
          r"--quantlab-runtimes.*runtime\(s\) tensorrt unknown: choose from onnxruntime, openvino"),
+        (["--quantlab-demo", "--quantlab-contrast", "dynamic,fastest"], [], r"--quantlab-contrast: recipe 'fastest' "
+         r"is unknown"),
+        (["--quantlab-demo", "--quantlab-contrast", "ov-conv"], [], r"--quantlab-runtimes: recipe 'ov-conv' is made "
+         r"for openvino"),
+        (["--quantlab-demo", "quantlab/suite/gates.py::test_no_such_gate"], [],
+         r"not found: quantlab/suite/gates\.py::test_no_such_gate"),
     ],
     ids=["missing-model", "not-a-detector", "empty-calib", "no-data", "missing-data-yaml", "bad-recipe",
          "nan-budget", "out-of-range-ini-budget", "bad-threads", "unknown-provider", "data-without-model",
-         "unknown-exclude-node", "unknown-runtime"],
+         "unknown-exclude-node", "unknown-runtime", "unknown-contrast", "contrast-for-another-runtime",
+         "unknown-node-id"],
 )
 def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_data, args, ini_lines, message):
     _user_repo(pytester, small_data, ini_lines)
@@ -205,8 +212,19 @@ def test_a_command_line_budget_wins_over_the_ini_and_ini_paths_follow_the_ini(py
                                               "quantlab/suite/benchmarks.py::test_latency[tuned]"}, 6),
         (["-m", "not quantlab"], {"test_mine.py::test_mine"}, 1),
         (["tests/test_mine.py"], {"test_mine.py::test_mine"}, 1),  # a path narrows the run, as in any pytest run
+        # the suite's node ids run as printed, though its modules live in the installed package
+        (["quantlab/suite/gates.py::test_size_ratio_within_budget[auto]"],
+         {"quantlab/suite/gates.py::test_size_ratio_within_budget[auto]"}, 1),
+        (["quantlab/suite/gates.py::test_fp32_agrees_with_itself", "quantlab/suite/benchmarks.py", "tests/test_mine.py"],
+         {"quantlab/suite/gates.py::test_fp32_agrees_with_itself", "quantlab/suite/benchmarks.py::test_latency[auto]",
+          "test_mine.py::test_mine"}, 5),
+        # contrasts are benchmarked, never gated; none switches them off, dynamic included
+        (["--quantlab-contrast", "none"], {"quantlab/suite/benchmarks.py::test_latency[auto]"}, 9),
+        (["-o", "quantlab_contrast=ort-default", "-k", "ort-default or dynamic"],
+         {"quantlab/suite/benchmarks.py::test_latency[ort-default]"}, 1),
     ],
-    ids=["default", "marker-and-keyword", "tune", "deselected", "explicit-path"],
+    ids=["default", "marker-and-keyword", "tune", "deselected", "explicit-path", "node-id", "node-ids-and-a-path",
+         "no-contrast", "ini-contrast"],
 )
 def test_the_suite_joins_default_runs_and_follows_selection(pytester, small_data, args, collected, count):
     _user_repo(pytester, small_data, ["testpaths = tests", "quantlab_model = model.onnx",
