@@ -233,3 +233,57 @@ def test_the_suite_joins_default_runs_and_follows_selection(pytester, small_data
     result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", *args)
     ids = {line.replace("tests/", "", 1) for line in result.stdout.lines if "::" in line}
     assert collected <= ids and len(ids) == count, result.stdout.lines
+
+
+@pytest.mark.parametrize(("args", "root"), [
+    ([], ".pytest_cache/d/quantlab"),  # pytest's cache: kept across runs, emptied by --cache-clear
+    (["--quantlab-cache-dir", "built"], "built"),
+    (["-p", "no:cacheprovider"], "quantlab-artifacts"),  # no cache: this run's base temp folder, as before
+], ids=["pytest-cache", "cache-dir", "no-cacheprovider"])
+def test_the_artifact_store_is_kept_where_the_settings_say(pytester, small_data, args, root):
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib"])
+    pytester.makepyfile(test_store="def test_store(quantlab_artifacts):\n    pass\n")
+    result = pytester.runpytest(*args, "test_store.py", "--basetemp", str(pytester.path / "basetemp"))
+    result.assert_outcomes(passed=1)
+    where = pytester.path / ("basetemp" if root == "quantlab-artifacts" else "") / root
+    result.stdout.fnmatch_lines([f"quantlab: 0 artifact(s) built, 0 reused from {where} (--cache-clear rebuilds them)"])
+
+
+def test_cache_clear_empties_a_cache_dir_of_the_stores_entries_only(pytester, small_data):
+    from quantlab.suite.store import ArtifactStore
+
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib",
+                                      "quantlab_cache_dir = built"])
+    store = ArtifactStore(pytester.path / "built")
+    store.build_once("auto-0123456789abcdef", "model.onnx", lambda target: target.write_text("built"))
+    (pytester.path / "built" / "notes.txt").write_text("the user's")
+    pytester.runpytest("--collect-only", "-q")
+    assert [p.name for p in store.entries()] == ["auto-0123456789abcdef"]
+    pytester.runpytest("--collect-only", "-q", "--cache-clear")
+    assert sorted(p.name for p in (pytester.path / "built").iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+def test_a_second_run_builds_nothing_and_a_tampered_entry_is_rebuilt(pytester, small_data):
+    """The store is kept in pytest's cache: an unchanged run reuses the variant and its metrics; a cached
+    model changed since it was built is built again, never gated."""
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib"])
+    pytester.makepyfile(test_session="""
+        def test_session(quantlab_artifacts):
+            quantlab_artifacts.session("auto")  # the model itself, not only its metrics
+    """)
+    args = ("-k", "size_ratio or fp32_agrees or test_session", "--quantlab-num-calib", "8", "--quantlab-contrast", "none")
+    store = pytester.path / ".pytest_cache" / "d" / "quantlab"
+
+    def run(built, reused):
+        result = pytester.runpytest_subprocess(*args, timeout=900)
+        result.assert_outcomes(passed=3)
+        result.stdout.fnmatch_lines([f"quantlab: {built} artifact(s) built, {reused} reused from {store} *"])
+
+    run(built=2, reused=0)  # the auto model and the metrics of the run
+    run(built=0, reused=2)  # the same two, unchanged
+    model = next(store.glob("auto-*/model.auto.onnx"))
+    built = model.read_bytes()
+    model.write_bytes(built[:-1] + bytes([built[-1] ^ 1]))
+    run(built=1, reused=1)  # the model again; its metrics are keyed by its inputs, not its bytes
+    assert model.read_bytes() == built
