@@ -17,7 +17,7 @@ suite's variants.
 
 The suite's node ids (quantlab/suite/gates.py::test_...[auto]) are re-runnable as printed, although the
 suite's modules live in the installed package: such an argument selects from the suite the plugin adds.
-A run with failed gates ends with the command that re-runs them.
+A run with failed suite tests ends with the command that re-runs them.
 """
 
 from __future__ import annotations
@@ -280,17 +280,20 @@ def quantlab_static_variant():
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """What the artifact store built and reused; the command that re-runs the failed gates; and, when an xdist
+    """What the artifact store built and reused; the command that re-runs the failed suite tests; and, when an xdist
     run left quantlab's benchmarks out, that it did."""
     if _SUITE not in config.stash or config.option.collectonly:
         return
     store = config.stash.get(_STORE, None)
+    failed = [r.nodeid for r in terminalreporter.stats.get("failed", ()) if r.nodeid.startswith("quantlab/suite/")]
+    if store is None and not failed and not _under_xdist(config):
+        return
+    terminalreporter.write_sep("=", "quantlab")
     if store is not None:
         terminalreporter.write_line(f"quantlab: {store.built} artifact(s) built, {store.reused} reused from "
                                     f"{store.root} (--cache-clear rebuilds them)")
-    failed = [r.nodeid for r in terminalreporter.stats.get("failed", ()) if r.nodeid.startswith("quantlab/suite/")]
     if failed:
-        terminalreporter.write_line(f"quantlab: re-run the failed gates: {rerun_command(config, failed)}")
+        terminalreporter.write_line(f"quantlab: re-run the failed tests: {rerun_command(config, failed)}")
     if _under_xdist(config):
         terminalreporter.write_line("quantlab: pytest-benchmark does not time under pytest-xdist, so quantlab's "
                                     "benchmarks were left out: time them serially with pytest --benchmark-only (no -n)")

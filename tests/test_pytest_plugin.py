@@ -7,6 +7,7 @@ to fail); the others check configuration, which quantizes nothing.
 import importlib.util
 import json
 import re
+import shlex
 import shutil
 
 import onnx
@@ -15,6 +16,7 @@ from onnx import TensorProto, helper
 
 from quantlab.demo import DEMO_MODEL
 from quantlab.demo.shapes import write_dataset
+from quantlab.gates import HEAD_QUANTIZED
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("outside_xdist")  # each test starts a pytest of its own
@@ -65,12 +67,21 @@ def test_a_fresh_repository_gets_the_gates_and_readable_failures(pytester, small
                                            limit="100", option="--quantlab-min-speedup"),
     }
     failures = out.split("= FAILURES =")[1].split("short test summary")[0]
-    sections = dict(re.findall(r"^_{3,} (\S+) _{3,}\n(.*?)(?=^_{3,} |^-{3,}|\Z)", failures, re.MULTILINE | re.DOTALL))
+    sections = dict(re.findall(r"^_{3,} (\S+) _{3,}\n(.*?)(?=^_{3,} |^-{3,}|^={3,}|\Z)", failures, re.MULTILINE | re.DOTALL))
     for test, metric in [("test_size_ratio_within_budget", "size_ratio"), ("test_accuracy_within_budget", "map_drop"),
                          ("test_static_int8_is_faster_than_fp32", "speedup"), ("test_latency", "speedup")]:
-        assert re.fullmatch(sentences[metric], sections[f"{test}[ort-default]"].strip()), (test, failures)
+        cause = f"\nort-default: likely cause: {re.escape(HEAD_QUANTIZED)}" if metric == "map_drop" else ""
+        assert re.fullmatch(sentences[metric] + cause, sections[f"{test}[ort-default]"].strip()), (test, failures)
     assert all(len(body.splitlines()) < 15 for body in sections.values()), failures
     assert result.ret == pytest.ExitCode.TESTS_FAILED and "passed" in result.parseoutcomes()
+
+    # the failed tests' ids, re-run as printed, select those tests and nothing else
+    failed = {line.split()[1] for line in result.stdout.lines if line.startswith("FAILED quantlab/suite/")}
+    rerun = next(line for line in result.stdout.lines if line.startswith("quantlab: re-run the failed tests: "))
+    command = shlex.split(rerun.split(": ", 2)[2])
+    assert command[:2] == ["pytest", "--quantlab-calib"] and set(command) >= failed
+    collected = pytester.runpytest(*command[1:], "-p", "no:cacheprovider", "--collect-only", "-q")
+    assert {line for line in collected.stdout.lines if "::" in line} == failed
 
     benchmarks = {b["extra_info"]["variant"]: b["extra_info"] for b in
                   json.loads((pytester.path / "bench.json").read_text())["benchmarks"]}
