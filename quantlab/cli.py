@@ -224,6 +224,14 @@ def _write_json(path: str | Path, payload: dict | list) -> None:
     atomic_write_bytes(Path(path), json_bytes(payload))
 
 
+def run_contrast(args) -> list[str]:
+    """The contrast recipes of `quantlab run` (quantlab.variant.parse_contrast, the suite's rule): --contrast,
+    or --no-contrast, the older spelling of --contrast dynamic."""
+    from quantlab.variant import DYNAMIC, parse_contrast
+
+    return parse_contrast(DYNAMIC if args.no_contrast else args.contrast)
+
+
 def cmd_run(args, console: Console) -> int:
     from quantlab.demo import DEMO_MODEL
     from quantlab.demo.shapes import write_dataset
@@ -234,11 +242,10 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.recipes import parse_recipe_list
     from quantlab.report import build_report, render_markdown, write_report
     from quantlab.sessions import parse_runtimes
-    from quantlab.variant import DYNAMIC, parse_contrast, plan_variants
+    from quantlab.variant import plan_variants
 
     out_dir = Path(os.path.abspath(args.out))
-    recipes = parse_recipe_list(args.recipes)
-    contrast = parse_contrast(DYNAMIC if args.no_contrast else args.contrast)
+    recipes, contrast = parse_recipe_list(args.recipes), run_contrast(args)
     try:
         plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes), include_dynamic=False)
     except ConfigError as exc:
