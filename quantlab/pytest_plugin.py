@@ -209,7 +209,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The suite's settings; the demo model without data gets the demo data, generated once per run."""
+    """The suite's settings; the demo model without data gets the demo data, generated once into the store."""
     suite = request.config.stash.get(_SUITE, None)
     if suite is None:
         pytest.skip(_OFF)

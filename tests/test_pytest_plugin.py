@@ -253,8 +253,8 @@ def test_the_suite_joins_default_runs_and_follows_selection(pytester, small_data
 ], ids=["pytest-cache", "cache-dir", "no-cacheprovider"])
 def test_the_artifact_store_is_kept_where_the_settings_say(pytester, small_data, args, root):
     _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib"])
-    pytester.makepyfile(test_store="def test_store(quantlab_artifacts):\n    pass\n")
-    result = pytester.runpytest(*args, "test_store.py", "--basetemp", str(pytester.path / "basetemp"))
+    pytester.makepyfile(test_uses_the_store="def test_store(quantlab_artifacts):\n    pass\n")
+    result = pytester.runpytest(*args, "test_uses_the_store.py", "--basetemp", str(pytester.path / "basetemp"))
     result.assert_outcomes(passed=1)
     where = pytester.path / ("basetemp" if root == "quantlab-artifacts" else "") / root
     result.stdout.fnmatch_lines([f"quantlab: 0 artifact(s) built, 0 reused from {where} (--cache-clear rebuilds them)"])
