@@ -210,6 +210,14 @@ def _write_json(path: str | Path, payload: dict | list) -> None:
     atomic_write_bytes(Path(path), json_bytes(payload))
 
 
+def run_contrast(args) -> list[str]:
+    """The contrast recipes of `quantlab run` (quantlab.variant.parse_contrast, the suite's rule): --contrast,
+    or --no-contrast, the older spelling of --contrast dynamic."""
+    from quantlab.variant import DYNAMIC, parse_contrast
+
+    return parse_contrast(DYNAMIC if args.no_contrast else args.contrast)
+
+
 def cmd_run(args, console: Console) -> int:
     from quantlab.gates import BUDGET_NAMES, Budgets
     from quantlab.job import run_to_folder
@@ -219,10 +227,9 @@ def cmd_run(args, console: Console) -> int:
     from quantlab.sessions import SessionSettings, parse_runtimes
     from quantlab.variant import plan_variants
 
-    recipes = parse_recipe_list(args.recipes)
-    contrast = [] if args.no_contrast else parse_recipe_list(args.contrast)
+    recipes, contrast = parse_recipe_list(args.recipes), run_contrast(args)
     try:
-        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes))
+        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes), include_dynamic=False)
     except ConfigError as exc:
         raise ConfigError(f"--runtimes: {exc}") from exc
     budgets = Budgets(**{name: getattr(args, name) for name in BUDGET_NAMES})
@@ -356,8 +363,9 @@ def _add_shared(p: argparse.ArgumentParser, command: str) -> None:
         if s.kind is bool:
             p.add_argument(s.cli_flag, action="store_true", help=text)
             continue
-        options = dict(type=s.parse, default=s.default, metavar=s.metavar, nargs=s.nargs,
-                       help=text + (f" (default {s.default})" if s.default is not None else ""))
+        default = s.default_for(command)
+        options = dict(type=s.parse, default=default, metavar=s.metavar, nargs=s.nargs,
+                       help=text + (f" (default {default})" if default is not None else ""))
         if s.choices:
             options.update(choices=s.choices())
         if s.check:
@@ -385,10 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="quantlab-out",
                    help="output folder (default ./quantlab-out): new, empty, or one quantlab wrote (replaced whole "
                         "when the run completes)")
-    p.add_argument("--contrast", default="ort-default",
-                   help="recipes shown beside them but not gated (default ort-default: onnxruntime's defaults, "
-                        "the field report's model); dynamic quantization is always built and shown")
-    p.add_argument("--no-contrast", action="store_true", help="no contrast recipes (dynamic is still shown)")
+    p.add_argument("--no-contrast", action="store_true",
+                   help="the older spelling of --contrast dynamic: no contrast recipe but dynamic quantization "
+                        "(--contrast none drops dynamic too)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")

@@ -42,6 +42,16 @@ class Check:
         return f"{self.metric}:{self.limit:g}{'x' if self.metric == 'speedup' else ''}"
 
 
+HEAD_QUANTIZED = "the detection head was quantized: one scale spans box pixels and class probabilities"
+
+
+def known_cause(variant: dict) -> str | None:
+    """Why a variant loses accuracy or parity, where its recipe says (variant: its measures, 'recipe' the
+    recipe's settings, None for FP32); None where quantlab knows no cause."""
+    recipe = variant.get("recipe")
+    return HEAD_QUANTIZED if recipe and not recipe.get("keep_head_float", True) else None
+
+
 def check_budget(name: str, value: float) -> float:
     """`value` if it is a finite number within the budget's range; else ConfigError naming both."""
     interval = _BY_BUDGET[name].budget.range

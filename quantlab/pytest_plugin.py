@@ -10,15 +10,21 @@ pytest's usage error, exit 4), and adds quantlab's own gates and benchmarks (qua
 `quantlab`) to every run that collects its default paths, so a user repository copies no test file.
 
 Fixtures, all namespaced: `quantlab_suite` (the settings), `quantlab_artifacts` (variants built once
-per content hash, shared by pytest-xdist workers), `quantlab_metrics` (a variant's gate metrics),
+per content hash, kept across runs in pytest's cache folder and shared by pytest-xdist workers: see
+quantlab.suite.store), `quantlab_metrics` (a variant's gate metrics),
 and `quantlab_variant` / `quantlab_int8_variant` / `quantlab_static_variant`, parametrised with the
 suite's variants.
+
+The suite's node ids (quantlab/suite/gates.py::test_...[auto]) are re-runnable as printed, although the
+suite's modules live in the installed package: such an argument selects from the suite the plugin adds.
+A run with failed suite tests ends with the command that re-runs them.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import types
 from pathlib import Path
 
@@ -29,6 +35,8 @@ from quantlab.suite.options import SETTINGS, Reader, add_options
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
 SUITE_MODULES = ("gates", "benchmarks")
 _SUITE = pytest.StashKey()
+_STORE = pytest.StashKey()
+_SELECTED = pytest.StashKey()  # the suite's node ids given as arguments
 _OFF = "quantlab's suite is off: name a model with --quantlab-model (ini quantlab_model) or --quantlab-demo"
 _NO_BENCHMARK = ("pytest-benchmark is not active (-p no:benchmark, or not installed: "
                  "pip install 'quantlab-yolo[test]'): quantlab's benchmarks need its benchmark fixture")
@@ -93,8 +101,24 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from quantlab.suite.settings import read_suite
 
-    config.stash[_SUITE] = read_suite(config)
+    suite = config.stash[_SUITE] = read_suite(config)
     config.addinivalue_line("markers", "quantlab: quantlab's regression gates and benchmarks (select: -m quantlab)")
+    config.stash[_SELECTED] = _take_suite_ids(config)
+    if suite.cache_dir and config.getoption("cacheclear", False) and not hasattr(config, "workerinput"):
+        from quantlab.suite.store import ArtifactStore
+
+        ArtifactStore(suite.cache_dir).clear()
+
+
+def _take_suite_ids(config: pytest.Config) -> list[str]:
+    """Take the arguments that name the suite's node ids (quantlab/suite/gates.py[::test...]) out of the
+    paths pytest collects: their files are in the installed package, not under the current folder."""
+    suite_files = {f"quantlab/suite/{name}.py" for name in SUITE_MODULES}
+    where = config.invocation_params.dir
+    taken = [arg for arg in config.args
+             if (path := arg.split("::")[0]) in suite_files and not (where / path).exists()]
+    config.args[:] = [arg for arg in config.args if arg not in taken]
+    return taken
 
 
 class SuiteModule(pytest.Module):
@@ -111,14 +135,29 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     Only when pytest collects its default paths (testpaths or the current folder): `pytest FILE`
     runs that file alone, as ever.
     """
-    if _SUITE in config.stash and config.args_source is not pytest.Config.ArgsSource.ARGS:
+    selected = config.stash.get(_SELECTED, [])
+    if _SUITE in config.stash and (selected or config.args_source is not pytest.Config.ArgsSource.ARGS):
         collected = {item.path for item in items}
         for name in _suite_modules(config):
             path = SUITE_DIR / f"{name}.py"
-            if path not in collected:
-                module = SuiteModule.from_parent(session, path=path, nodeid=f"quantlab/suite/{name}.py")
-                items.extend(_benchmarkable(config, map(_own_fixtures, session.genitems(module))))
+            nodeid = f"quantlab/suite/{name}.py"
+            named = [s for s in selected if s.split("::")[0] == nodeid]
+            if path not in collected and (named or not selected):
+                module = SuiteModule.from_parent(session, path=path, nodeid=nodeid)
+                suite_items = map(_own_fixtures, session.genitems(module))
+                items.extend(_benchmarkable(config, _named(suite_items, named) if named else suite_items))
     return (yield)
+
+
+def _named(items, selected: list[str]) -> list[pytest.Item]:
+    """The items `selected` names, as pytest selects by node id: a module, a test (every parameter), one item."""
+    chosen = [item for item in items
+              if any(item.nodeid == s or item.nodeid.startswith((s + "::", s + "[")) for s in selected)]
+    unmatched = [s for s in selected if not any(item.nodeid == s or item.nodeid.startswith((s + "::", s + "["))
+                                                for item in chosen)]
+    if unmatched:
+        raise pytest.UsageError(f"quantlab: not found: {unmatched[0]} (not a test of quantlab's suite in this run)")
+    return chosen
 
 
 def _own_fixtures(item: pytest.Item) -> pytest.Item:
@@ -170,7 +209,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The suite's settings; the demo model without data gets the demo data, generated once per run."""
+    """The suite's settings; the demo model without data gets the demo data, generated once into the store."""
     suite = request.config.stash.get(_SUITE, None)
     if suite is None:
         pytest.skip(_OFF)
@@ -181,9 +220,10 @@ def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     from quantlab.datasets import load_dataset
     from quantlab.demo.shapes import write_dataset
     from quantlab.images import list_images
-    from quantlab.suite.store import ArtifactStore, content_key, shared_root
 
-    data_yaml = ArtifactStore(shared_root(tmp_path_factory)).build_once(
+    from quantlab.suite.store import content_key
+
+    data_yaml = _store(request.config, tmp_path_factory).build_once(
         content_key("demo-data", splits=["val", "calib"]), "data.yaml",
         lambda target: write_dataset(target.parent, splits=("val", "calib")))
     return replace(suite, dataset=load_dataset(data_yaml),
@@ -191,11 +231,23 @@ def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture(scope="session")
-def quantlab_artifacts(quantlab_suite, tmp_path_factory: pytest.TempPathFactory):
+def quantlab_artifacts(request: pytest.FixtureRequest, quantlab_suite, tmp_path_factory: pytest.TempPathFactory):
     from quantlab.suite.artifacts import Artifacts
+
+    return Artifacts(quantlab_suite, _store(request.config, tmp_path_factory))
+
+
+def _store(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
+    """This run's artifact store: --quantlab-cache-dir, else pytest's cache folder (emptied by --cache-clear),
+    else (-p no:cacheprovider) the base temp folder this run's xdist workers share."""
     from quantlab.suite.store import ArtifactStore, shared_root
 
-    return Artifacts(quantlab_suite, ArtifactStore(shared_root(tmp_path_factory)))
+    if _STORE not in config.stash:
+        cache = getattr(config, "cache", None)
+        root = (config.stash[_SUITE].cache_dir or (cache.mkdir("quantlab") if cache is not None else None)
+                or shared_root(tmp_path_factory))
+        config.stash[_STORE] = ArtifactStore(root)
+    return config.stash[_STORE]
 
 
 @pytest.fixture
@@ -228,7 +280,30 @@ def quantlab_static_variant():
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """Say so when an xdist run left quantlab's benchmarks out."""
-    if _SUITE in config.stash and _under_xdist(config) and not config.option.collectonly:
+    """What the artifact store built and reused; the command that re-runs the failed suite tests; and, when an xdist
+    run left quantlab's benchmarks out, that it did."""
+    if _SUITE not in config.stash or config.option.collectonly:
+        return
+    store = config.stash.get(_STORE, None)
+    failed = [r.nodeid for r in terminalreporter.stats.get("failed", ()) if r.nodeid.startswith("quantlab/suite/")]
+    if store is None and not failed and not _under_xdist(config):
+        return
+    terminalreporter.write_sep("=", "quantlab")
+    if store is not None:
+        terminalreporter.write_line(f"quantlab: {store.built} artifact(s) built, {store.reused} reused from "
+                                    f"{store.root} (--cache-clear rebuilds them)")
+    if failed:
+        terminalreporter.write_line(f"quantlab: re-run the failed tests: {rerun_command(config, failed)}")
+    if _under_xdist(config):
         terminalreporter.write_line("quantlab: pytest-benchmark does not time under pytest-xdist, so quantlab's "
                                     "benchmarks were left out: time them serially with pytest --benchmark-only (no -n)")
+
+
+def rerun_command(config: pytest.Config, nodeids: list[str]) -> str:
+    """pytest with the --quantlab-* options this run was given and `nodeids`, quoted for a POSIX shell."""
+    options = []
+    for s in SETTINGS:
+        value = config.getoption(s.key)
+        if value is not None:
+            options += [s.flag] if s.kind is bool else [s.flag, str(value)]
+    return shlex.join(["pytest", *options, *dict.fromkeys(nodeids)])

@@ -12,7 +12,7 @@ import onnxruntime as ort
 from quantlab import __version__
 from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.cpu import detect_cpu
-from quantlab.gates import Budgets
+from quantlab.gates import Budgets, known_cause
 from quantlab.jsonio import json_bytes
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.measures import BUDGETED, measure
@@ -106,8 +106,8 @@ def verdict(entry: dict, budgets: Budgets) -> str:
         parts.append(f"detections disagree with FP32 (agreement {agreement:.3f} < {budgets.min_agreement:g})")
     else:
         parts.append("accuracy not measured (the FP32 model detects nothing on these images)")
-    if not recipe["keep_head_float"] and (drop or 0) > budgets.max_map_drop:
-        parts.append("the detection head was quantized: one scale spans box pixels and class probabilities")
+    if (drop or 0) > budgets.max_map_drop and (cause := known_cause(entry)):
+        parts.append(cause)
     return "; ".join(parts)
 
 

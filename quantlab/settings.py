@@ -88,7 +88,8 @@ class Setting:
     kind: Path, str, int, float or bool (a flag). parse: the CLI's conversion of the typed text (None: the
     text as typed); the suite converts by kind (suite/options.py). nargs/check: a CLI setting of several
     values, checked together (check returns the problem or None). choices: the one value's choices (CLI).
-    help_in: a face's own wording, where the setting means something narrower there.
+    help_in: a face's own wording, where the setting means something narrower there; default_in: a face's own
+    default, where it differs from `default`.
     """
 
     name: str
@@ -102,6 +103,7 @@ class Setting:
     check: Callable[[list], str | None] | None = None
     choices: Callable[[], list[str]] | None = None
     help_in: Mapping[str, str] = field(default_factory=dict, hash=False)
+    default_in: Mapping[str, object] = field(default_factory=dict, hash=False)
 
     @property
     def flag(self) -> str:
@@ -116,6 +118,10 @@ class Setting:
     @property
     def cli_flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    def default_for(self, face: str):
+        """The default `face` gives the setting."""
+        return self.default_in.get(face, self.default)
 
     def help_for(self, face: str) -> str:
         """The help `face` shows, without its default; {recipes} stands for the recipe names."""
@@ -158,6 +164,9 @@ SETTINGS = (
     Setting("num_calib", int, "calibration images sampled", 100, faces=_faces(PYTEST, "run", "quantize", "tune"),
             parse=count(1)),
     Setting("recipes", str, "gated recipes, comma-separated: {recipes}", "auto", faces=_faces(PYTEST, "run")),
+    Setting("contrast", str, "recipes built, evaluated and timed beside the gated ones but never gated, "
+                             "comma-separated, or none: no contrast at all ({recipes})", "dynamic",
+            faces=_faces(PYTEST, "run"), default_in={"run": "ort-default,dynamic"}),
     Setting("recipe", str, "quantization recipe", "auto", faces=_faces("quantize", "tune"), choices=recipe_choices),
     Setting("exclude", str, "node names every gated recipe keeps in float, comma-separated (as quantlab "
                             "quantize --exclude, or the list quantlab tune prints)", faces=_faces(PYTEST)),
@@ -175,6 +184,9 @@ SETTINGS = (
             faces=_faces(PYTEST, "run"), metavar="RT[,RT...]"),
     Setting("tune", bool, "also gate a 'tuned' variant: the first recipe with its most sensitive layers "
                           "returned to float until the accuracy budget holds (quantlab tune)", faces=_faces(PYTEST)),
+    Setting("cache_dir", Path, "folder that keeps the suite's built variants and metrics between runs "
+                               "(default: pytest's cache folder, .pytest_cache/d/quantlab; --cache-clear empties it)",
+            faces=_faces(PYTEST)),
     *(_budget_setting(m) for m in BUDGETED),
     Setting("quiet", bool, "print only results and errors, no progress bars", faces=_ALL_COMMANDS),
     Setting("debug", bool, "show the traceback of an error", faces=_ALL_COMMANDS),

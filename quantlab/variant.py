@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quantlab.errors import ConfigError
-from quantlab.recipes import Mode, resolve_recipe
+from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
 
 ONNXRUNTIME = "onnxruntime"  # the reference runtime (quantlab.sessions opens sessions on it and the others)
 FP32 = "fp32"
 DYNAMIC = "dynamic"
 TUNED = "tuned"  # the first gated recipe with its most sensitive layers in float (quantlab tune)
+NO_CONTRAST = "none"
 
 
 class Role(enum.Enum):
@@ -91,6 +92,15 @@ def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: 
         return Role.GATED if v.build in gated or v.build == TUNED else Role.CONTRAST
 
     return tuple(PlannedVariant(v, role(v)) for v in ids)
+
+
+def parse_contrast(text: str) -> list[str]:
+    """The contrast recipes a --contrast (--quantlab-contrast) value names: built, evaluated and timed, never gated.
+
+    One rule for both faces: the list is every contrast there is (dynamic too, only when named), and 'none'
+    is no contrast at all. Plan with plan_variants(gated, contrast, include_dynamic=False).
+    """
+    return [] if text.strip().lower() == NO_CONTRAST else parse_recipe_list(text)
 
 
 def check_recipes_fit(recipe_names: Sequence[str], runtimes: Sequence[str]) -> None:

@@ -1,5 +1,6 @@
 """The settings table makes both faces: every setting a face uses is an option there, under its flag, with the
-table's default; the suite and the CLI read the same defaults, and the budgets' defaults are Budgets()'."""
+table's default; the suite and the CLI read the same defaults (but where the table gives a face its own), and the
+budgets' defaults are Budgets()'."""
 
 import argparse
 
@@ -52,9 +53,11 @@ def test_a_subcommand_defaults_to_the_tables_values_and_agrees_with_the_suite(py
     parser = _subcommands()[command]
     for s in settings_for(command):
         cli = _cli_default(parser, s.name)
-        assert cli == _converted(s.name, s.default) or (s.kind is bool and cli is False), s.name
+        assert cli == _converted(s.name, s.default_for(command)) or (s.kind is bool and cli is False), s.name
         if PYTEST in s.faces:
-            assert cli == _converted(s.name, reader.value(s.name)), s.name
+            suite = _converted(s.name, reader.value(s.name))
+            assert suite == _converted(s.name, s.default_for(PYTEST)) or (s.kind is bool and suite is False), s.name
+            assert (cli == suite) == (s.default_for(command) == s.default_for(PYTEST)), s.name
 
 
 def test_every_budget_is_a_setting_of_the_suite_with_the_gates_default():
@@ -66,3 +69,19 @@ def test_every_budget_is_a_setting_of_the_suite_with_the_gates_default():
 def test_every_setting_is_offered_somewhere_and_documented():
     for s in SETTINGS:
         assert s.faces and s.help, s.name
+
+
+@pytest.mark.parametrize(("contrast", "no_contrast", "expected"), [
+    ([], False, ["fp32", "auto", "ort-default", "dynamic"]),  # run's default: onnxruntime's defaults and dynamic
+    (["--contrast", "none"], False, ["fp32", "auto"]),  # none: no contrast at all
+    ([], True, ["fp32", "auto", "dynamic"]),  # --no-contrast, the older spelling of --contrast dynamic
+    (["--contrast", "ort-default"], False, ["fp32", "auto", "ort-default"]),  # dynamic only when named
+], ids=["default", "none", "no-contrast", "named"])
+def test_run_plans_its_contrasts_by_the_suites_rule(contrast, no_contrast, expected):
+    from quantlab.cli import run_contrast
+    from quantlab.variant import plan_variants
+
+    args = build_parser().parse_args(["run", *contrast, *(["--no-contrast"] if no_contrast else [])])
+    planned = plan_variants(["auto"], run_contrast(args), include_dynamic=False)
+    assert [v.name for v in planned] == expected
+    assert [v.name for v in planned if v.gated] == ["auto"]

@@ -183,14 +183,16 @@ class Artifacts:
         return shared if shared is not None else self._measure(name)  # a failed build raises its error here
 
     def _metrics_key(self) -> str:
-        """Every variant's content hash and the evaluation images and labels."""
+        """Every variant's content hash and role, the evaluation images and labels, and the session settings
+        (the store keeps the metrics across runs)."""
         suite = self.suite
         if suite.dataset:
             evaluated = [*suite.dataset.images, *(p for p in map(label_path, suite.dataset.images) if p.is_file())]
         else:
             evaluated = list(suite.calib_images)
         return content_key("metrics", variants={n: self._key(n) for n in self._builds_named},
-                           fp32=self._model_digest, evaluated=file_digest(evaluated))
+                           roles={v.name: v.role.value for v in suite.plan}, threads=suite.threads,
+                           providers=suite.providers, fp32=self._model_digest, evaluated=file_digest(evaluated))
 
     def _write_metrics(self, path: Path) -> None:
         """{variant: metrics, or null when it does not build} as JSON, written atomically."""

@@ -1,12 +1,13 @@
 """The regression gates: every gated INT8 variant against FP32 on the suite's model and data.
 
 Each budget of quantlab.measures' table is set by its option (--quantlab-max-size-ratio, --quantlab-min-box-cosine,
-...) or ini key. A failure is one sentence: variant, metric, value, budget.
+...) or ini key. A failure is one sentence: variant, metric, value, budget; an accuracy or parity failure adds its
+cause where quantlab knows it (quantlab.gates.known_cause, as `quantlab run`'s verdict says it).
 """
 
 import pytest
 
-from quantlab.gates import Check
+from quantlab.gates import Check, known_cause
 from quantlab.sessions import ONNXRUNTIME
 from quantlab.variant import FP32, VariantId
 
@@ -16,10 +17,12 @@ OWN_TEST = ("size_ratio", "map_drop", "agreement", "memory_ratio", "speedup")
 pytestmark = pytest.mark.quantlab
 
 
-def _holds(*failures: str | None) -> None:
-    """Fail with every message given, one line each and no traceback."""
+def _holds(*failures: str | None, metrics: dict | None = None) -> None:
+    """Fail with every message given, one line each and no traceback; then the cause `metrics` point to."""
     __tracebackhide__ = True
     failed = [f for f in failures if f]
+    if failed and metrics and (cause := known_cause(metrics)):
+        failed.append(f"{metrics['variant']}: likely cause: {cause}")
     if failed:
         pytest.fail("\n".join(failed), pytrace=False)
 
@@ -31,7 +34,7 @@ def test_size_ratio_within_budget(quantlab_suite, quantlab_metrics, quantlab_int
 def test_accuracy_within_budget(quantlab_suite, quantlab_metrics, quantlab_int8_variant):
     """mAP50-95 drop against FP32 with labels; detection agreement with FP32 without."""
     metrics = quantlab_metrics(quantlab_int8_variant)
-    _holds(quantlab_suite.accuracy_check(labelled=metrics["map_drop"] is not None).fails(metrics))
+    _holds(quantlab_suite.accuracy_check(labelled=metrics["map_drop"] is not None).fails(metrics), metrics=metrics)
 
 
 def test_memory_within_budget(quantlab_suite, quantlab_metrics, quantlab_int8_variant):
@@ -48,7 +51,8 @@ def test_output_parity_with_fp32(quantlab_suite, quantlab_metrics, quantlab_int8
     test of its own."""
     metrics = quantlab_metrics(quantlab_int8_variant)
     checks = quantlab_suite.budgets.checks(labelled=metrics["map_drop"] is not None, speed_gated=False)
-    _holds(*(quantlab_suite.check(c.metric).fails(metrics) for c in checks if c.metric not in OWN_TEST))
+    _holds(*(quantlab_suite.check(c.metric).fails(metrics) for c in checks if c.metric not in OWN_TEST),
+           metrics=metrics)
 
 
 def test_fp32_agrees_with_itself(quantlab_metrics):

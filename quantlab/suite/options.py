@@ -26,7 +26,8 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("quantlab", "quantlab: the model and data the regression gates run on")
     for s in SETTINGS:
         text = s.help_for(PYTEST)
-        where = f" (ini {s.key}" + (f"; default {s.default})" if s.default is not None else ")")
+        default = s.default_for(PYTEST)
+        where = f" (ini {s.key}" + (f"; default {default})" if default is not None else ")")
         if s.kind is bool:  # default None: not given, so the ini key decides
             group.addoption(s.flag, action="store_true", default=None, help=text + where)
             parser.addini(s.key, text, type="bool", default=False)
@@ -58,7 +59,7 @@ class Reader:
         ini = self._ini(s)
         if ini != "":
             return self._convert(s, ini, f"{s.key} in {self.config.inipath}", self._ini_dir())
-        return s.default
+        return s.default_for(PYTEST)
 
     def model(self) -> Path | None:
         """The model to gate, None for the demo: the command line's choice wins over the ini file's.

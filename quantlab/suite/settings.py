@@ -25,7 +25,7 @@ from quantlab.recipes import parse_recipe_list
 from quantlab.sessions import ONNXRUNTIME, SessionSettings, parse_providers, parse_runtimes
 from quantlab.suite.options import BY_NAME, Reader
 from quantlab.textsafe import for_terminal
-from quantlab.variant import PlannedVariant, VariantId, check_recipes_fit, plan_variants
+from quantlab.variant import DYNAMIC, PlannedVariant, VariantId, check_recipes_fit, parse_contrast, plan_variants
 
 
 def _usage_error(message: str) -> pytest.UsageError:
@@ -49,11 +49,14 @@ class SuiteConfig:
     tune: bool = False
     exclude: tuple[str, ...] = ()  # nodes every gated recipe keeps in float
     runtimes: tuple[str, ...] = (ONNXRUNTIME,)  # every variant runs on each (NAME@RUNTIME past onnxruntime)
+    contrast: tuple[str, ...] = (DYNAMIC,)  # built, evaluated and benchmarked, never gated
+    cache_dir: Path | None = None  # where the artifact store is kept; None: pytest's cache folder
 
     @functools.cached_property
     def plan(self) -> tuple[PlannedVariant, ...]:
         """Every variant of the run and its role (quantlab.variant.plan_variants, as `quantlab run` plans)."""
-        return plan_variants(self.recipes, runtimes=self.runtimes, tune=self.tune)
+        return plan_variants(self.recipes, self.contrast, runtimes=self.runtimes, tune=self.tune,
+                             include_dynamic=False)
 
     @property
     def sessions(self) -> SessionSettings:
@@ -120,10 +123,14 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
                                 "--quantlab-calib (an image folder: agreement with FP32) to gate it on")
     providers = parse_providers(reader.value("providers"))
     try:
-        runtimes = parse_runtimes(reader.value("runtimes"))
-        check_recipes_fit(parse_recipe_list(reader.value("recipes")), runtimes)
+        contrast = parse_contrast(reader.value("contrast"))
     except QuantlabError as exc:
-        raise _usage_error(f"quantlab: {reader.given('runtimes')}: {exc}") from None
+        raise _usage_error(f"quantlab: {reader.given('contrast')}: {exc}") from None
+    try:
+        runtimes = parse_runtimes(reader.value("runtimes"))
+        check_recipes_fit([*parse_recipe_list(reader.value("recipes")), *contrast], runtimes)
+    except QuantlabError as exc:
+        raise _usage_error(f"quantlab: {reader.given('runtimes') or BY_NAME['runtimes'].flag}: {exc}") from None
     budgets = {}
     for name in BUDGET_NAMES:
         budgets[name] = reader.value(name)
@@ -135,4 +142,5 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
         require_measurable(reader.given("max_memory_ratio"))
     return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
                        tuple(parse_recipe_list(reader.value("recipes"))), reader.value("threads"), providers,
-                       Budgets(**budgets), reader.value("tune"), exclude, runtimes)
+                       Budgets(**budgets), reader.value("tune"), exclude, runtimes, tuple(contrast),
+                       reader.value("cache_dir"))
