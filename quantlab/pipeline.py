@@ -12,7 +12,8 @@ from quantlab.description import ModelDescription
 from quantlab.evaluate import EvalData, EvalResult, evaluate_models
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
-from quantlab.onnxmodel import ModelInfo, inspect_model, resolve_input_hw
+from quantlab.macs import count_macs
+from quantlab.onnxmodel import ModelInfo, inspect_model, load_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.recipes import resolve_recipe
@@ -77,6 +78,7 @@ class JobResult:
     memories: dict[str, MemoryUse | None]  # None where this platform cannot measure it
     description: ModelDescription
     model_size: int  # the FP32 model's bytes, external data included
+    macs: int | None  # multiply-accumulates of one inference (quantlab.macs); None where a shape is unknown
 
     @property
     def reference(self) -> Variant:
@@ -95,7 +97,8 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = inspect_model(model_path)
+    fp32_model = load_model(model_path)
+    info = inspect_model(model_path, fp32_model)
     hw = resolve_input_hw(info, input_hw)
     if data.dataset is not None:
         check_class_names(data.dataset, info.description, Path(model_path))
@@ -118,4 +121,4 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
                 if v.runtime == ONNXRUNTIME else None
                 for v in variants}
     return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
-                     info.description, info.size_bytes)
+                     info.description, info.size_bytes, count_macs(fp32_model, hw))

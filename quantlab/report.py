@@ -53,6 +53,7 @@ def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: 
         "path": _relative(variant.path, out_dir),
         "latency_ms": {"median": latency.median_ms, "p90": latency.p90_ms, "p99": latency.p99_ms},
         "fps": latency.fps,
+        "gmac_per_s": job.macs / latency.median_ms / 1e6 if job.macs else None,
         "memory": memory.as_dict() if memory else None,
         "metric": evaluation.metric,
         "per_class": evaluation.map.per_class if evaluation.map else None,
@@ -133,7 +134,7 @@ def build_report(job: JobResult, model_path: Path, budgets: Budgets, out_dir: Pa
         "schema_version": 2,
         "quantlab_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": {"path": str(model_path), "sha256": sha256_file(model_path),
+        "model": {"path": str(model_path), "sha256": sha256_file(model_path), "macs": job.macs,
                   "content_sha256": model_sha256(model_path), "input_hw": list(job.input_hw),
                   "task": job.description.as_dict()},
         "evaluation": {"source": _relative(Path(job.eval_source), out_dir), "images": first.images,
@@ -175,21 +176,22 @@ def render_markdown(report: dict) -> str:
         "# quantlab report",
         "",
         f"Model {md(report['model']['path'])} ({md(task['task'])}{', end-to-end' if task['end_to_end'] else ''}, "
-        f"{task['classes']} classes) at {report['model']['input_hw'][0]}x{report['model']['input_hw'][1]}; "
+        f"{task['classes']} classes) at {report['model']['input_hw'][0]}x{report['model']['input_hw'][1]}"
+        + (f", {report['model']['macs'] / 1e9:.2f} GMAC an image" if report["model"]["macs"] else "") + "; "
         f"evaluated on {report['evaluation']['images']} images "
         f"({'labelled: ' + METRIC_WORDS[metric] if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
         f"Machine: {md(m['cpu'])} ({md(m['arch'])}; {md(', '.join(m['flags'])) or 'no INT8 extensions'}), "
         f"{m['cores']} cores, {m['threads']} thread(s), onnxruntime {md(m['onnxruntime'])}, {md(m['provider'])}"
         + "".join(f", {md(r)} {md(v)}" for r, v in m["runtimes"].items() if r != ONNXRUNTIME) + ".",
         "",
-        "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
+        "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
         f"| Agreement | Box cos | Score cos |{' Task cos |' if task_parts else ''} Session MB | Quantize s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
     ]
     for v in report["variants"]:
         lines.append(
             f"| {md(v['name'])} | {md(v['runtime'])} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} "
-            f"| {v['fps']:.1f} "
+            f"| {v['fps']:.1f} | {_fmt(v['gmac_per_s'], '.1f')} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(v['box_cosine'], '.4f')} | {_fmt(v['score_cosine'], '.4f')} "

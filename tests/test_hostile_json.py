@@ -345,14 +345,15 @@ def test_a_run_file_named_with_a_newline_and_a_workflow_command_is_named_on_one_
 def _report(name: str) -> dict:
     """A report as build_report makes it, every string a model, a machine or a file could supply set to `name`."""
     variant = {"metric": "bbox", "name": name, "runtime": name, "size_bytes": 2_440_000, "latency_ms": {"median": 6.7},
-               "fps": 149.0, "size_ratio": 0.29, "speedup": 1.9, "map50": 0.93, "map50_95": 0.73, "map_drop": 0.001,
+               "fps": 149.0, "gmac_per_s": 3.1, "size_ratio": 0.29, "speedup": 1.9, "map50": 0.93, "map50_95": 0.73, "map_drop": 0.001,
                "agreement": 0.99,
                "parity": {"output0": {"boxes": {"cosine": 0.99}, "scores": {"cosine": 0.99}}}, "box_cosine": 0.99,
                "score_cosine": 0.99, "task_cosine": None, "memory": None, "quantize_seconds": 4.0,
                "gated": True, "failures": [f"{name}: size ratio over budget"], "verdict": f"{name} is 1.9x faster"}
     return {"machine": {"cpu": name, "arch": name, "flags": [name], "cores": 2, "threads": 1, "onnxruntime": name,
                         "provider": name, "runtimes": {name: name}},
-            "model": {"path": name, "task": {"task": "detect", "end_to_end": False, "classes": 4}, "input_hw": [640, 640]},
+            "model": {"path": name, "task": {"task": "detect", "end_to_end": False, "classes": 4}, "input_hw": [640, 640],
+                      "macs": 437_000_000},
             "evaluation": {"images": 4, "labelled": True}, "variants": [variant],
             "fastest_accurate": {"name": name, "speedup": 1.9, "map_drop": 0.001},
             "budgets": {"max_size_ratio": 0.3, "max_map_drop": 0.01, "min_agreement": 0.95, "min_speedup": 1.3}}
@@ -365,4 +366,4 @@ def test_the_report_markdown_escapes_every_name(name):
     markdown = render_markdown(_report(name))
     _shown_safely(markdown)
     markdown.encode("utf-8")  # written as UTF-8: an undecodable byte is shown, not kept
-    assert {len(re.findall(r"(?<!\\)\|", r)) for r in _table_rows(markdown)} == {16}  # 15 columns each row
+    assert {len(re.findall(r"(?<!\\)\|", r)) for r in _table_rows(markdown)} == {17}  # 16 columns each row
