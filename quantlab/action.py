@@ -262,16 +262,20 @@ def find_comment(comments: list[dict]) -> int | None:
     return None
 
 
-def _gh(*args: str, body: str | None = None) -> subprocess.CompletedProcess:
+def _gh(env, *args: str, body: str | None = None) -> subprocess.CompletedProcess:
+    """`gh api ARGS` (GH_TOKEN from env), the body sent as JSON on stdin; a missing gh is a failed call."""
     stdin = None if body is None else json.dumps({"body": body})
-    return subprocess.run(["gh", "api", *args], input=stdin, capture_output=True, text=True)
+    try:
+        return subprocess.run(["gh", "api", *args], input=stdin, capture_output=True, text=True, env=env)
+    except OSError as error:
+        return subprocess.CompletedProcess(["gh"], 127, "", f"gh: {error.strerror}")
 
 
-def post_comment(repo: str, number: int, body: str) -> str:
+def post_comment(repo: str, number: int, body: str, env=os.environ) -> str:
     """Edit this action's comment on the pull request, or create it; what was done, in words."""
     comments, page = [], 1
     while True:
-        listed = _gh(f"repos/{repo}/issues/{number}/comments?per_page=100&page={page}")
+        listed = _gh(env, f"repos/{repo}/issues/{number}/comments?per_page=100&page={page}")
         if listed.returncode != 0:
             return _no_comment(listed)
         batch = json.loads(listed.stdout or "[]")
@@ -281,9 +285,9 @@ def post_comment(repo: str, number: int, body: str) -> str:
         page += 1
     existing = find_comment(comments)
     if existing is None:
-        done = _gh("--method", "POST", f"repos/{repo}/issues/{number}/comments", "--input", "-", body=body)
+        done = _gh(env, "--method", "POST", f"repos/{repo}/issues/{number}/comments", "--input", "-", body=body)
     else:
-        done = _gh("--method", "PATCH", f"repos/{repo}/issues/comments/{existing}", "--input", "-", body=body)
+        done = _gh(env, "--method", "PATCH", f"repos/{repo}/issues/comments/{existing}", "--input", "-", body=body)
     if done.returncode != 0:
         return _no_comment(done)
     return f"{'updated' if existing else 'posted'} the comment on pull request #{number}"
@@ -324,7 +328,7 @@ def comment(body: str, env=os.environ) -> str:
         return "no comment: this run is not for a pull request"
     if is_fork(pr):
         return "no comment: the pull request comes from a fork (its token is read-only; no secrets for forks)"
-    return post_comment(env["GITHUB_REPOSITORY"], pr["number"], body)
+    return post_comment(env["GITHUB_REPOSITORY"], pr["number"], body, env)
 
 
 def main(argv: list[str] | None = None) -> int:
