@@ -194,6 +194,21 @@ def test_one_comment_updated_not_duplicated(tmp_path):
     assert github.comments[0]["body"] == "LGTM"
 
 
+def test_the_earlier_comment_is_found_past_the_first_page(tmp_path):
+    people = [{"id": i, "body": f"comment {i}", "user": {"login": "ann", "type": "User"}} for i in range(150)]
+    ours = {"id": 500, "body": action.MARKER + "\nold", "user": {"login": "github-actions[bot]", "type": "Bot"}}
+    github = FakeGitHub(tmp_path / "gh", _pull_request_event(), comments=[*people, ours])
+    assert action.publish(_report(tmp_path / "report", 0), env=github.env()) == 0
+    assert len(github.comments) == 151 and "**Pass**" in github.comments[-1]["body"]
+
+
+def test_a_runner_without_gh_is_a_warning_not_a_failure(tmp_path, capsys):
+    github = FakeGitHub(tmp_path / "gh", _pull_request_event())
+    env = {**github.env(), "PATH": str(tmp_path / "empty")}
+    assert action.publish(_report(tmp_path / "report", 0), env=env) == 0
+    assert "::warning title=quantlab::no pull-request comment (gh: No such file or directory)" in capsys.readouterr().out
+
+
 def test_no_comment_for_a_fork_nor_outside_a_pull_request(tmp_path):
     report = _report(tmp_path / "report", 0)
     for name, event in {"fork": _pull_request_event("someone/app"), "push": {"ref": "refs/heads/main"}}.items():
