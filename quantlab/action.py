@@ -148,15 +148,29 @@ def failed_gates(junit: Path) -> list[tuple[str, str]]:
     return failed
 
 
-def variants_table(benchmark_json: Path) -> str:
-    """One row per variant of the suite's timed run: gated, size, mAP50-95, speedup over FP32 [95%]."""
+def suite_variants(benchmark_json: Path) -> list:
+    """The quantlab benchmarks of the suite's timed run (quantlab.benchjson.VariantResult); none where the run
+    wrote no file or one without them (the suite stopped before timing)."""
     from quantlab.benchjson import load_run
+    from quantlab.errors import QuantlabError
 
     if not benchmark_json.is_file():
+        return []
+    try:
+        return list(load_run(benchmark_json).variants.values())
+    except QuantlabError as error:
+        print(f"::warning title=quantlab::{for_terminal(error)}", flush=True)
+        return []
+
+
+def variants_table(benchmark_json: Path) -> str:
+    """One row per variant of the suite's timed run: gated, size, mAP50-95, speedup over FP32 [95%]."""
+    variants = suite_variants(benchmark_json)
+    if not variants:
         return ""
     lines = ["| Variant | Gated | Size (MB) | Size ratio | mAP50-95 | Speedup over FP32 [95%] |",
              "|---|---|---|---|---|---|"]
-    for v in load_run(benchmark_json).variants.values():
+    for v in variants:
         interval = f" [{v.speedup_low:.2f}, {v.speedup_high:.2f}]" if v.has_interval else ""
         lines.append(f"| {for_markdown(v.variant)} | {'yes' if v.gated else 'no'} | {v.size_bytes / 1e6:.2f} "
                      f"| {_num(v.metrics.get('size_ratio'))} | {_num(v.metrics.get('map50_95'))} "
@@ -202,11 +216,8 @@ def outputs(out: Path) -> dict[str, str]:
     state = read_state(out)
     result = {"verdict": verdict(state), "exit-code": str(EXIT_CODES[verdict(state)]), "speedup": "",
               "ab-speedup": "", "report-dir": str(out)}
-    if (out / "benchmark.json").is_file():
-        from quantlab.benchjson import load_run
-
-        gated = [v for v in load_run(out / "benchmark.json").variants.values() if v.gated]
-        result["speedup"] = f"{gated[0].speedup:.4f}" if gated else ""
+    gated = [v for v in suite_variants(out / "benchmark.json") if v.gated]
+    result["speedup"] = f"{gated[0].speedup:.4f}" if gated else ""
     if (out / "ab" / "ab.json").is_file():
         ab = json.loads((out / "ab" / "ab.json").read_text(encoding="utf-8"))
         result["ab-speedup"] = f"{ab['candidate_speedup']['ratio']:.4f}"
@@ -215,17 +226,15 @@ def outputs(out: Path) -> dict[str, str]:
 
 def write_chart(benchmark_json: Path, path: Path) -> bool:
     """Each variant's speedup over FP32 with its 95% interval, as a PNG; False without matplotlib or a run."""
-    from quantlab.benchjson import load_run
-
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    if not benchmark_json.is_file():
+    variants = suite_variants(benchmark_json)
+    if not variants:
         return False
-    variants = list(load_run(benchmark_json).variants.values())
     fig, ax = plt.subplots(figsize=(6, 3.5))
     errors = [[v.speedup - (v.speedup_low or v.speedup) for v in variants],
               [(v.speedup_high or v.speedup) - v.speedup for v in variants]]

@@ -242,6 +242,35 @@ def test_a_run_that_stopped_before_writing_is_an_error(tmp_path):
     assert github.outputs["verdict"] == "error" and "**Error**" in github.summary.read_text()
 
 
+def test_a_benchmark_file_without_quantlab_runs_is_a_warning_and_no_table(tmp_path, capsys):
+    report = _report(tmp_path / "report", 1)
+    (report / "benchmark.json").write_text(json.dumps({"benchmarks": []}))
+    summary = action.render_summary(report)
+    assert "No benchmark was timed" in summary and "::warning title=quantlab::" in capsys.readouterr().out
+    assert action.write_chart(report / "benchmark.json", report / "chart.png") is False
+
+
+def test_a_shallow_checkout_fetches_the_baselines_branch(tmp_path, monkeypatch):
+    """actions/checkout fetches one commit: `origin/main:m.onnx` must still name a model."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git(origin, "init", "-q", "-b", "main")
+    (origin / "m.onnx").write_bytes(b"baseline")
+    _git(origin, "add", ".")
+    _git(origin, "commit", "-qm", "baseline")
+    _git(origin, "checkout", "-q", "-b", "pr")
+    (origin / "m.onnx").write_bytes(b"candidate")
+    _git(origin, "commit", "-qam", "candidate")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth=1", "--branch", "pr", "--single-branch", origin.as_uri(),
+                    str(clone)], check=True)
+    monkeypatch.chdir(clone)
+    show = ["git", "show", "origin/main:m.onnx"]
+    assert subprocess.run(show, capture_output=True).returncode != 0
+    action.fetch_revision("origin/main:m.onnx")
+    assert subprocess.run(show, capture_output=True).stdout == b"baseline"
+
+
 def _action_metadata() -> dict:
     return yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
 
