@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -30,6 +31,7 @@ MARKER = "<!-- quantlab -->"  # the first line of the comment this action owns o
 PASS, GATES_FAILED, REGRESSION, ERROR = "pass", "gates-failed", "regression", "error"
 EXIT_CODES = {PASS: 0, GATES_FAILED: 1, REGRESSION: 1, ERROR: 2}
 # the budgets the action passes on to the suite: action input -> pytest option
+RUN_OUTPUTS = ("state.json", "benchmark.json", "pytest.xml", "pytest.log", "ab", "ab.log", "chart.png", "summary.md")
 BUDGET_INPUTS = {"max-size-ratio": "--quantlab-max-size-ratio", "max-map-drop": "--quantlab-max-map-drop",
                  "min-speedup": "--quantlab-min-speedup"}
 
@@ -97,26 +99,29 @@ def _git(*args: str) -> subprocess.CompletedProcess:
 def run(inputs: Inputs, out: Path) -> dict:
     """Run the suite, then the A/B check; out/state.json keeps what each returned."""
     out.mkdir(parents=True, exist_ok=True)
+    for stale in RUN_OUTPUTS:  # an earlier run's, which this one might not replace
+        shutil.rmtree(out / stale) if (out / stale).is_dir() else (out / stale).unlink(missing_ok=True)
     state = {"model": inputs.model, "baseline": inputs.baseline or None}
     with open(out / "pytest.log", "w", encoding="utf-8") as log:
         state["suite_exit"] = _tee(pytest_command(inputs, out), log)
     if inputs.baseline:
         fetch_revision(inputs.baseline)
-        with open(out / "ab.md", "w", encoding="utf-8") as table:
-            state["ab_exit"] = _tee(ab_command(inputs, out), table, stderr=None)
+        with open(out / "ab.log", "w", encoding="utf-8") as log:
+            state["ab_exit"] = _tee(ab_command(inputs, out), log)
     (out / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     write_chart(out / "benchmark.json", out / "chart.png")
     return state
 
 
-def _tee(command: list[str], sink, stderr=subprocess.STDOUT) -> int:
-    """Run command, its output both in the log and in `sink`; its exit status."""
+def _tee(command: list[str], sink) -> int:
+    """Run command, its output both in this step's log and in `sink`; its exit status."""
     print("$ " + shlex.join(command), flush=True)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, errors="replace")
-    for line in process.stdout:
-        sys.stdout.write(line)
-        sink.write(line)
-    return process.wait()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sink.write(line)
+    return process.returncode
 
 
 def verdict(state: dict) -> str:
@@ -202,13 +207,20 @@ def render_summary(out: Path, artifact_url: str = "") -> str:
     if failures:
         parts += ["", "Failed:"] + [f"- `{for_terminal(name)}`: {for_markdown(message)}" for name, message in failures]
     if state.get("baseline"):
-        ab = (out / "ab.md").read_text(encoding="utf-8").strip() if (out / "ab.md").is_file() else ""
-        parts += ["", f"### A/B against {for_markdown(state['baseline'])}", "",
-                  ab or "quantlab ab printed nothing (see the log)."]
+        parts += ["", f"### A/B against {for_markdown(state['baseline'])}", "", _ab_table(out)]
     if artifact_url:
-        parts += ["", f"The report, the benchmark JSON for history and the speedup chart (chart.png): "
+        parts += ["", "The report folder (benchmark.json for history, pytest.xml, ab/, the speedup chart chart.png): "
                       f"[the quantlab artifact]({artifact_url})."]
     return "\n".join(parts) + "\n"
+
+
+def _ab_table(out: Path) -> str:
+    """The table quantlab ab wrote (ab/ab.md), or, where it wrote none, the last line it printed: its error."""
+    table = out / "ab" / "ab.md"
+    if table.is_file():
+        return table.read_text(encoding="utf-8").strip()
+    log = (out / "ab.log").read_text(encoding="utf-8").strip().splitlines() if (out / "ab.log").is_file() else []
+    return f"quantlab ab wrote no table: {for_markdown(log[-1]) if log else 'it printed nothing'}."
 
 
 def outputs(out: Path) -> dict[str, str]:

@@ -96,7 +96,8 @@ def _report(folder: Path, suite_exit: int | None, ab_exit: int | None = None, ab
              "suite_exit": suite_exit}
     if ab_exit is not None:
         state["ab_exit"] = ab_exit
-        (folder / "ab.md").write_text(ab_table)
+        (folder / "ab").mkdir(exist_ok=True)
+        (folder / "ab" / "ab.md").write_text(ab_table)
     (folder / "state.json").write_text(json.dumps(state))
     return folder
 
@@ -167,6 +168,16 @@ def test_the_summary_names_the_verdict_and_shows_the_ab_table(tmp_path):
     assert "[the quantlab artifact](https://example.org/artifacts/9)" in summary
 
 
+def test_the_summary_shows_why_quantlab_ab_wrote_no_table(tmp_path):
+    report = _report(tmp_path, 0)
+    (report / "state.json").write_text(json.dumps({"model": "m.onnx", "baseline": "main:m.onnx", "suite_exit": 0,
+                                                   "ab_exit": 2}))
+    (report / "ab.log").write_text("$ quantlab ab\nquantlab: error: main:m.onnx: git cannot show it\n")
+    summary = action.render_summary(report)
+    assert "**Error**" in summary
+    assert "quantlab ab wrote no table: quantlab: error: main:m.onnx: git cannot show it." in summary
+
+
 def test_the_summary_lists_the_failed_gates_from_pytests_junit(tmp_path):
     report = _report(tmp_path, 1)
     (report / "pytest.xml").write_text(
@@ -228,7 +239,6 @@ def test_a_token_that_may_not_comment_is_a_warning_not_a_failure(tmp_path, capsy
 def test_outputs_and_exit_code_say_the_verdict(tmp_path):
     github = FakeGitHub(tmp_path / "gh", {})
     report = _report(tmp_path / "report", 0, 1, "table")
-    (report / "ab").mkdir()
     (report / "ab" / "ab.json").write_text(json.dumps({"candidate_speedup": {"ratio": 0.9012345}}))
     assert action.publish(report, env=github.env()) == 1
     assert github.outputs["verdict"] == "regression" and github.outputs["exit-code"] == "1"
@@ -269,6 +279,19 @@ def test_a_shallow_checkout_fetches_the_baselines_branch(tmp_path, monkeypatch):
     assert subprocess.run(show, capture_output=True).returncode != 0
     action.fetch_revision("origin/main:m.onnx")
     assert subprocess.run(show, capture_output=True).stdout == b"baseline"
+
+
+def test_a_bad_model_is_an_error_and_an_earlier_runs_results_are_not_shown(tmp_path, monkeypatch):
+    """run on a model that does not exist: pytest stops with its usage error, quantlab ab with its bad-input
+    exit; the stale table of an earlier run in the same folder is gone."""
+    report = _report(tmp_path / "report", 0, 0, "| stale A/B table |")
+    (report / "benchmark.json").write_text("stale")
+    monkeypatch.chdir(tmp_path)
+    state = action.run(action.Inputs("missing.onnx", data="missing.yaml", baseline="also-missing.onnx"), report)
+    assert (state["suite_exit"], state["ab_exit"]) == (4, 2)
+    assert not (report / "benchmark.json").exists() and not (report / "ab" / "ab.md").exists()
+    summary = action.render_summary(report)
+    assert "**Error**" in summary and "stale" not in summary and "quantlab ab wrote no table: " in summary
 
 
 def _action_metadata() -> dict:
