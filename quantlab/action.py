@@ -46,7 +46,6 @@ class Inputs:
     baseline: str = ""
     budgets: tuple[tuple[str, str], ...] = ()  # (pytest option, value)
     pytest_args: str = ""
-    comment: bool = True
 
     @classmethod
     def from_env(cls, env=os.environ) -> Inputs:
@@ -59,8 +58,7 @@ class Inputs:
             raise SystemExit("quantlab action: give exactly one of the inputs `data` (a data.yaml, labelled) "
                              "and `images` (a folder of unlabelled images)")
         budgets = tuple((option, value(name)) for name, option in BUDGET_INPUTS.items() if value(name))
-        return cls(value("model"), value("data"), value("images"), value("baseline"), budgets,
-                   value("pytest-args"), value("comment").lower() != "false")
+        return cls(value("model"), value("data"), value("images"), value("baseline"), budgets, value("pytest-args"))
 
 
 def pytest_command(inputs: Inputs, out: Path) -> list[str]:

@@ -140,13 +140,13 @@ def test_the_comment_is_found_by_its_marker(comments, found):
 
 def test_inputs_come_from_the_environment_and_budgets_become_suite_options(tmp_path):
     inputs = action.Inputs.from_env({"INPUT_MODEL": "m.onnx", "INPUT_IMAGES": "imgs", "INPUT_MAX_MAP_DROP": "0.02",
-                                     "INPUT_PYTEST_ARGS": "--quantlab-num-calib 32", "INPUT_COMMENT": "false"})
+                                     "INPUT_PYTEST_ARGS": "--quantlab-num-calib 32"})
     command = action.pytest_command(inputs, tmp_path)
     assert command[command.index("--quantlab-model") + 1] == "m.onnx"
     assert command[command.index("--quantlab-calib") + 1] == "imgs" and "--quantlab-data" not in command
     assert command[command.index("--quantlab-max-map-drop") + 1] == "0.02"
     assert "--quantlab-max-size-ratio" not in command  # not given: the suite's default
-    assert command[-2:] == ["--quantlab-num-calib", "32"] and inputs.comment is False
+    assert command[-2:] == ["--quantlab-num-calib", "32"]
     ab = action.ab_command(action.Inputs("m.onnx", data="d.yaml", baseline="main:m.onnx"), tmp_path)
     assert ab[ab.index("--baseline") + 1] == "main:m.onnx" and ab[ab.index("--data") + 1] == "d.yaml"
 
@@ -217,7 +217,8 @@ def test_a_runner_without_gh_is_a_warning_not_a_failure(tmp_path, capsys):
     github = FakeGitHub(tmp_path / "gh", _pull_request_event())
     env = {**github.env(), "PATH": str(tmp_path / "empty")}
     assert action.publish(_report(tmp_path / "report", 0), env=env) == 0
-    assert "::warning title=quantlab::no pull-request comment (gh: No such file or directory)" in capsys.readouterr().out
+    warning = "::warning title=quantlab::no pull-request comment (gh: No such file or directory)"
+    assert warning in capsys.readouterr().out
 
 
 def test_no_comment_for_a_fork_nor_outside_a_pull_request(tmp_path):
@@ -227,6 +228,12 @@ def test_no_comment_for_a_fork_nor_outside_a_pull_request(tmp_path):
         assert action.publish(report, env=github.env()) == 0
         assert json.loads(github.state.read_text())["calls"] == [], name
         assert "**Pass**" in github.summary.read_text()  # the summary all the same
+
+
+def test_comment_false_posts_nothing(tmp_path):
+    github = FakeGitHub(tmp_path / "gh", _pull_request_event())
+    assert action.publish(_report(tmp_path / "report", 0), env=github.env(INPUT_COMMENT="false")) == 0
+    assert json.loads(github.state.read_text())["calls"] == [] and "**Pass**" in github.summary.read_text()
 
 
 def test_a_token_that_may_not_comment_is_a_warning_not_a_failure(tmp_path, capsys):
