@@ -168,6 +168,34 @@ def test_the_summary_names_the_verdict_and_shows_the_ab_table(tmp_path):
     assert "[the quantlab artifact](https://example.org/artifacts/9)" in summary
 
 
+def _benchmark_run(path: Path) -> Path:
+    """A pytest-benchmark JSON as the suite saves it, reduced: FP32, a gated auto and a contrast dynamic."""
+    setup = {"host": "0123456789abcdef", "cpu": "CPU", "threads": 1, "providers": ["CPUExecutionProvider"],
+             "onnxruntime": "1.22.0", "python": "3.12.1"}
+    variants = {"fp32": (1.0, 8_400_000, 1.0, 0.74), "auto": (1.6, 2_440_000, 0.29, 0.735),
+                "dynamic": (1.1, 2_280_000, 0.27, 0.73)}
+    path.write_text(json.dumps({
+        "machine_info": {}, "commit_info": {"id": "abc"}, "datetime": "2026-11-01T10:00:00+00:00",
+        "benchmarks": [{"name": f"test_latency[{name}]",
+                        "extra_info": {"variant": name, "speedup": s, "speedup_low": s * 0.95, "speedup_high": s * 1.05,
+                                       "size_bytes": size, "size_ratio": ratio, "map50_95": map50_95,
+                                       "gated": name == "auto", "setup": setup},
+                        "stats": {"median": 0.02 / s, "q1": 0.019 / s, "q3": 0.021 / s}}
+                       for name, (s, size, ratio, map50_95) in variants.items()]}))
+    return path
+
+
+def test_the_variants_table_and_the_speedup_output_come_from_the_benchmark_json(tmp_path):
+    report = _report(tmp_path / "report", 0)
+    _benchmark_run(report / "benchmark.json")
+    summary = action.render_summary(report)
+    assert "| auto | yes | 2.44 | 0.290 | 0.735 | 1.60 [1.52, 1.68] |" in summary
+    assert "| dynamic | no | 2.28 | 0.270 | 0.730 | 1.10 [1.04, 1.16] |" in summary
+    assert action.outputs(report)["speedup"] == "1.6000"  # the gated variant's, not FP32's nor the contrast's
+    assert action.write_chart(report / "benchmark.json", report / "chart.png")
+    assert (report / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_the_summary_shows_why_quantlab_ab_wrote_no_table(tmp_path):
     report = _report(tmp_path, 0)
     (report / "state.json").write_text(json.dumps({"model": "m.onnx", "baseline": "main:m.onnx", "suite_exit": 0,
