@@ -4,9 +4,9 @@ same images and timed interleaved in this one process, and judged against each o
 Comparing stored runs cannot judge speed across runners whose CPU models differ (quantlab compare says
 inconclusive there); timing both models side by side on the same machine in the same process can, as asv's
 `continuous` does for code: whatever slows the machine slows both alike. The verdict on speed is the
-candidate's speedup over the baseline, baseline INT8 median / candidate INT8 median, with its 95%
-block-bootstrap interval (quantlab.bench.block_bootstrap_ratio); size, mAP and agreement are compared with
-quantlab compare's tolerances.
+candidate's speedup over the baseline: baseline INT8 median / candidate INT8 median in each interleaved block,
+the median over blocks, with its 95% block-bootstrap interval (quantlab.bench.paired_block_ratio); size, mAP
+and agreement are compared with quantlab compare's tolerances.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from quantlab.atomicio import temp_folder
-from quantlab.bench import Latency, Speedup, bench_setup, block_bootstrap_ratio, check_runs, interleaved_blocks
+from quantlab.bench import Latency, Speedup, bench_setup, check_runs, interleaved_blocks, paired_block_ratio
 from quantlab.compare import COMPARED, Row, Status, Tolerances, absolute_row, relative_row, render_table
 from quantlab.datasets import check_class_names
 from quantlab.errors import InputError, first_line
@@ -177,7 +177,7 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
     for side in (baseline, candidate):
         info, (_, quantized), evals = infos[side.label], built[side.label], evaluations[side.label]
         fp32_ms, int8_ms = runs_ms[f"{side.label} {FP32}"], runs_ms[f"{side.label} int8"]
-        speedup = block_bootstrap_ratio(fp32_ms, int8_ms)
+        speedup = paired_block_ratio(fp32_ms, int8_ms)
         task = info.description.task
         results[side.label] = SideResult(
             side,
@@ -185,7 +185,7 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
             measure(side.recipe, ONNXRUNTIME, True, task, quantized.recipe.settings(), quantized.size_bytes,
                     info.size_bytes, evals[side.recipe], evals[FP32], speedup=speedup.ratio),
             Latency.from_samples(fp32_ms.ravel()), Latency.from_samples(int8_ms.ravel()), speedup)
-    candidate_speedup = block_bootstrap_ratio(runs_ms[f"{BASELINE} int8"], runs_ms[f"{CANDIDATE} int8"])
+    candidate_speedup = paired_block_ratio(runs_ms[f"{BASELINE} int8"], runs_ms[f"{CANDIDATE} int8"])
     return ABResult(results[BASELINE], results[CANDIDATE], candidate_speedup,
                     bench_setup(sessions.threads, sessions.providers), tolerances,
                     judge(results[BASELINE], results[CANDIDATE], candidate_speedup, tolerances))
@@ -243,5 +243,6 @@ def render_ab(result: ABResult) -> str:
              f"{for_markdown(c.source)} ({for_markdown(c.recipe)})")
     s = result.candidate_speedup
     note = (f"All four models timed interleaved in one process: {s.blocks} blocks of {s.rounds} runs each; "
-            "intervals are 95% block-bootstrap intervals.")
+            "each ratio is the median over blocks of the blocks' ratios of medians, with its 95% bootstrap "
+            "interval over blocks.")
     return render_table(title, result.rows, [note], verdict(result))

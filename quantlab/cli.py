@@ -438,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", required=True, help="candidate FP32 ONNX model")
     p.add_argument("--baseline-recipe", choices=recipe_choices(), help="the baseline's recipe (default: --recipe)")
     p.add_argument("--min-speedup-loss", type=fraction, default=0.05,
-                   help="loss of the candidate's speed relative to the baseline's, beyond which, its whole 95%% "
-                        "interval with it, it is a regression (default 0.05)")
+                   help="relative loss of the candidate's speed against the baseline's that is a regression when "
+                        "its whole 95 percent interval lies beyond it too (default 0.05)")
     p.add_argument("--max-size-growth", type=fraction, default=0.01,
                    help="relative growth of the INT8 file (default 0.01)")
     p.add_argument("--max-map-loss", type=fraction, default=0.005, help="absolute INT8 mAP50-95 (default 0.005)")
