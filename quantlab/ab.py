@@ -146,7 +146,8 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
            input_hw: tuple[int, int] | None = None, tolerances: Tolerances = Tolerances(),
            progress: Callable[[str, int], Callable[[int], None] | None] = lambda label, total: None) -> ABResult:
     """Quantize both sides, evaluate each INT8 against its own FP32 on the same images, time all four
-    models interleaved in this process (`runs` timed runs each, in BLOCKS blocks), and judge the pair."""
+    models interleaved in this process (`runs` timed runs each, in BLOCKS blocks of runs // BLOCKS), and judge
+    the pair."""
     infos = {s.label: inspect_model(s.model) for s in (baseline, candidate)}
     hws = {label: resolve_input_hw(info, input_hw) for label, info in infos.items()}
     _same_input(infos[BASELINE], infos[CANDIDATE], hws[BASELINE], hws[CANDIDATE])
@@ -171,8 +172,8 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
         feed = probe_input(infos[BASELINE], data.paths[0], hw)
         check_runs(opened, feed)
         blocks = min(BLOCKS, runs)
-        runs_ms = interleaved_blocks(opened, feed, blocks, max(1, runs // blocks),
-                                     progress=progress("benchmark", blocks * max(1, runs // blocks)))
+        rounds = runs // blocks  # runs rounded down to a multiple of the blocks
+        runs_ms = interleaved_blocks(opened, feed, blocks, rounds, progress=progress("benchmark", blocks * rounds))
     results = {}
     for side in (baseline, candidate):
         info, (_, quantized), evals = infos[side.label], built[side.label], evaluations[side.label]

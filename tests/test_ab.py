@@ -21,7 +21,10 @@ from quantlab.sessions import make_session
 from model_edits import copy_of
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-SLOWER_AT = "/model.4/cv2/conv/Conv"  # 51 channels at 24x40: four 3x3 convs there made INT8 ~15% slower here
+# 51 channels at 24x40: four dead 3x3 convolutions there made the demo's INT8 12-15% slower on a 2-core EPYC
+# (AVX2), the class of loss docs/your-ci.md measures A/B against; the test adds twelve, a loss that load on a
+# shared 2-core machine cannot hide from 100 runs
+SLOWER_AT = "/model.4/cv2/conv/Conv"
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +91,9 @@ def test_the_same_model_against_itself_is_no_regression(demo_model, small_data, 
 
 @pytest.mark.slow
 def test_a_candidate_with_more_compute_is_flagged(demo_model, demo_onnx, small_data, tmp_path, capsys):
-    """Four dead 3x3 convolutions (outputs unchanged): the candidate's INT8 is slower, and A/B says so."""
+    """Twelve dead 3x3 convolutions (outputs unchanged): the candidate's INT8 is slower, and A/B says so."""
     slower = tmp_path / "slower.onnx"
-    onnx.save(with_dead_compute(demo_onnx, SLOWER_AT, copies=4), slower)
+    onnx.save(with_dead_compute(demo_onnx, SLOWER_AT, copies=12), slower)
     feed = {"images": np.random.default_rng(0).random((1, 3, 192, 320), dtype=np.float32)}
     same = [make_session(m).run(None, feed)[0] for m in (demo_model, slower)]
     np.testing.assert_array_equal(*same)  # an honest edit: only the time changes
@@ -173,8 +176,8 @@ def test_a_baseline_is_a_revision_only_as_rev_colon_path(spec, revision):
 
 def test_an_existing_file_with_a_colon_is_a_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "a:b.onnx").write_bytes(b"")
-    assert not is_revision("a:b.onnx")
+    (tmp_path / "main:m.onnx").write_bytes(b"")
+    assert not is_revision("main:m.onnx")
 
 
 def test_models_of_different_inputs_are_refused_in_one_line(demo_model, demo_onnx, small_data, tmp_path, capsys):
