@@ -28,7 +28,7 @@ from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, re
 from quantlab.pipeline import build_variant, probe_input
 from quantlab.sessions import SessionSettings
 from quantlab.textsafe import for_markdown
-from quantlab.variant import FP32, ONNXRUNTIME
+from quantlab.variant import FP32, ONNXRUNTIME, check_recipes_fit
 
 BASELINE, CANDIDATE = "baseline", "candidate"
 BLOCKS = 10  # interleaved blocks the timed runs are split into: the bootstrap resamples whole blocks
@@ -148,6 +148,7 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
     """Quantize both sides, evaluate each INT8 against its own FP32 on the same images, time all four
     models interleaved in this process (`runs` timed runs each, in BLOCKS blocks of runs // BLOCKS), and judge
     the pair."""
+    check_recipes_fit([baseline.recipe, candidate.recipe], (ONNXRUNTIME,))  # A/B runs on onnxruntime
     infos = {s.label: inspect_model(s.model) for s in (baseline, candidate)}
     hws = {label: resolve_input_hw(info, input_hw) for label, info in infos.items()}
     _same_input(infos[BASELINE], infos[CANDIDATE], hws[BASELINE], hws[CANDIDATE])

@@ -210,3 +210,9 @@ def test_the_ab_ratio_pairs_blocks_so_drift_between_them_cancels():
     assert (paired.low, paired.high) == pytest.approx(tuple(expected))
     pooled = block_bootstrap_ratio(reference_ms, candidate_ms)
     assert pooled.high - pooled.low > paired.high - paired.low
+
+
+def test_a_recipe_made_for_another_runtime_is_refused_in_one_line(demo_model, small_data, capsys):
+    assert main(_ab(demo_model, demo_model, small_data, "--baseline-recipe", "ov-conv")) == ExitCode.USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("quantlab: error: recipe 'ov-conv' is made for openvino") and "\n" not in err
