@@ -98,8 +98,8 @@ def test_a_candidate_with_more_compute_is_flagged(demo_model, demo_onnx, small_d
     same = [make_session(m).run(None, feed)[0] for m in (demo_model, slower)]
     np.testing.assert_array_equal(*same)  # an honest edit: only the time changes
     out_dir = tmp_path / "report"
-    # the dead weights grow the INT8 file by ~4%: a size regression too, allowed here so the exit is speed's
-    args = _ab(demo_model, slower, small_data, "--quiet", "--out", out_dir, "--max-size-growth", 0.1, runs=100)
+    # the dead weights grow the INT8 file by ~12%: a size regression too, allowed here so the exit is speed's
+    args = _ab(demo_model, slower, small_data, "--quiet", "--out", out_dir, "--max-size-growth", 0.5, runs=100)
     assert main(args) == ExitCode.FAILED
     out = capsys.readouterr().out
     assert "REGRESSION" in _speed_row(out) and "**1 regression(s)**" in out
