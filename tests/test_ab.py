@@ -21,7 +21,7 @@ from quantlab.sessions import make_session
 from model_edits import copy_of
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-# 51 channels at 24x40: four dead 3x3 convolutions there made the demo's INT8 12-15% slower on a 2-core EPYC
+# 51 channels at 24x40: four dead 3x3 convolutions there made the demo's INT8 13-15% slower on a 2-core EPYC
 # (AVX2), the class of loss docs/your-ci.md measures A/B against; the test adds twelve, a loss that load on a
 # shared 2-core machine cannot hide from 100 runs
 SLOWER_AT = "/model.4/cv2/conv/Conv"
