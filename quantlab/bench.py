@@ -105,26 +105,76 @@ def _ratio_of_medians(reference_ms: np.ndarray, candidate_ms: np.ndarray) -> flo
     return float(np.median(reference_ms) / np.median(candidate_ms))
 
 
+def interleaved_blocks(sessions: Mapping[str, ort.InferenceSession], feed: Mapping[str, np.ndarray],
+                       blocks: int = 10, rounds: int = 20, warmup: int = 10,
+                       progress=None) -> dict[str, np.ndarray]:
+    """Per-run milliseconds of each session, (blocks, rounds) float64: `blocks` interleaved blocks (see
+    _interleaved_samples) of `rounds` timed runs of each session, each block visiting them in its own seeded
+    order, warm-up before the first block only."""
+    per_block = [_interleaved_samples(sessions, feed, rounds, warmup if b == 0 else 0, progress, seed=b)
+                 for b in range(blocks)]
+    return {name: np.array([block[name] for block in per_block]) for name in sessions}
+
+
+def block_bootstrap_ratio(reference_ms: np.ndarray, candidate_ms: np.ndarray, resamples: int = 2000,
+                          seed: int = 0) -> Speedup:
+    """median(reference_ms) / median(candidate_ms), two sessions' (blocks, rounds) runs timed interleaved
+    (interleaved_blocks), with its 95% interval.
+
+    Interval: a percentile bootstrap over whole blocks (resampling blocks, not runs, keeps the slow drift of
+    a shared machine inside the spread): the 2.5th and 97.5th percentiles of the same ratio of medians over
+    `resamples` block resamples, both sessions resampled with the same blocks, seeded so a run is reproducible.
+    """
+    def ratio(picked: np.ndarray) -> np.ndarray:
+        n = len(picked)
+        return (np.median(reference_ms[picked].reshape(n, -1), axis=1)
+                / np.median(candidate_ms[picked].reshape(n, -1), axis=1))
+
+    return _bootstrap_over_blocks(_ratio_of_medians(reference_ms, candidate_ms), ratio, reference_ms.shape,
+                                  resamples, seed)
+
+
+def paired_block_ratio(reference_ms: np.ndarray, candidate_ms: np.ndarray, resamples: int = 2000,
+                       seed: int = 0) -> Speedup:
+    """The median over blocks of each block's median(reference) / median(candidate), two sessions' (blocks,
+    rounds) runs timed interleaved (interleaved_blocks), with its 95% block-bootstrap interval (as
+    block_bootstrap_ratio's, of this statistic).
+
+    Each block's ratio pairs runs taken seconds apart: a machine that drifts between blocks
+    (a shared runner whose neighbours come and go: block medians of one model moved from 12 to 19.5 ms in
+    one run here) moves both sides of every ratio alike, so the drift leaves the interval, where in
+    block_bootstrap_ratio's pooled medians it stays (on a loaded 2-core machine the paired interval was 2 to
+    3 times narrower on the same runs).
+    """
+    per_block = np.median(reference_ms, axis=1) / np.median(candidate_ms, axis=1)  # (blocks,)
+
+    def ratio(picked: np.ndarray) -> np.ndarray:
+        return np.median(per_block[picked], axis=1)
+
+    return _bootstrap_over_blocks(float(np.median(per_block)), ratio, reference_ms.shape, resamples, seed)
+
+
+def _bootstrap_over_blocks(estimate: float, statistic, shape: tuple[int, int], resamples: int,
+                           seed: int) -> Speedup:
+    """`estimate` with the 2.5th and 97.5th percentiles of `statistic` over `resamples` seeded resamples of
+    whole blocks; statistic: (resamples, blocks) block indices -> (resamples,) values."""
+    blocks, rounds = shape
+    picks = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
+    low, high = np.percentile(statistic(picks), [2.5, 97.5])
+    return Speedup(estimate, float(low), float(high), blocks, rounds)
+
+
 def interleaved_speedup(reference: ort.InferenceSession, candidate: ort.InferenceSession,
                         feed: Mapping[str, np.ndarray], blocks: int = 10, rounds: int = 20,
                         warmup: int = 10, resamples: int = 2000, seed: int = 0) -> Speedup:
     """How much faster `candidate` runs than `reference`, both timed interleaved in this process.
 
     ratio: median of every reference run / median of every candidate run (blocks x rounds each; `rounds`
-    counts timed runs of each model per block, made RUNS_PER_VISIT at a time).
-    Interval: a percentile bootstrap over whole blocks (resampling blocks, not runs, keeps the
-    slow drift of a shared machine inside the spread): the 2.5th and 97.5th percentiles of the
-    same ratio of medians over `resamples` block resamples, seeded so a run is reproducible.
+    counts timed runs of each model per block, made RUNS_PER_VISIT at a time); its interval is
+    block_bootstrap_ratio's.
     """
-    sessions = {"reference": reference, "candidate": candidate}
-    per_block = [_interleaved_samples(sessions, feed, rounds, warmup if b == 0 else 0, seed=b) for b in range(blocks)]
-    reference_ms = np.array([block["reference"] for block in per_block])  # (blocks, rounds)
-    candidate_ms = np.array([block["candidate"] for block in per_block])
-    picks = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
-    boot = np.median(reference_ms[picks].reshape(resamples, -1), axis=1) / np.median(
-        candidate_ms[picks].reshape(resamples, -1), axis=1)
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return Speedup(_ratio_of_medians(reference_ms, candidate_ms), float(low), float(high), blocks, rounds)
+    runs_ms = interleaved_blocks({"reference": reference, "candidate": candidate}, feed, blocks, rounds, warmup)
+    return block_bootstrap_ratio(runs_ms["reference"], runs_ms["candidate"], resamples, seed)
 
 
 def _host_id() -> str:

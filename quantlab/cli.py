@@ -24,7 +24,7 @@ from quantlab.atomicio import (atomic_write_bytes, check_output_file, refuse_ove
                                staged_folder)
 from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 from quantlab.jsonio import json_bytes
-from quantlab.settings import budget, count, fraction, settings_for
+from quantlab.settings import budget, count, fraction, recipe_choices, settings_for
 from quantlab.textsafe import for_terminal
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
@@ -248,6 +248,38 @@ def cmd_run(args, console: Console) -> int:
     return EXIT_GATE if any(v["failures"] for v in report["variants"]) else EXIT_OK
 
 
+def cmd_ab(args, console: Console) -> int:
+    from quantlab.ab import BASELINE, CANDIDATE, Side, is_revision, read_revision, render_ab, run_ab
+    from quantlab.atomicio import temp_folder
+    from quantlab.compare import Tolerances
+    from quantlab.images import list_images
+    from quantlab.sessions import SessionSettings
+
+    revision = is_revision(args.baseline)
+    out_dir = Path(os.path.abspath(args.out)) if args.out else None
+    if out_dir is not None:
+        models = [args.candidate] + ([] if revision else [args.baseline])
+        refuse_overwriting_inputs(_input_paths(models, args), folders=[out_dir])
+    tol = Tolerances(min_speedup_loss=args.min_speedup_loss, size_growth=args.max_size_growth,
+                     map_loss=args.max_map_loss)
+    with temp_folder("quantlab-ab-revision-") as folder:
+        baseline_model = read_revision(args.baseline, folder) if revision else Path(args.baseline)
+        data = _eval_data(args)
+        calib = list_images(args.calib, recursive=args.recursive) if args.calib else data.paths
+        result = run_ab(Side(BASELINE, args.baseline, baseline_model, args.baseline_recipe or args.recipe),
+                        Side(CANDIDATE, args.candidate, Path(args.candidate), args.recipe), data, calib,
+                        SessionSettings(args.threads, args.providers), args.runs, args.num_calib,
+                        _hw(args.input_hw), tol, console.progress)
+    text = render_ab(result)
+    _show_document(text)
+    if out_dir is not None:
+        with staged_folder(out_dir, "ab") as stage:
+            _write_json(stage / "ab.json", result.as_dict())
+            atomic_write_bytes(stage / "ab.md", (text + "\n").encode())
+        console.say(f"wrote {out_dir / 'ab.json'}, {out_dir / 'ab.md'}")
+    return EXIT_GATE if result.regressions else EXIT_OK
+
+
 def cmd_tune(args, console: Console) -> int:
     from quantlab.images import list_images
     from quantlab.recipes import resolve_recipe
@@ -397,6 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the older spelling of --contrast dynamic: no contrast recipe but dynamic quantization "
                         "(--contrast none drops dynamic too)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ab", help="A/B on this runner: a baseline and a candidate model quantized, evaluated and "
+                                  "timed interleaved in one process; exit 1 on a regression")
+    p.add_argument("--baseline", required=True,
+                   help="baseline FP32 ONNX model: a path, or a git revision of one, REV:path (git cat-file blob "
+                        "REV:path; its external data is read from the same revision)")
+    p.add_argument("--candidate", required=True, help="candidate FP32 ONNX model")
+    p.add_argument("--baseline-recipe", choices=recipe_choices(), help="the baseline's recipe (default: --recipe)")
+    p.add_argument("--min-speedup-loss", type=fraction, default=0.05,
+                   help="relative loss of the candidate's speed against the baseline's that is a regression when "
+                        "its whole 95 percent interval lies beyond it too (default 0.05)")
+    p.add_argument("--max-size-growth", type=fraction, default=0.01,
+                   help="relative growth of the INT8 file (default 0.01)")
+    p.add_argument("--max-map-loss", type=fraction, default=0.005, help="absolute INT8 mAP50-95 (default 0.005)")
+    p.add_argument("--out", help="also write ab.json and ab.md into this folder (new, empty, or one quantlab ab "
+                                 "wrote: replaced whole)")
+    p.set_defaults(func=cmd_ab)
 
     p = sub.add_parser("quantize", help="quantize one model to INT8")
     p.add_argument("model", help="FP32 ONNX model")
@@ -549,6 +598,7 @@ def _user_error(exc: BaseException) -> str | None:
 _MEMORY_CONTEXT = {
     "quantize": ("quantizing", "use fewer calibration images (--num-calib) or a smaller --input-hw"),
     "run": ("running", "use fewer calibration images (--num-calib), fewer recipes or a smaller --input-hw"),
+    "ab": ("running an A/B", "use fewer calibration images (--num-calib) or a smaller --input-hw"),
     "tune": ("tuning", "use fewer calibration images (--num-calib)"),
     "eval": ("evaluating", "use a smaller --input-hw"),
     "bench": ("benchmarking", "use a smaller --input-hw or fewer --threads"),

@@ -181,7 +181,7 @@ def compare_runs(baseline: Run, candidate: Run, tol: Tolerances = Tolerances(),
         if name != FP32:
             out.rows.append(_speedup_row(name, baseline, base, candidate, cand, tol, gated, spreads.get(name)))
         for metric in COMPARED:  # the metrics of quantlab.measures' table with a tolerance between runs
-            row = (_absolute_row if metric.higher_is_better else _relative_row)(
+            row = (absolute_row if metric.higher_is_better else relative_row)(
                 name, metric.name, base.value(metric.name), cand.value(metric.name),
                 getattr(tol, metric.tolerance), gated)
             if row is not None:
@@ -341,8 +341,8 @@ def _quartiles(t) -> tuple[float, float]:
     return t.median_ms - spread, t.median_ms + spread
 
 
-def _relative_row(name: str, metric: str, base: float | None, cand: float | None, limit: float,
-                  gated: bool) -> Row | None:
+def relative_row(name: str, metric: str, base: float | None, cand: float | None, limit: float,
+                 gated: bool) -> Row | None:
     """A smaller-is-better metric, allowed to grow by `limit` of the baseline; None when either run lacks it."""
     if base is None or cand is None or base <= 0:
         return None
@@ -355,8 +355,8 @@ def _relative_row(name: str, metric: str, base: float | None, cand: float | None
     return Row(name, metric, *cells, Status.OK)
 
 
-def _absolute_row(name: str, metric: str, base: float | None, cand: float | None, limit: float,
-                  gated: bool) -> Row | None:
+def absolute_row(name: str, metric: str, base: float | None, cand: float | None, limit: float,
+                 gated: bool) -> Row | None:
     """A bigger-is-better score in [0, 1], allowed to lose `limit`; None when neither run has it."""
     if base is None and cand is None:
         return None
@@ -408,22 +408,28 @@ def _num(value) -> str:
 
 
 def render_comparison(comparison: Comparison) -> str:
-    """A Markdown table fit for $GITHUB_STEP_SUMMARY, then the notes and the verdict. Names, reasons,
-    notes and file names are escaped (quantlab.textsafe): they hold text from the files compared;
-    the number cells are formatted here from floats."""
-    lines = [f"### quantlab compare: {for_markdown(comparison.baseline.path.name)} -> "
-             f"{for_markdown(comparison.candidate.path.name)}", "",
+    """A Markdown table fit for $GITHUB_STEP_SUMMARY, then the notes and the verdict (render_table)."""
+    return render_table(f"quantlab compare: {for_markdown(comparison.baseline.path.name)} -> "
+                        f"{for_markdown(comparison.candidate.path.name)}",
+                        comparison.rows, comparison.notes, verdict(comparison))
+
+
+def render_table(title: str, rows: Sequence[Row], notes: Sequence[str], verdict_line: str) -> str:
+    """A titled Markdown table of rows, then the notes and the verdict line. Names, reasons and notes are
+    escaped (quantlab.textsafe): they hold text from the files compared; the number cells are formatted
+    from floats. `title` and `verdict_line` are Markdown already."""
+    lines = [f"### {title}", "",
              "| Variant | Metric | Baseline | Candidate | Change | Tolerance | Result |",
              "|---|---|---|---|---|---|---|"]
-    for r in comparison.rows:
+    for r in rows:
         result = r.status.value + (f": {for_markdown(r.reason)}" if r.reason else "")
         lines.append(f"| {for_markdown(r.variant)} | {r.metric} | {r.baseline} | {r.candidate} | {r.change} "
                      f"| {r.tolerance} | {result} |")
     lines.append("")
-    lines += [f"- {for_markdown(note)}" for note in comparison.notes]
-    if comparison.notes:
+    lines += [f"- {for_markdown(note)}" for note in notes]
+    if notes:
         lines.append("")
-    lines.append(verdict(comparison))
+    lines.append(verdict_line)
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from quantlab.gates import check_budget
 from quantlab.measures import BUDGETED, Metric
 
 PYTEST = "pytest"
-COMMANDS = ("run", "quantize", "eval", "tune", "bench", "compare", "history", "export", "demo-data")
+COMMANDS = ("run", "ab", "quantize", "eval", "tune", "bench", "compare", "history", "export", "demo-data")
 
 
 def count(minimum: int) -> Callable[[str], int]:
@@ -154,31 +154,36 @@ SETTINGS = (
     Setting("demo", bool, "gate quantlab's embedded demo model (on generated shapes unless data/calib are given)",
             faces=_faces(PYTEST)),
     Setting("data", Path, "Ultralytics data.yaml: its val split, with labels (mAP)",
-            faces=_faces(PYTEST, "run", "eval", "tune")),
-    Setting("images", Path, "unlabelled image folder: agreement with FP32 only", faces=_faces("run", "eval", "tune")),
-    Setting("recursive", bool, "look for images in sub-folders too", faces=_faces("run", "quantize", "eval", "tune")),
+            faces=_faces(PYTEST, "run", "ab", "eval", "tune")),
+    Setting("images", Path, "unlabelled image folder: agreement with FP32 only",
+            faces=_faces("run", "ab", "eval", "tune")),
+    Setting("recursive", bool, "look for images in sub-folders too",
+            faces=_faces("run", "ab", "quantize", "eval", "tune")),
     Setting("calib", Path, "calibration image folder (default: the evaluation images)",
-            faces=_faces(PYTEST, "run", "quantize", "tune"),
+            faces=_faces(PYTEST, "run", "ab", "quantize", "tune"),
             help_in={PYTEST: "calibration image folder (default: the data.yaml's val images)",
                      "quantize": "calibration image folder (static mode)"}),
-    Setting("num_calib", int, "calibration images sampled", 100, faces=_faces(PYTEST, "run", "quantize", "tune"),
+    Setting("num_calib", int, "calibration images sampled", 100,
+            faces=_faces(PYTEST, "run", "ab", "quantize", "tune"),
             parse=count(1)),
     Setting("recipes", str, "gated recipes, comma-separated: {recipes}", "auto", faces=_faces(PYTEST, "run")),
     Setting("contrast", str, "recipes built, evaluated and timed beside the gated ones but never gated, "
                              "comma-separated, or none: no contrast at all ({recipes})", "dynamic",
             faces=_faces(PYTEST, "run"), default_in={"run": "ort-default,dynamic"}),
-    Setting("recipe", str, "quantization recipe", "auto", faces=_faces("quantize", "tune"), choices=recipe_choices),
+    Setting("recipe", str, "quantization recipe", "auto", faces=_faces("ab", "quantize", "tune"),
+            choices=recipe_choices, help_in={"ab": "the candidate's quantization recipe"}),
     Setting("exclude", str, "node names every gated recipe keeps in float, comma-separated (as quantlab "
                             "quantize --exclude, or the list quantlab tune prints)", faces=_faces(PYTEST)),
     Setting("threads", int, "intra-op threads of every session", 1,
-            faces=_faces(PYTEST, "run", "eval", "tune", "bench"), parse=count(1)),
-    Setting("runs", int, "timed runs per model, interleaved", 100, faces=_faces("run", "bench"), parse=count(1)),
+            faces=_faces(PYTEST, "run", "ab", "eval", "tune", "bench"), parse=count(1)),
+    Setting("runs", int, "timed runs per model, interleaved", 100, faces=_faces("run", "ab", "bench"),
+            parse=count(1), help_in={"ab": "timed runs per model, interleaved in 10 blocks"}),
     Setting("input_hw", int, "letterbox size for a model whose input H/W are dynamic (default 640 640)",
-            faces=_faces("run", "quantize", "eval", "bench"), parse=count(32), metavar=("H", "W"), nargs=2,
+            faces=_faces("run", "ab", "quantize", "eval", "bench"), parse=count(32), metavar=("H", "W"), nargs=2,
             check=input_hw_problem),
     Setting("providers", str, "onnxruntime execution providers in priority order, comma-separated; a fallback to "
                               "another provider is an error", "CPUExecutionProvider",
-            faces=_faces(PYTEST, "run", "eval", "bench"), parse=providers, metavar="EP[,EP...]"),
+            faces=_faces(PYTEST, "run", "ab", "eval", "bench"), parse=providers, metavar="EP[,EP...]"),
     Setting("runtimes", str, "runtimes that run every variant, comma-separated: onnxruntime (always; its FP32 is "
                              "the reference) and openvino (pip install 'quantlab-yolo[openvino]')", "onnxruntime",
             faces=_faces(PYTEST, "run"), metavar="RT[,RT...]"),

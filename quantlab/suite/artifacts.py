@@ -36,7 +36,6 @@ class Artifacts:
         self.store = store
         self.info: ModelInfo = inspect_model(suite.model)
         self.input_hw = resolve_input_hw(self.info)
-        self._variants: dict[str, Variant | BaseException] = {}
         self._files: dict[str, Path | BaseException] = {}
         self._sessions: dict = {}
         self._evaluations: dict[str, EvalResult] = {}
@@ -70,29 +69,21 @@ class Artifacts:
         return recipe
 
     def variant(self, name: str) -> Variant:
-        if name not in self._variants:
-            try:
-                self._variants[name] = self._build(name)
-            except Exception as exc:  # remembered, so every test that needs it fails with the cause
-                self._variants[name] = exc
-        built = self._variants[name]
-        if isinstance(built, BaseException):
-            raise built
-        return built
-
-    def _build(self, name: str) -> Variant:
         """The planned variant on its build's file: one file serves every runtime."""
         planned = self._plan[name]
-        build = planned.id.build
+        return Variant(planned, self._file(planned.id.build))
+
+    def _file(self, build: str) -> Path:
+        """A build's file, made once; a failed build re-raises its error for every variant and test that asks."""
         if build not in self._files:
             try:
                 self._files[build] = self._build_file(build)
-            except Exception as exc:  # remembered, so the build is not tried again for another runtime
+            except Exception as exc:  # remembered, so every test that needs it fails with the cause
                 self._files[build] = exc
         file = self._files[build]
         if isinstance(file, BaseException):
             raise file
-        return Variant(planned, file)
+        return file
 
     def _build_file(self, build: str) -> Path:
         """The model file of a build: FP32 as given, or quantized once per content hash (through the store)."""
