@@ -46,6 +46,7 @@ class Inputs:
     baseline: str = ""
     budgets: tuple[tuple[str, str], ...] = ()  # (pytest option, value)
     pytest_args: str = ""
+    ab_runs: str = "200"  # timed runs per model; quantlab ab's docs: 200 or more for a 10% loss on a shared runner
 
     @classmethod
     def from_env(cls, env=os.environ) -> Inputs:
@@ -58,7 +59,8 @@ class Inputs:
             raise SystemExit("quantlab action: give exactly one of the inputs `data` (a data.yaml, labelled) "
                              "and `images` (a folder of unlabelled images)")
         budgets = tuple((option, value(name)) for name, option in BUDGET_INPUTS.items() if value(name))
-        return cls(value("model"), value("data"), value("images"), value("baseline"), budgets, value("pytest-args"))
+        return cls(value("model"), value("data"), value("images"), value("baseline"), budgets, value("pytest-args"),
+                   value("ab-runs") or cls.ab_runs)
 
 
 def pytest_command(inputs: Inputs, out: Path) -> list[str]:
@@ -74,7 +76,7 @@ def ab_command(inputs: Inputs, out: Path) -> list[str]:
     """`quantlab ab`: the baseline and the user's model timed interleaved on this runner."""
     images = ["--data", inputs.data] if inputs.data else ["--images", inputs.images]
     return [sys.executable, "-m", "quantlab", "ab", "--baseline", inputs.baseline, "--candidate", inputs.model,
-            *images, "--out", str(out / "ab")]
+            *images, "--runs", inputs.ab_runs, "--out", str(out / "ab")]
 
 
 def fetch_revision(baseline: str) -> None:

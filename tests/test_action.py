@@ -149,6 +149,7 @@ def test_inputs_come_from_the_environment_and_budgets_become_suite_options(tmp_p
     assert command[-2:] == ["--quantlab-num-calib", "32"]
     ab = action.ab_command(action.Inputs("m.onnx", data="d.yaml", baseline="main:m.onnx"), tmp_path)
     assert ab[ab.index("--baseline") + 1] == "main:m.onnx" and ab[ab.index("--data") + 1] == "d.yaml"
+    assert ab[ab.index("--runs") + 1] == "200" and inputs.ab_runs == "200"  # the default, where not given
 
 
 @pytest.mark.parametrize("env", [{}, {"INPUT_MODEL": "m.onnx"}, {"INPUT_MODEL": "m.onnx", "INPUT_DATA": "d.yaml",
@@ -390,7 +391,7 @@ def test_the_walk_from_an_empty_repository(tmp_path):
     _git(repo, "commit", "-qm", "model")
     github = FakeGitHub(tmp_path / "github", _pull_request_event())
     inputs = {"INPUT_MODEL": "models/m.onnx", "INPUT_DATA": str(data.relative_to(repo)),
-              "INPUT_PYTEST_ARGS": "--quantlab-num-calib 32 -p no:cacheprovider"}
+              "INPUT_PYTEST_ARGS": "--quantlab-num-calib 32 -p no:cacheprovider", "INPUT_AB_RUNS": "100"}
     if _has_ab():
         inputs["INPUT_BASELINE"] = "main:models/m.onnx"
     report = tmp_path / "report"
