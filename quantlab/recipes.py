@@ -32,6 +32,9 @@ class CalibMethod(Choice):
     PERCENTILE = "percentile"
 
 
+ALIGN_CHOICES = (0, 4, 8, 16)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Every setting that decides the quantized bytes. Strings are accepted and turned into enums."""
@@ -48,6 +51,10 @@ class Recipe:
     float_output_op_types: tuple[str, ...] = ()  # op types whose inputs are INT8 but outputs stay float
     runtimes: tuple[str, ...] = ()  # the runtimes it is made for; empty: every runtime
     keep_head_float: bool = True
+    # Zero-pad convolution channels (quantlab.align) so output channels are a multiple of this, at least 16,
+    # and input channels a multiple of 4: onnxruntime's fast INT8 convolution (MLAS ConvSym) takes only those
+    # shapes; 4 fits AVX512 CPUs, 8 fits AVX2 and AVX-VNNI; 0 leaves the channels as they are
+    align_channels: int = 0
     exclude_nodes: tuple[str, ...] = ()
     include_nodes: tuple[str, ...] = ()  # forced back into INT8 even if a pass keeps them in float
     num_calib: int = 100
@@ -61,6 +68,9 @@ class Recipe:
             object.__setattr__(self, attr, kind.from_value(getattr(self, attr)))
         for attr in ("op_types", "float_output_op_types", "runtimes", "exclude_nodes", "include_nodes"):
             object.__setattr__(self, attr, tuple(getattr(self, attr)))
+        if self.align_channels not in ALIGN_CHOICES:
+            raise ConfigError(f"align_channels must be one of {', '.join(map(str, ALIGN_CHOICES))} "
+                              f"(0: no padding), got {self.align_channels!r}")
         if self.num_calib < 1:
             raise ConfigError(f"num_calib must be at least 1, got {self.num_calib}")
         if self.mode is Mode.DYNAMIC and self.activation_type is not QType.U8:
