@@ -125,10 +125,11 @@ def _gather_channels(array: np.ndarray, channel_map: ChannelMap, axis: int) -> n
 
 
 class _Aligner:
-    def __init__(self, model: onnx.ModelProto, rule: ChannelRule, pad_image: bool):
+    def __init__(self, model: onnx.ModelProto, rule: ChannelRule, pad_image: bool, skip: frozenset[str]):
         self.model = model
         self.rule = rule
         self.pad_image = pad_image
+        self.skip = skip
         self.inits = {t.name: t for t in model.graph.initializer}
         self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in model.graph.node:
@@ -342,6 +343,8 @@ class _Aligner:
         """Output maps of `node` with its padded inputs read as padded, or None where it must read originals."""
         padded = [i for i, name in enumerate(node.input) if name in self.maps]
         op = node.op_type
+        if node.name in self.skip:
+            return None if padded else {}
         if op == "Conv" and self._paddable_conv(node) and padded in ([], [0]):
             return self._conv(node, self.maps.get(node.input[0]))
         if not padded:
@@ -448,9 +451,13 @@ def _known_channels(model: onnx.ModelProto) -> dict[str, int]:
     return channels
 
 
-def align_channels(model: onnx.ModelProto, rule: ChannelRule, pad_image: bool = True) -> Alignment:
-    """Pad `model`'s convolution channels to `rule` in place (exact by construction); returns what changed."""
-    return _Aligner(model, rule, pad_image).run()
+def align_channels(model: onnx.ModelProto, rule: ChannelRule, pad_image: bool = True,
+                   skip: frozenset[str] = frozenset()) -> Alignment:
+    """Pad `model`'s convolution channels to `rule` in place (exact by construction); returns what changed.
+
+    skip: names of nodes to leave as they are (the head's float decode: nothing there runs in INT8).
+    """
+    return _Aligner(model, rule, pad_image, skip).run()
 
 
 def _worst_excess(reference: np.ndarray, padded: np.ndarray, atol: float, rtol: float) -> tuple[float, float]:
@@ -496,8 +503,8 @@ def _compare(model: onnx.ModelProto, padded: onnx.ModelProto, boundaries: dict[s
     return boundary_diff, excess, output_diff
 
 
-def aligned_copy(model: onnx.ModelProto, rule: ChannelRule, feeds: Sequence[dict], *, atol: float = CHECK_ATOL,
-                 rtol: float = CHECK_RTOL) -> tuple[onnx.ModelProto | None, dict]:
+def aligned_copy(model: onnx.ModelProto, rule: ChannelRule, feeds: Sequence[dict], *, skip: frozenset[str] = frozenset(),
+                 atol: float = CHECK_ATOL, rtol: float = CHECK_RTOL) -> tuple[onnx.ModelProto | None, dict]:
     """A copy of `model` padded to `rule` and checked against it on `feeds` (FP32, onnxruntime CPU).
 
     The check compares every boundary tensor: each original tensor that unchanged nodes read from a padded
@@ -513,7 +520,7 @@ def aligned_copy(model: onnx.ModelProto, rule: ChannelRule, feeds: Sequence[dict
         return None, {**record, "status": "skipped: larger than 2 GB, too large to check in memory"}
     padded = onnx.ModelProto()
     padded.CopyFrom(model)
-    alignment = align_channels(padded, rule)
+    alignment = align_channels(padded, rule, skip=skip)
     record.update(alignment.as_dict())
     if not alignment.changed:
         return None, {**record, "status": "unchanged: every convolution already fits"}

@@ -153,11 +153,12 @@ def _random_feed(input_name: str, input_hw: tuple[int, int], seed: int) -> dict:
     return {input_name: image}
 
 
-def _stage_aligned(model_path: Path, model: onnx.ModelProto, staged: Path, recipe: Recipe,
+def _stage_aligned(model_path: Path, model: onnx.ModelProto, staged: Path, recipe: Recipe, input_hw: tuple[int, int],
                    feeds: list[dict]) -> tuple[Path, dict]:
     """(the model file to quantize, the alignment record): the channel-padded copy when it passed its exactness
-    check on `feeds`, the staged original otherwise (the record says why)."""
-    padded, record = aligned_copy(model, ChannelRule(recipe.align_channels), feeds)
+    check on `feeds`, the staged original otherwise (the record says why). The head's float decode is left as is."""
+    head = frozenset(yolo_head_pass(model, input_hw)[1]) if recipe.keep_head_float else frozenset()
+    padded, record = aligned_copy(model, ChannelRule(recipe.align_channels), feeds, skip=head)
     if padded is None:
         if record["status"].startswith("failed"):
             warnings.warn(f"{model_path}: channel alignment {record['status']}", UserWarning, stacklevel=3)
@@ -220,7 +221,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
             feeds, held_out = _check_feeds(check_images, reader, info.input_name, hw)
             if reader is not None:
                 reader.rewind()
-            to_prepare, alignment = _stage_aligned(model_path, model, staged, recipe,
+            to_prepare, alignment = _stage_aligned(model_path, model, staged, recipe, hw,
                                                    [*feeds, _random_feed(info.input_name, hw, recipe.seed)])
         prepared = stage / "prepared.onnx"
         try:
