@@ -328,16 +328,13 @@ class _Aligner:
         for name in node.input:
             channel_map = self.maps.get(name)
             if channel_map is None:
-                channels = self._static_channels(name)
+                channels = self.channels.get(name)
                 if channels is None:
                     return None
                 channel_map = _identity(channels)
             combined += [None if c is None else c + offset for c in channel_map]
             offset += len(_real(channel_map))
         return {0: tuple(combined)}
-
-    def _static_channels(self, name: str) -> int | None:
-        return self.channels.get(name)
 
     def _rewrite(self, node: onnx.NodeProto) -> dict[int, ChannelMap] | None:
         """Output maps of `node` with its padded inputs read as padded, or None where it must read originals."""
@@ -470,9 +467,9 @@ def _worst_excess(reference: np.ndarray, padded: np.ndarray, atol: float, rtol: 
     diff = np.abs(padded.astype(np.float64) - ref)
     rows = np.moveaxis(np.abs(ref), 1, 0).reshape(ref.shape[1], -1).max(axis=1) if ref.ndim >= 3 else np.abs(ref).max()
     scale = rows.reshape((1, -1) + (1,) * (ref.ndim - 2)) if ref.ndim >= 3 else rows
-    excess = diff - (atol + rtol * scale)
-    return float(np.nanmax(diff)) if np.isfinite(diff).all() else float("inf"), \
-        float(excess.max()) if np.isfinite(excess).all() else float("inf")
+    if not np.isfinite(diff).all():
+        return float("inf"), float("inf")
+    return float(diff.max()), float((diff - (atol + rtol * scale)).max())
 
 
 def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
