@@ -199,3 +199,15 @@ def test_metadata_records_the_padding_and_sizes_compare_to_the_users_file(tmp_pa
     assert result.source_size_bytes == demo_model.stat().st_size  # the user's file, not the padded copy
     quantized = onnx.load(str(result.output_path))
     assert any(t.name.endswith(":compact") for t in quantized.graph.initializer)  # the zeros are not stored
+
+
+def test_a_model_that_already_fits_is_left_as_it_is():
+    rng = np.random.default_rng(0)
+    conv, weights = _conv("a", "image", "a", (16, 4, 3, 3), rng)
+    graph = helper.make_graph([conv, helper.make_node("Relu", ["a"], ["out"], name="relu")], "fits",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 8, 8])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feed = {"image": np.random.default_rng(1).random((1, 4, 8, 8), dtype=np.float32)}
+    padded, record = aligned_copy(model, RULE, [feed])
+    assert padded is None and record["status"].startswith("unchanged") and record["convs"] == {}
