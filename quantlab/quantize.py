@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from quantlab import __version__, ortcompat
+from quantlab.align import ChannelRule, aligned_copy, compact_padded_weights
 from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file, temp_folder
 from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images, split_sample
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
@@ -66,9 +68,9 @@ def raise_opset(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, st
     return converted, f"{opset}->{MIN_OPSET}"
 
 
-def stage_model(model: onnx.ModelProto, stage: Path) -> Path:
-    """Save `model` as stage/model.onnx with Python I/O (external data beside it past 2 GB)."""
-    staged = stage / "model.onnx"
+def stage_model(model: onnx.ModelProto, stage: Path, name: str = "model.onnx") -> Path:
+    """Save `model` as stage/name with Python I/O (external data beside it past 2 GB)."""
+    staged = stage / name
     _save_model(model, staged)
     return staged
 
@@ -104,10 +106,11 @@ def _sort_value_info(model: onnx.ModelProto) -> None:
 
 
 def build_metadata(recipe: Recipe, kept_float: Sequence[str], calib: dict | None, source_sha256: str,
-                   opset_change: str | None = None) -> dict:
+                   opset_change: str | None = None, alignment: dict | None = None) -> dict:
     """The metadata_props quantlab records: no timestamps, so equal inputs give equal bytes."""
     return {
         **({f"{METADATA_PREFIX}opset_converted": opset_change} if opset_change else {}),
+        **({f"{METADATA_PREFIX}alignment": json.dumps(alignment, sort_keys=True)} if alignment else {}),
         f"{METADATA_PREFIX}version": __version__,
         f"{METADATA_PREFIX}onnxruntime": ortcompat.ORT_VERSION,
         f"{METADATA_PREFIX}onnx": onnx.__version__,
@@ -142,6 +145,25 @@ def _feeds(reader: ImageCalibrationReader) -> list[dict]:
     while len(feeds) < CHECK_IMAGES and (feed := reader.get_next()) is not None:
         feeds.append(feed)
     return feeds
+
+
+def _random_feed(input_name: str, input_hw: tuple[int, int], seed: int) -> dict:
+    """A seeded uniform image in [0, 1): alignment must hold for any input, not only the folder's images."""
+    image = np.random.default_rng(seed).random((1, 3, *input_hw), dtype=np.float32)
+    return {input_name: image}
+
+
+def _stage_aligned(model_path: Path, model: onnx.ModelProto, staged: Path, recipe: Recipe, input_hw: tuple[int, int],
+                   feeds: list[dict]) -> tuple[Path, dict]:
+    """(the model file to quantize, the alignment record): the channel-padded copy when it passed its exactness
+    check on `feeds`, the staged original otherwise (the record says why). The head's float decode is left as is."""
+    head = frozenset(yolo_head_pass(model, input_hw)[1]) if recipe.keep_head_float else frozenset()
+    padded, record = aligned_copy(model, ChannelRule(recipe.align_channels), feeds, skip=head)
+    if padded is None:
+        if record["status"].startswith("failed"):
+            warnings.warn(f"{model_path}: channel alignment {record['status']}", UserWarning, stacklevel=3)
+        return staged, record
+    return stage_model(padded, staged.parent, "aligned.onnx"), record
 
 
 def _failure_cause(recipe: Recipe, prepared: onnx.ModelProto, input_hw: tuple[int, int], info: ModelInfo) -> str:
@@ -193,9 +215,17 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     with temp_folder("quantlab-") as stage_dir:
         stage = Path(stage_dir)
         staged = stage_model(model, stage)
+        to_prepare, alignment = staged, None
+        feeds, held_out = None, False
+        if recipe.align_channels:
+            feeds, held_out = _check_feeds(check_images, reader, info.input_name, hw)
+            if reader is not None:
+                reader.rewind()
+            to_prepare, alignment = _stage_aligned(model_path, model, staged, recipe, hw,
+                                                   [*feeds, _random_feed(info.input_name, hw, recipe.seed)])
         prepared = stage / "prepared.onnx"
         try:
-            ortcompat.pre_process(str(staged), str(prepared))
+            ortcompat.pre_process(str(to_prepare), str(prepared))
         except Exception as exc:
             raise QuantizationError(f"{model_path}: onnxruntime's quant_pre_process failed: {exc}") from exc
         prepared_model = onnx.load(str(prepared))
@@ -215,19 +245,23 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
                                     f"'{recipe.name}': {type(exc).__name__}: {exc}") from exc
         result_model = onnx.load(str(quantized))
         _fix_degenerate_scales(result_model)
+        if to_prepare != staged:
+            compact_padded_weights(result_model)
         _sort_value_info(result_model)
         calib = None
         if reader is not None:
             calib = {"num_images": reader.used, "sha256": sample_digest(reader.paths), "seed": recipe.seed,
                      "candidates": len(calib_images)}
-        metadata = build_metadata(recipe, sorted(kept_float), calib, sha256_file(model_path), opset_change)
+        metadata = build_metadata(recipe, sorted(kept_float), calib, sha256_file(model_path), opset_change,
+                                  alignment)
         onnx.helper.set_model_props(result_model, {
             **{p.key: p.value for p in result_model.metadata_props}, **metadata})
         result_bytes = result_model.SerializeToString()
         checked = stage / "checked.onnx"
         checked.write_bytes(result_bytes)
         try:
-            feeds, held_out = _check_feeds(check_images, reader, info.input_name, hw)
+            if feeds is None:
+                feeds, held_out = _check_feeds(check_images, reader, info.input_name, hw)
             check = self_check(staged, checked, feeds, info.description, held_out)
         except QuantizationError as exc:
             raise QuantizationError(f"{model_path}: the quantized model is unusable, so it was not written: "

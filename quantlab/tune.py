@@ -200,6 +200,9 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
     """Greedily keep the most sensitive layer groups in float until the accuracy loss is within
     `max_loss`; keep the fastest model that meets it (or the closest, with a TuneWarning)."""
     started = time.perf_counter()
+    # the sensitivity pass swaps the user's float weights into the quantized graph: channel padding would
+    # give the two graphs weights of other shapes
+    recipe = recipe.replace(align_channels=0)
     model_path, output_path = Path(model_path), Path(output_path)
     info = inspect_model(model_path)
     input_hw = resolve_input_hw(info)
