@@ -21,7 +21,7 @@ from quantlab.atomicio import temp_folder
 from quantlab.bench import Latency, Speedup, bench_setup, check_runs, interleaved_blocks, paired_block_ratio
 from quantlab.compare import COMPARED, Row, Status, Tolerances, absolute_row, relative_row, render_table
 from quantlab.datasets import check_class_names
-from quantlab.errors import InputError, first_line
+from quantlab.errors import ConfigError, InputError, first_line
 from quantlab.evaluate import EvalData, EvalResult, evaluate_models
 from quantlab.measures import Measures, measure
 from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, resolve_input_hw
@@ -32,6 +32,7 @@ from quantlab.variant import FP32, ONNXRUNTIME, check_recipes_fit
 
 BASELINE, CANDIDATE = "baseline", "candidate"
 BLOCKS = 10  # interleaved blocks the timed runs are split into: the bootstrap resamples whole blocks
+MIN_RUNS = 2 * BLOCKS
 GIT_LFS_POINTER = b"version https://git-lfs"
 
 
@@ -149,6 +150,9 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
     models interleaved in this process (`runs` timed runs each, in BLOCKS blocks of runs // BLOCKS), and judge
     the pair."""
     check_recipes_fit([baseline.recipe, candidate.recipe], (ONNXRUNTIME,))  # A/B runs on onnxruntime
+    if runs < MIN_RUNS:
+        raise ConfigError(f"--runs {runs}: A/B needs at least {MIN_RUNS} timed runs ({BLOCKS} blocks of 2), else its "
+                          "interval is no interval and one noisy run would decide")
     infos = {s.label: inspect_model(s.model) for s in (baseline, candidate)}
     hws = {label: resolve_input_hw(info, input_hw) for label, info in infos.items()}
     _same_input(infos[BASELINE], infos[CANDIDATE], hws[BASELINE], hws[CANDIDATE])
@@ -172,9 +176,8 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
             opened.update({f"{side.label} {FP32}": pair[FP32], f"{side.label} int8": pair[side.recipe]})
         feed = probe_input(infos[BASELINE], data.paths[0], hw)
         check_runs(opened, feed)
-        blocks = min(BLOCKS, runs)
-        rounds = runs // blocks  # runs rounded down to a multiple of the blocks
-        runs_ms = interleaved_blocks(opened, feed, blocks, rounds, progress=progress("benchmark", blocks * rounds))
+        rounds = runs // BLOCKS  # runs rounded down to a multiple of the blocks
+        runs_ms = interleaved_blocks(opened, feed, BLOCKS, rounds, progress=progress("benchmark", BLOCKS * rounds))
     results = {}
     for side in (baseline, candidate):
         info, (_, quantized), evals = infos[side.label], built[side.label], evaluations[side.label]

@@ -25,7 +25,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantlab.textsafe import for_markdown, for_terminal
+from quantlab.ab import is_revision
+from quantlab.textsafe import for_markdown, for_terminal, workflow_command
 
 MARKER = "<!-- quantlab -->"  # the first line of the comment this action owns on a pull request
 PASS, GATES_FAILED, REGRESSION, ERROR = "pass", "gates-failed", "regression", "error"
@@ -69,7 +70,15 @@ def pytest_command(inputs: Inputs, out: Path) -> list[str]:
     budgets = [part for option, value in inputs.budgets for part in (option, value)]
     return [sys.executable, "-m", "pytest", "-p", "quantlab", "-m", "quantlab", "--quantlab-model", inputs.model,
             *images, *budgets, f"--benchmark-json={out / 'benchmark.json'}",
-            f"--junitxml={out / 'pytest.xml'}", *shlex.split(inputs.pytest_args)]
+            f"--junitxml={out / 'pytest.xml'}", *_split(inputs.pytest_args)]
+
+
+def _split(args: str) -> list[str]:
+    """The pytest-args input as a shell would split it; an unbalanced quote is the user's mistake, in one line."""
+    try:
+        return shlex.split(args)
+    except ValueError as exc:
+        raise SystemExit(f"quantlab action: pytest-args: {exc}: {for_terminal(args)}") from None
 
 
 def ab_command(inputs: Inputs, out: Path) -> list[str]:
@@ -82,8 +91,10 @@ def ab_command(inputs: Inputs, out: Path) -> list[str]:
 def fetch_revision(baseline: str) -> None:
     """Fetch the baseline's revision when this shallow checkout lacks it (actions/checkout fetches one commit):
     `origin/main:m.onnx` fetches main into origin/main, `SHA:m.onnx` that commit."""
-    rev, sep, path = baseline.partition(":")
-    if not (sep and path and len(rev) > 1) or Path(baseline).exists():
+    if not is_revision(baseline):
+        return
+    rev = baseline.partition(":")[0]
+    if rev.startswith("-"):  # never an option of git fetch; quantlab ab refuses it in one line
         return
     if _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode == 0:
         return
@@ -164,7 +175,7 @@ def suite_variants(benchmark_json: Path) -> list:
     try:
         return list(load_run(benchmark_json).variants.values())
     except QuantlabError as error:
-        print(f"::warning title=quantlab::{for_terminal(error)}", flush=True)
+        print(workflow_command("warning", "quantlab", error), flush=True)
         return []
 
 
@@ -316,8 +327,8 @@ def post_comment(repo: str, number: int, body: str, env=os.environ) -> str:
 
 def _no_comment(result: subprocess.CompletedProcess) -> str:
     why = for_terminal((result.stderr or result.stdout or "gh failed").strip().splitlines()[-1])
-    print(f"::warning title=quantlab::no pull-request comment ({why}): the workflow needs "
-          "`permissions: pull-requests: write`", flush=True)
+    print(workflow_command("warning", "quantlab", f"no pull-request comment ({why}): the workflow needs "
+                           "`permissions: pull-requests: write`"), flush=True)
     return f"no comment: {why}"
 
 

@@ -17,11 +17,12 @@ from quantlab.compare import Comparison, Tolerances
 from quantlab.compare import compare_runs as _compare_runs
 from quantlab.datasets import check_class_names, load_dataset
 from quantlab.demo.shapes import write_dataset
-from quantlab.errors import InputError
+from quantlab.errors import ConfigError, InputError
 from quantlab.evaluate import EvalData, EvalResult, evaluate_models
 from quantlab.gates import Budgets
 from quantlab.images import list_images
 from quantlab.job import input_paths, run_to_folder
+from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
 from quantlab.quantize import QuantizeResult
 from quantlab.quantize import quantize_model as _quantize_model
@@ -143,6 +144,7 @@ def benchmark(models: Sequence[PathLike], runs: int = 100, threads: int = 1, *, 
     """
     import numpy as np
 
+    _at_least_one(runs=runs, threads=threads)
     infos = [inspect_model(m) for m in models]
     if len({i.input_name for i in infos}) > 1:
         raise InputError("the models have different input names; benchmark compares models of one input")
@@ -155,7 +157,7 @@ def benchmark(models: Sequence[PathLike], runs: int = 100, threads: int = 1, *, 
 
 def run(model: PathLike | None = None, data: PathLike | None = None, images: PathLike | None = None,
         out: PathLike = "quantlab-out", recipes: Sequence[str] = ("auto",),
-        contrast: Sequence[str] = ("ort-default",), *, calib: PathLike | None = None, num_calib: int = 100,
+        contrast: Sequence[str] = ("ort-default", "dynamic"), *, calib: PathLike | None = None, num_calib: int = 100,
         runs: int = 100, threads: int = 1, providers: Sequence[str] = DEFAULT_PROVIDERS,
         runtimes: Sequence[str] = (ONNXRUNTIME,), budgets: Budgets | Mapping[str, float | None] | None = None,
         input_hw: tuple[int, int] | None = None, recursive: bool = False) -> dict:
@@ -168,7 +170,8 @@ def run(model: PathLike | None = None, data: PathLike | None = None, images: Pat
         images: unlabelled image folder instead of `data` (agreement with FP32).
         out: output folder: new, empty, or one quantlab wrote (replaced whole when the run completes).
         recipes: gated recipes ("auto", ...).
-        contrast: recipes shown beside them but not gated (dynamic quantization is always shown).
+        contrast: recipes shown beside them but never gated, as `quantlab run --contrast` ("dynamic" is one;
+            () for none).
         calib: calibration image folder (default: the evaluation images).
         num_calib: calibration images sampled.
         runs: timed runs per model, interleaved.
@@ -186,12 +189,23 @@ def run(model: PathLike | None = None, data: PathLike | None = None, images: Pat
     Raises:
         ConfigError: an unknown recipe, runtime or budget. InputError: unusable model, data or output folder.
     """
-    plan = plan_variants(list(recipes), list(contrast), parse_runtimes(",".join(runtimes)))
+    recipes, contrast, runtimes = ([x] if isinstance(x, str) else list(x) for x in (recipes, contrast, runtimes))
+    plan = plan_variants(recipes, contrast, parse_runtimes(",".join(runtimes)), include_dynamic=False)
     budgets = budgets if isinstance(budgets, Budgets) else Budgets(**(budgets or {}))
+    if budgets.max_memory_ratio is not None:
+        require_measurable("budgets: max_memory_ratio")
+    _at_least_one(runs=runs, num_calib=num_calib, threads=threads)
     report, _ = run_to_folder(out, plan, budgets, model, data, images, calib, recursive=recursive,
                               sessions=SessionSettings(threads, tuple(providers)), runs=runs, num_calib=num_calib,
                               input_hw=input_hw)
     return report
+
+
+def _at_least_one(**counts: int) -> None:
+    """ConfigError for a count below 1, as the CLI refuses it (before any work)."""
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} = {value!r}: a whole number of at least 1")
 
 
 def compare_runs(baseline: PathLike, candidate: PathLike, tolerances: Tolerances = Tolerances()) -> Comparison:

@@ -25,7 +25,7 @@ from quantlab.atomicio import (atomic_write_bytes, check_output_file, refuse_ove
 from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 from quantlab.jsonio import json_bytes
 from quantlab.settings import budget, count, fraction, recipe_choices, settings_for
-from quantlab.textsafe import for_terminal
+from quantlab.textsafe import for_terminal, workflow_command
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
 
@@ -344,8 +344,8 @@ def _verdict(comparison, fail_on_inconclusive: bool) -> int:
                          "quantlab suite")
     if comparison.inconclusive and os.environ.get("GITHUB_ACTIONS") == "true":
         # a workflow command's message: %, CR and LF encoded; for_terminal keeps a file's text from forming one
-        message = for_terminal(unjudged_summary(comparison)).replace("%", "%25")
-        print(f"::warning title=quantlab compare inconclusive::{message}", file=sys.stderr, flush=True)
+        print(workflow_command("warning", "quantlab compare inconclusive", unjudged_summary(comparison)),
+              file=sys.stderr, flush=True)
     if comparison.regressions:
         return EXIT_GATE
     return EXIT_GATE if comparison.inconclusive and fail_on_inconclusive else EXIT_OK

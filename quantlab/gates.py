@@ -32,6 +32,8 @@ class Check:
         name = variant.get("variant", variant.get("name"))
         if value is None:  # not measured here (no labels, say): nothing to gate, unless it must be
             return f"{name}: {self.metric} not measured: {self.missing}" if self.missing else None
+        if not math.isfinite(value):  # a NaN passes every comparison: never let one through
+            return f"{name}: {self.metric} is {value}, not a finite number"
         if (value < self.limit) if self.is_minimum else (value > self.limit):
             relation = "below the minimum" if self.is_minimum else "above the maximum"
             source = f" ({self.source})" if self.source else ""
@@ -56,14 +58,18 @@ def check_budget(name: str, value: float) -> float:
     """`value` if it is a finite number within the budget's range; else ConfigError naming both."""
     interval = _BY_BUDGET[name].budget.range
     low, high = (float(x) for x in interval[1:-1].split(","))
-    above_low = value >= low if interval[0] == "[" else value > low
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or not (above_low and value <= high):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or not ((value >= low if interval[0] == "[" else value > low) and value <= high):
         raise ConfigError(f"budget {name.replace('_', '-')} = {value!r} is not a number in {interval}")
     return float(value)
 
 
 _BY_BUDGET: dict[str, Metric] = {m.budget_name: m for m in BUDGETED}
 BUDGET_NAMES = tuple(_BY_BUDGET)
+
+
+def _budgets(limits: dict) -> Budgets:
+    return Budgets(**limits)
 
 
 class Budgets:
@@ -78,15 +84,17 @@ class Budgets:
             raise ConfigError(f"unknown budget(s) {', '.join(unknown)}: choose from {', '.join(_BY_BUDGET)}")
         values = {name: limits.get(name, m.budget.default) for name, m in _BY_BUDGET.items()}
         for name, value in values.items():
-            if value is not None:
+            if value is not None or _BY_BUDGET[name].budget.default is not None:  # only an off-by-default one may be off
                 values[name] = check_budget(name, value)
         object.__setattr__(self, "_limits", values)
 
     def __getattr__(self, name: str) -> float | None:
-        try:
+        if name in _BY_BUDGET:  # not _limits itself: copy and pickle ask before it exists
             return self._limits[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        raise AttributeError(name)
+
+    def __reduce__(self):
+        return _budgets, (self._limits,)
 
     def __setattr__(self, name, value):
         raise AttributeError("Budgets are frozen")

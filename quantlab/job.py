@@ -73,7 +73,7 @@ def run_to_folder(out_dir: str | Path, plan: Sequence[PlannedVariant], budgets: 
             dataset = load_dataset(write_dataset(stage / "demo-data", splits=("val", "calib")))
             calib = calib or dataset.yaml_path.parent / "images" / "calib"
         data_used = eval_data(dataset, images, recursive)
-        calib_images = list_images(calib, recursive=True) if calib else data_used.paths
+        calib_images = list_images(calib, recursive=recursive) if calib else data_used.paths
         job = run_job(model_path, stage, plan, calib_images, data_used, sessions=sessions, runs=runs,
                       num_calib=num_calib, input_hw=input_hw, progress=progress,
                       on_variant=lambda v: say(f"built {v.name}: {out_dir / v.path.name}"))

@@ -14,7 +14,10 @@ from quantlab.graphshapes import static_dims, with_static_input
 def count_macs(model: onnx.ModelProto, input_hw: tuple[int, int]) -> int | None:
     """The MACs of one inference at `input_hw` (Conv, ConvTranspose, MatMul, Gemm); None when a shape that
     decides them is unknown, rather than a count that leaves some out."""
-    fixed = with_static_input(model, input_hw)
+    try:
+        fixed = with_static_input(model, input_hw)
+    except (onnx.shape_inference.InferenceError, ValueError):  # shapes onnx cannot infer: no count, not an error
+        return None
     dims = static_dims(fixed)
     weights = {t.name: list(t.dims) for t in fixed.graph.initializer}
 

@@ -2,8 +2,9 @@
 frozen record of a variant's values, built by `measure`, written to the report and to pytest-benchmark's
 extra_info, and read back by benchjson.
 
-Adding a metric is a row here and its computation in `measure`; a row with a budget is gated by the CLI and
-the suite, gets its option in both (quantlab.settings), and is listed in the docs' reference.
+Adding a metric is a row here, a field of `Measures` and its computation in `measure` (and its entry in the
+report's schema, which a test checks); a row with a budget is gated by the CLI and the suite, gets its option in
+both (quantlab.settings), and is listed in the docs' reference.
 """
 
 from __future__ import annotations

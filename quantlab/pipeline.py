@@ -100,6 +100,7 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
     fp32_model = load_model(model_path)
     info = inspect_model(model_path, fp32_model)
     hw = resolve_input_hw(info, input_hw)
+    macs = count_macs(fp32_model, hw)
     if data.dataset is not None:
         check_class_names(data.dataset, info.description, Path(model_path))
     variants, built = [], {}
@@ -121,4 +122,4 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
                 if v.runtime == ONNXRUNTIME else None
                 for v in variants}
     return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
-                     info.description, info.size_bytes, count_macs(fp32_model, hw))
+                     info.description, info.size_bytes, macs)

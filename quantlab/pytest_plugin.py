@@ -254,13 +254,14 @@ def _store(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
 def quantlab_metrics(quantlab_artifacts):
     """metrics(variant) -> the gate metrics; a variant that cannot be built fails its test in one line."""
     from quantlab.errors import QuantlabError
+    from quantlab.textsafe import for_terminal
 
     def metrics(name: str) -> dict:
         __tracebackhide__ = True
         try:
             return quantlab_artifacts.metrics(name)
         except QuantlabError as exc:
-            pytest.fail(f"{name}: {exc}", pytrace=False)
+            pytest.fail(for_terminal(f"{name}: {exc}"), pytrace=False)
     return metrics
 
 

@@ -59,6 +59,12 @@ def for_terminal(text: object) -> str:
     return _ANYWHERE_COMMAND.sub(r"\\x23", text)
 
 
+def workflow_command(kind: str, title: str, message: object) -> str:
+    """A GitHub Actions `::warning::`/`::error::` line whose message is text read from files: made safe for a
+    terminal (one line, no escapes) and with `%` encoded, which the runner would otherwise decode (`%0A`)."""
+    return f"::{kind} title={title}::{for_terminal(message).replace('%', '%25')}"
+
+
 def for_markdown(text: object) -> str:
     """`text` as inline Markdown that renders as the text itself: fit for a table cell or a list item."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", for_terminal(text))

@@ -42,16 +42,15 @@ class VariantId:
     def is_fp32(self) -> bool:
         return self.build == FP32
 
-    def on(self, runtime: str) -> VariantId:
-        return VariantId(self.build, runtime)
-
 
 @dataclass(frozen=True)
 class PlannedVariant:
-    """One variant of a run and its role in it."""
+    """One variant of a run, its role in it, and the recipe its build quantizes with (None for FP32; tuned's is
+    the first gated recipe's)."""
 
     id: VariantId
     role: Role
+    recipe: str | None = None
 
     @property
     def name(self) -> str:
@@ -64,7 +63,7 @@ class PlannedVariant:
     @property
     def speed_gated(self) -> bool:
         """Gated on speed too: a static build (dynamic's ConvInteger is slower than FP32 on CPU, by design)."""
-        return self.gated and (self.id.build == TUNED or resolve_recipe(self.id.build).mode is Mode.STATIC)
+        return self.gated and resolve_recipe(self.recipe).mode is Mode.STATIC
 
 
 def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: Sequence[str] = (ONNXRUNTIME,),
@@ -73,9 +72,11 @@ def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: 
     other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated); then tuned. A recipe made
     for some runtimes only (Recipe.runtimes) runs on those; one that none of `runtimes` fits is an error.
 
-    A recipe in `gated` (and tuned) is gated on every runtime; the rest are contrast, FP32 on onnxruntime the
-    reference.
+    A recipe in `gated` is gated on every runtime it runs on, and so is tuned (on onnxruntime, built from the
+    first gated recipe); the rest are contrast, FP32 on onnxruntime the reference.
     """
+    if tune and not gated:
+        raise ConfigError("a tuned variant is made from the first gated recipe: name one")
     recipes = list(dict.fromkeys([*gated, *contrast]))
     check_recipes_fit(recipes, runtimes)
     builds = [FP32, *recipes] + ([DYNAMIC] if include_dynamic and DYNAMIC not in recipes else [])
@@ -91,7 +92,10 @@ def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: 
             return Role.REFERENCE if v.runtime == ONNXRUNTIME else Role.CONTRAST
         return Role.GATED if v.build in gated or v.build == TUNED else Role.CONTRAST
 
-    return tuple(PlannedVariant(v, role(v)) for v in ids)
+    def recipe(v: VariantId) -> str | None:
+        return None if v.is_fp32 else gated[0] if v.build == TUNED else v.build
+
+    return tuple(PlannedVariant(v, role(v), recipe(v)) for v in ids)
 
 
 def parse_contrast(text: str) -> list[str]:

@@ -98,7 +98,7 @@ def test_benchmark_times_every_model(notebook):
 
 @pytest.mark.slow
 def test_run_writes_the_report_it_returns(tmp_path):
-    report = quantlab.run(out=tmp_path / "out", contrast=(), runs=5, num_calib=8,
+    report = quantlab.run(out=tmp_path / "out", contrast=("dynamic",), runs=5, num_calib=8,
                           budgets={"min_speedup": 0.1})
     variants = {v["name"]: v for v in report["variants"]}
     assert list(variants) == ["fp32", "auto", "dynamic"]

@@ -131,3 +131,25 @@ def test_budgets_must_be_finite_and_in_range(changes, raises):
     else:
         with pytest.raises(ConfigError, match=re.escape(raises)):
             Budgets(**changes)
+
+
+def test_budgets_copy_and_pickle_as_values():
+    import copy
+    import pickle
+
+    budgets = Budgets(min_speedup=1.1, max_memory_ratio=0.9)
+    assert copy.deepcopy(budgets) == budgets and pickle.loads(pickle.dumps(budgets)) == budgets
+
+
+@pytest.mark.parametrize("changes", [{"max_map_drop": None}, {"max_size_ratio": "0.3"}, {"min_speedup": True}],
+                         ids=["none-for-a-budget-on-by-default", "text", "bool"])
+def test_only_an_off_by_default_budget_may_be_off_and_a_limit_is_a_number(changes):
+    with pytest.raises(ConfigError, match="is not a number in"):
+        Budgets(**changes)
+
+
+def test_a_value_that_is_not_finite_fails_every_check():
+    """A NaN passes every comparison; a cosine is NaN when an output holds inf."""
+    for check in (Check("box_cosine", 0.999), Check("size_ratio", 0.3)):
+        assert check.fails({"name": "auto", check.metric: float("nan")}) == (
+            f"auto: {check.metric} is nan, not a finite number")

@@ -101,6 +101,14 @@ def test_each_variant_has_one_role(gated, contrast, tune, roles):
     assert [v for v in plan if v.role is Role.REFERENCE] == [plan[0]]
 
 
+def test_tuned_is_speed_gated_as_the_recipe_it_is_made_from():
+    """Tuned from a dynamic recipe runs ConvInteger: slower than FP32 on CPU by design, so not speed-gated."""
+    assert {v.name: v.speed_gated for v in plan_variants(["dynamic"], tune=True)} == {
+        "fp32": False, "dynamic": False, "tuned": False}
+    assert {v.name: v.speed_gated for v in plan_variants(["auto"], tune=True) if v.gated} == {
+        "auto": True, "tuned": True}
+
+
 def test_a_recipe_for_another_runtime_alone_is_refused():
     with pytest.raises(ConfigError, match=r"^recipe 'ov-conv' is made for openvino, which is not among the runtimes "
                                           r"\(onnxruntime\): add openvino$"):

@@ -60,3 +60,11 @@ def test_any_text_becomes_one_safe_line(text):
         assert not shown.lstrip().startswith("::") and "##[" not in shown and "##vso[" not in shown
         shown.encode("utf-8")
     assert not re.search(r"(?<!\\)(?:\\\\)*[|`<>\[\]]", for_markdown(text))  # every special escaped
+
+
+def test_a_workflow_command_is_one_line_with_percent_encoded():
+    from quantlab.textsafe import workflow_command
+
+    line = workflow_command("warning", "quantlab", "a %0A::error::b\nc\x1b[31m")
+    assert line.startswith("::warning title=quantlab::") and "\n" not in line and "\x1b" not in line
+    assert "%250A" in line and "%0A" not in line.replace("%250A", "")  # the runner would decode %0A to a newline

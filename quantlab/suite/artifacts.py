@@ -19,7 +19,7 @@ from quantlab.onnxmodel import ModelInfo, external_data_files, inspect_model, mo
 from quantlab.pipeline import Variant, build_variant, probe_input
 from quantlab.quantize import read_metadata
 from quantlab.recipes import Recipe, resolve_recipe
-from quantlab.sessions import ONNXRUNTIME
+from quantlab.sessions import ONNXRUNTIME, runtime_version
 from quantlab.suite.settings import SuiteConfig
 from quantlab.suite.store import ArtifactStore, content_key, file_digest
 from quantlab.tune import tune
@@ -174,8 +174,8 @@ class Artifacts:
         return shared if shared is not None else self._measure(name)  # a failed build raises its error here
 
     def _metrics_key(self) -> str:
-        """Every variant's content hash and role, the evaluation images and labels, and the session settings
-        (the store keeps the metrics across runs)."""
+        """Every variant's content hash and role, the evaluation images and labels, the session settings and
+        every runtime's version (the store keeps the metrics across runs)."""
         suite = self.suite
         if suite.dataset:
             evaluated = [*suite.dataset.images, *(p for p in map(label_path, suite.dataset.images) if p.is_file())]
@@ -183,6 +183,7 @@ class Artifacts:
             evaluated = list(suite.calib_images)
         return content_key("metrics", variants={n: self._key(n) for n in self._builds_named},
                            roles={v.name: v.role.value for v in suite.plan}, threads=suite.threads,
+                           runtimes={r: runtime_version(r) for r in suite.runtimes},
                            providers=suite.providers, fp32=self._model_digest, evaluated=file_digest(evaluated))
 
     def _write_metrics(self, path: Path) -> None:

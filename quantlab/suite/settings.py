@@ -127,8 +127,12 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     except QuantlabError as exc:
         raise _usage_error(f"quantlab: {reader.given('contrast')}: {exc}") from None
     try:
+        recipes = tuple(parse_recipe_list(reader.value("recipes")))
+    except QuantlabError as exc:
+        raise _usage_error(f"quantlab: {reader.given('recipes') or BY_NAME['recipes'].flag}: {exc}") from None
+    try:
         runtimes = parse_runtimes(reader.value("runtimes"))
-        check_recipes_fit([*parse_recipe_list(reader.value("recipes")), *contrast], runtimes)
+        check_recipes_fit([*recipes, *contrast], runtimes)
     except QuantlabError as exc:
         raise _usage_error(f"quantlab: {reader.given('runtimes') or BY_NAME['runtimes'].flag}: {exc}") from None
     budgets = {}
@@ -141,6 +145,6 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     if budgets["max_memory_ratio"] is not None:
         require_measurable(reader.given("max_memory_ratio"))
     return SuiteConfig(model, dataset, calib_images, reader.value("num_calib"),
-                       tuple(parse_recipe_list(reader.value("recipes"))), reader.value("threads"), providers,
+                       recipes, reader.value("threads"), providers,
                        Budgets(**budgets), reader.value("tune"), exclude, runtimes, tuple(contrast),
                        reader.value("cache_dir"))
