@@ -76,6 +76,16 @@ def _ab(baseline, candidate, data, *extra, runs: int = 40) -> list[str]:
             "--calib", str(data.parent / "images" / "calib"), "--num-calib", "8", "--runs", str(runs), *map(str, extra)]
 
 
+def _repository_with(model, repo):
+    """A git repository whose one commit holds `model` as m.onnx."""
+    repo.mkdir()
+    shutil.copyfile(model, repo / "m.onnx")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "m.onnx")
+    _git(repo, "commit", "-q", "-m", "model")
+    return repo
+
+
 def _speed_row(text: str) -> str:
     return next(line for line in text.splitlines() if "median_ms A/B" in line)
 
@@ -112,28 +122,18 @@ def test_a_candidate_with_more_compute_is_flagged(demo_model, demo_onnx, small_d
 @needs_git
 @pytest.mark.slow
 def test_the_baseline_may_be_a_git_revision(demo_model, small_data, tmp_path, monkeypatch, capsys):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copyfile(demo_model, repo / "m.onnx")
-    _git(repo, "init", "-q")
-    _git(repo, "add", "m.onnx")
-    _git(repo, "commit", "-q", "-m", "model")
+    repo = _repository_with(demo_model, tmp_path / "repo")
     (repo / "m.onnx").write_bytes(b"changed after the commit: the baseline must come from HEAD")
     monkeypatch.chdir(repo)
     shutil.copyfile(demo_model, tmp_path / "candidate.onnx")
-    assert main(_ab("HEAD:m.onnx", tmp_path / "candidate.onnx", small_data, "--quiet", runs=10)) == ExitCode.OK
+    assert main(_ab("HEAD:m.onnx", tmp_path / "candidate.onnx", small_data, "--quiet", runs=20)) == ExitCode.OK
     assert "### quantlab ab: HEAD:m.onnx (auto) ->" in capsys.readouterr().out
 
 
 @needs_git
 @pytest.mark.parametrize("spec", ["nosuchrev:m.onnx", "HEAD:missing.onnx"], ids=["unknown revision", "unknown path"])
 def test_a_revision_git_cannot_show_is_one_line_exit_2(spec, demo_model, small_data, tmp_path, monkeypatch, capsys):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    shutil.copyfile(demo_model, repo / "m.onnx")
-    _git(repo, "init", "-q")
-    _git(repo, "add", "m.onnx")
-    _git(repo, "commit", "-q", "-m", "model")
+    repo = _repository_with(demo_model, tmp_path / "repo")
     monkeypatch.chdir(repo)
     assert main(_ab(spec, "m.onnx", small_data)) == ExitCode.USAGE
     err = capsys.readouterr().err.strip()
@@ -216,3 +216,9 @@ def test_a_recipe_made_for_another_runtime_is_refused_in_one_line(demo_model, sm
     assert main(_ab(demo_model, demo_model, small_data, "--baseline-recipe", "ov-conv")) == ExitCode.USAGE
     err = capsys.readouterr().err.strip()
     assert err.startswith("quantlab: error: recipe 'ov-conv' is made for openvino") and "\n" not in err
+
+
+def test_too_few_runs_for_an_interval_are_refused_before_any_work(demo_model, small_data, tmp_path, capsys):
+    """Fewer than 2 runs in each of the 10 blocks: no interval, so one noisy run would decide the verdict."""
+    assert main(_ab(demo_model, demo_model, small_data, "--out", tmp_path / "ab", runs=19)) == ExitCode.USAGE
+    assert "A/B needs at least 20 timed runs" in capsys.readouterr().err and not (tmp_path / "ab").exists()
