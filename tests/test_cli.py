@@ -45,7 +45,7 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
             jsonschema.validate(broken, schema)
     names = [v["name"] for v in report["variants"]]
     assert names == ["fp32", "auto", "ort-default", "dynamic"]
-    assert "| Model | Runtime | Size MB | Latency ms | FPS | Size change | Speed change |" in result.stdout
+    assert "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Size change | Speed change |" in result.stdout
     assert {v["runtime"] for v in report["variants"]} == {"onnxruntime"}
     assert f"Fastest accurate variant: **{report['fastest_accurate']['name']}**" in result.stdout
     assert (out / "report.md").read_text().startswith("# quantlab report")
