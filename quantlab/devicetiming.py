@@ -58,8 +58,10 @@ def open_device_session(path: str | Path, threads: int = 1, providers: Sequence[
     `enable_cuda_graph` when `cuda_graph` is asked for and CUDA is the first provider.
 
     onnxruntime refuses a CUDA graph when it opens the session (e.g. an INT8 QDQ model whose QLinear ops
-    go back to the CPU: "not all compute graph nodes have been partitioned to the CUDA provider"); the
-    plain session is opened instead and the refusal kept as the reason.
+    go back to the CPU: "all compute graph nodes have not been partitioned to the CUDAExecutionProvider");
+    the plain session is opened instead and the refusal's first line kept as the reason. A session opened
+    without the option (onnxruntime's Python retries some failures without provider options) is not
+    counted as a graph either.
     """
     device = device_of(providers)
     if providers[0] != CUDA:
@@ -69,11 +71,12 @@ def open_device_session(path: str | Path, threads: int = 1, providers: Sequence[
         return DeviceSession(open_session(path, threads, providers), device, False, "not asked for")
     options = [{"enable_cuda_graph": "1"} if p == CUDA else {} for p in providers]
     try:
-        return DeviceSession(open_session(path, threads, providers, options), device, True,
-                             "captured in the warm-up, replayed in every timed run")
+        session = open_session(path, threads, providers, options)
     except ModelError as exc:  # make_session's, raised from onnxruntime's own error
-        refusal = first_line(exc.__cause__ or exc)
-    return DeviceSession(open_session(path, threads, providers), device, False, refusal)
+        return DeviceSession(open_session(path, threads, providers), device, False, first_line(exc.__cause__ or exc))
+    if session.get_provider_options().get(CUDA, {}).get("enable_cuda_graph") != "1":
+        return DeviceSession(session, device, False, "onnxruntime opened the session without enable_cuda_graph")
+    return DeviceSession(session, device, True, "captured in the warm-up, replayed in every timed run")
 
 
 class DeviceBinding:

@@ -61,8 +61,8 @@ def inference_session(model: str | bytes, threads: int = 1, providers: Sequence[
     provider_options: one dict of onnxruntime's option strings per provider, in the same order
     (e.g. [{"enable_cuda_graph": "1"}, {}]); None for every provider's defaults.
     """
-    return ort.InferenceSession(model, session_options(threads, arena), providers=list(providers),
-                                provider_options=None if provider_options is None else list(provider_options))
+    given = {} if provider_options is None else {"provider_options": list(provider_options)}
+    return ort.InferenceSession(model, session_options(threads, arena), providers=list(providers), **given)
 
 
 def make_session(path: str | Path, threads: int = 1, providers: Sequence[str] = DEFAULT_PROVIDERS,
