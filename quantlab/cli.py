@@ -24,7 +24,7 @@ from quantlab.atomicio import (atomic_write_bytes, check_output_file, refuse_ove
                                staged_folder)
 from quantlab.errors import ConfigError, ExitCode, InputError, Interrupted, QuantlabError, SelfCheckError, first_line
 from quantlab.jsonio import json_bytes
-from quantlab.settings import budget, count, fraction, recipe_choices, settings_for
+from quantlab.settings import batch_sizes, budget, count, fraction, recipe_choices, settings_for
 from quantlab.textsafe import for_terminal, workflow_command
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE = ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE
@@ -199,11 +199,35 @@ def cmd_bench(args, console: Console) -> int:
         shown = shown if len(shown) <= 50 else "..." + shown[-47:]
         _show(f"{shown:50s} {lat.median_ms:10.2f} {lat.p90_ms:8.2f} {lat.p99_ms:8.2f} {lat.fps:8.1f} "
               f"{first.median_ms / lat.median_ms:7.2f}x")
+    devices = _device_timing(args, infos, hw) if args.device else None
     if args.json:
         _write_json(args.json, {"threads": args.threads, "runs": args.runs, "input_hw": list(hw),
                                 "providers": list(args.providers),
-                                "models": {n: {**lat.as_dict(), "fps": lat.fps} for n, lat in latencies.items()}})
+                                "models": {n: {**lat.as_dict(), "fps": lat.fps} for n, lat in latencies.items()},
+                                **({"device": devices} if devices is not None else {})})
     return EXIT_OK
+
+
+def _device_timing(args, infos, hw: tuple[int, int]) -> dict[str, dict]:
+    """bench --device: each model timed through IO binding on its provider's device (quantlab.devicetiming),
+    model-only and end-to-end, and images/s per batch where the batch axis is dynamic."""
+    from quantlab.devicetiming import device_report
+
+    reports = {}
+    _show()
+    _show(f"{'model':50s} {'device':>6s} {'model-only ms':>14s} {'end-to-end ms':>14s}  CUDA graph")
+    for info in infos:
+        report = device_report(info.path, args.providers, args.threads, args.runs, args.warmup, args.batches,
+                               args.cuda_graph, hw)
+        reports[str(info.path)] = report
+        shown = for_terminal(str(info.path))
+        shown = shown if len(shown) <= 50 else "..." + shown[-47:]
+        graph = {True: "yes", False: "no", None: "n/a"}[report["cuda_graph"]]
+        _show(f"{shown:50s} {report['device']:>6s} {report['model_only_ms']['median']:14.2f} "
+              f"{report['end_to_end_ms']['median']:14.2f}  {graph}: {report['cuda_graph_reason']}")
+        throughput = ", ".join(f"batch {t['batch']}: {t['images_per_s']:.0f} img/s" for t in report["throughput"])
+        _show(f"    {throughput or report['throughput_reason']}")
+    return reports
 
 
 def _write_json(path: str | Path, payload: dict | list) -> None:
@@ -480,6 +504,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+")
     p.add_argument("--warmup", type=count(0), default=10)
     p.add_argument("--json", help="write the latencies here")
+    p.add_argument("--device", action="store_true",
+                   help="also time each model through IO binding on its provider's device: model-only and "
+                        "end-to-end latency, and images/s per --batches where the batch axis is dynamic")
+    p.add_argument("--batches", type=batch_sizes, default=(1, 8, 32), metavar="N[,N...]",
+                   help="batch sizes for --device throughput (default 1,8,32)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="with --device on CUDA: replay a CUDA graph (falls back, saying why, where refused)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("compare", help="compare two pytest-benchmark JSON runs (or a storage folder)")

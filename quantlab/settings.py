@@ -46,6 +46,15 @@ def budget(name: str) -> Callable[[str], float]:
     return parse
 
 
+def batch_sizes(text: str) -> tuple[int, ...]:
+    """A CLI type: '1,8,32' -> (1, 8, 32), each a whole number >= 1."""
+    parse = count(1)
+    values = tuple(dict.fromkeys(parse(part.strip()) for part in text.split(",") if part.strip()))
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} names no batch size: give e.g. 1,8,32")
+    return values
+
+
 def fraction(text: str) -> float:
     """A CLI type: a finite number >= 0 (a relative or absolute tolerance)."""
     try:

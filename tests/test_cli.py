@@ -168,6 +168,24 @@ def test_bench_times_models_interleaved(tmp_path, demo_model):
     assert timings["runs"] == 5 and all(m["runs"] == 5 and m["p99"] >= m["median"] for m in timings["models"].values())
 
 
+def test_bench_device_times_through_io_binding_and_throughput_where_the_batch_is_dynamic(tmp_path, demo_model):
+    dynamic = "tests/data/models/dynamic/yolov8.dynamic.opset17.onnx"
+    result = quantlab("bench", demo_model, dynamic, "--runs", 3, "--warmup", 1, "--device", "--batches", "1,2",
+                      "--json", tmp_path / "b.json")
+    assert result.returncode == 0, result.stderr
+    device = json.loads((tmp_path / "b.json").read_text())["device"]
+    fixed, batched = device[str(demo_model)], device[dynamic]
+    assert fixed["device"] == "cpu" and fixed["cuda_graph"] is None and fixed["model_only_ms"]["runs"] == 3
+    assert fixed["throughput"] == [] and "batch axis fixed at 1" in fixed["throughput_reason"]
+    assert [t["batch"] for t in batched["throughput"]] == [1, 2] and batched["throughput_reason"] is None
+    assert [t["output_shape"][0] for t in batched["throughput"]] == [1, 2]
+    assert "batch axis fixed at 1" in result.stdout and "batch 2:" in result.stdout
+
+
+def test_bench_refuses_a_batch_below_one_in_one_line(demo_model):
+    _one_line_error(quantlab("bench", demo_model, "--device", "--batches", "1,0"), "--batches", "below the minimum 1")
+
+
 def test_demo_data_writes_the_dataset(tmp_path):
     result = quantlab("demo-data", tmp_path / "d", "--splits", "val")
     assert result.returncode == 0, result.stderr
