@@ -51,6 +51,11 @@ class Console:
         if not self.quiet:
             _show(text)
 
+    def step(self, text: str) -> None:
+        """A line as a long step without a bar starts, on stderr (stdout carries the report)."""
+        if not self.quiet:
+            _show(text, file=sys.stderr)
+
     def progress(self, label: str, total: int) -> Callable[[int], None] | None:
         if self.quiet or not sys.stderr.isatty():
             return None
@@ -239,7 +244,8 @@ def cmd_run(args, console: Console) -> int:
                                   args.images, args.calib, recursive=args.recursive,
                                   sessions=SessionSettings(args.threads, args.providers), runs=args.runs,
                                   num_calib=args.num_calib,
-                                  input_hw=_hw(args.input_hw), progress=console.progress, say=console.say)
+                                  input_hw=_hw(args.input_hw), progress=console.progress, say=console.say,
+                                  step=console.step)
     _show_document(render_markdown(report))
     for path in paths.values():
         console.say(f"wrote {path}")

@@ -71,6 +71,7 @@ import enum
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from quantlab import __version__
 from quantlab.benchjson import Run, VariantResult, run_facts, target_of
@@ -79,6 +80,7 @@ from quantlab.measures import METRICS
 from quantlab.textsafe import for_markdown, shorten
 from quantlab.variant import FP32
 
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "compare.schema.json"
 COMPARED = tuple(m for m in METRICS if m.tolerance)
 # a normal quantile's half-width of the middle 50%: stddev -> quartiles when pytest-benchmark has no q1/q3
 _QUARTILE_Z = 0.6745

@@ -26,6 +26,9 @@ from quantlab.compare import FP32
 from quantlab.textsafe import for_markdown, for_terminal, shorten
 
 
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "history.schema.json"
+
+
 def by_target(runs: Sequence[Run]) -> dict[Target, list[Run]]:
     """The runs of each target, oldest first, the targets in the order of their first run."""
     groups: dict[Target, list[Run]] = {}
