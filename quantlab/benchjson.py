@@ -85,6 +85,52 @@ class Run:
         """The FP32 model's hash (load_run checked that every benchmark naming one names the same)."""
         return next((v.model_sha256 for v in self.variants.values() if v.model_sha256), None)
 
+    @property
+    def setup(self) -> dict | None:
+        """The plugin's `setup` of the run's first benchmark that records one (None: older plugin)."""
+        return next((v.setup for v in self.variants.values() if v.setup is not None), None)
+
+    @property
+    def target(self) -> Target:
+        """The runner this run's speedups are comparable on (its first benchmark's)."""
+        return target_of(self, next(iter(self.variants.values())))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a speedup is like for like on: the CPU model, thread count and execution providers. Runs of one
+    target may come from different machines of that kind (CI runners); None where a run does not say."""
+
+    cpu: str | None
+    threads: int | None
+    providers: tuple[str, ...] | None
+
+    @property
+    def label(self) -> str:
+        """'AMD EPYC, 1 thread, CPUExecutionProvider' (plain text from the files: escape it where shown)."""
+        threads = ("threads unknown" if self.threads is None
+                   else f"{self.threads} thread{'s' if self.threads != 1 else ''}")
+        providers = ", ".join(self.providers) if self.providers else "providers unknown"
+        return f"{self.cpu or 'CPU unknown'}, {threads}, {providers}"
+
+    def as_dict(self) -> dict:
+        return {"cpu": self.cpu, "threads": self.threads,
+                "providers": None if self.providers is None else list(self.providers)}
+
+
+def run_facts(run: Run) -> dict:
+    """Where a run is and what it ran on, for a JSON document: path, time, commit, setup, target, model hash."""
+    return {"path": str(run.path), "when": run.when.isoformat(), "commit": run.commit, "setup": run.setup,
+            "target": run.target.as_dict(), "model_sha256": run.model_sha256}
+
+
+def target_of(run: Run, v: VariantResult) -> Target:
+    """A benchmark's target from its `setup`, else from what older plugins wrote (machine_info's CPU, threads)."""
+    setup = v.setup or {}
+    providers = setup.get("providers")
+    return Target(cpu=setup.get("cpu") or run.cpu, threads=setup.get("threads", v.threads),
+                  providers=tuple(providers) if isinstance(providers, list) else None)
+
 
 def load_run(path: str | Path) -> Run:
     """One pytest-benchmark JSON file, checked; an unreadable or foreign one is an error, never skipped."""

@@ -51,6 +51,11 @@ class Console:
         if not self.quiet:
             _show(text)
 
+    def step(self, text: str) -> None:
+        """A line as a long step without a bar starts, on stderr (stdout carries the report)."""
+        if not self.quiet:
+            _show(text, file=sys.stderr)
+
     def progress(self, label: str, total: int) -> Callable[[int], None] | None:
         if self.quiet or not sys.stderr.isatty():
             return None
@@ -263,7 +268,8 @@ def cmd_run(args, console: Console) -> int:
                                   args.images, args.calib, recursive=args.recursive,
                                   sessions=SessionSettings(args.threads, args.providers), runs=args.runs,
                                   num_calib=args.num_calib,
-                                  input_hw=_hw(args.input_hw), progress=console.progress, say=console.say)
+                                  input_hw=_hw(args.input_hw), progress=console.progress, say=console.say,
+                                  step=console.step)
     _show_document(render_markdown(report))
     for path in paths.values():
         console.say(f"wrote {path}")
@@ -354,14 +360,17 @@ def cmd_compare(args, console: Console) -> int:
                      map_loss=args.max_map_loss, history_runs=args.history_runs)
     from_folder = Path(args.baseline).is_dir()
     return _verdict(compare_runs(history[-1], candidate, tol, history if from_folder else None),
-                    args.fail_on_inconclusive)
+                    args.fail_on_inconclusive, args.json)
 
 
-def _verdict(comparison, fail_on_inconclusive: bool) -> int:
+def _verdict(comparison, fail_on_inconclusive: bool, as_json: bool) -> int:
     """Print a comparison and its verdict (a warning for GitHub Actions when inconclusive); the exit code."""
-    from quantlab.compare import render_comparison, unjudged_summary
+    from quantlab.compare import comparison_document, exit_code, render_comparison, unjudged_summary
 
-    _show_document(render_comparison(comparison))
+    if as_json:
+        _show_json(comparison_document(comparison, fail_on_inconclusive))
+    else:
+        _show_document(render_comparison(comparison))
     if not comparison.judged:  # exit 0 would read as "no regression"
         raise InputError(f"{comparison.candidate.path}: none of its gated metrics can be compared with "
                          f"{comparison.baseline.path} (no variant gated in both runs); compare two runs of the "
@@ -370,15 +379,40 @@ def _verdict(comparison, fail_on_inconclusive: bool) -> int:
         # a workflow command's message: %, CR and LF encoded; for_terminal keeps a file's text from forming one
         print(workflow_command("warning", "quantlab compare inconclusive", unjudged_summary(comparison)),
               file=sys.stderr, flush=True)
-    if comparison.regressions:
-        return EXIT_GATE
-    return EXIT_GATE if comparison.inconclusive and fail_on_inconclusive else EXIT_OK
+    return exit_code(comparison, fail_on_inconclusive)
+
+
+def _show_json(document: dict) -> None:
+    """Print a JSON document: ASCII with every other character escaped, so no terminal or log acts on it."""
+    sys.stdout.write(json_bytes(document).decode("ascii"))
+    sys.stdout.flush()
 
 
 def cmd_history(args, console: Console) -> int:
-    from quantlab.history import render_history
+    from quantlab.benchjson import saved_runs
+    from quantlab.history import history_document, render_history
 
-    _show_document(render_history(args.folder))
+    outputs = [p for p in (args.chart, args.html) if p]
+    if outputs:
+        from quantlab.trend import pyplot, write_trend_html, write_trend_png
+
+        pyplot()  # a missing chart extra is said before any output
+        refuse_same_outputs(*outputs)
+        for target in outputs:
+            check_output_file(target, inputs=[args.folder])
+    runs = saved_runs(args.folder)
+    if args.json:
+        _show_json(history_document(runs, args.folder))
+    else:
+        _show_document(render_history(runs))
+    if outputs:
+        if args.chart:
+            write_trend_png(runs, Path(args.chart))
+        if args.html:
+            write_trend_html(runs, Path(args.html), args.folder)
+        if not console.quiet:  # stderr: stdout may be the JSON document
+            for path in outputs:
+                _show(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -531,11 +565,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on-inconclusive", action="store_true",
                    help="exit 1 when a gated metric could not be judged (another CPU model, threads or "
                         "providers; another FP32 model); by default exit 0 with a warning")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON document (quantlab/schemas/compare.schema.json) instead of the Markdown table")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("history", help="trend of the runs saved by pytest-benchmark")
+    p = sub.add_parser("history", help="trend of the runs saved by pytest-benchmark, one section per target "
+                                       "(CPU model, threads, providers)")
     p.add_argument("folder", help="pytest-benchmark storage folder (default .benchmarks)", nargs="?",
                    default=".benchmarks")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON document (quantlab/schemas/history.schema.json) instead of the Markdown")
+    p.add_argument("--chart", metavar="OUT.png",
+                   help="also draw the trend per variant and target as a PNG (needs the chart extra: matplotlib)")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="also write the trend as one self-contained HTML page (the chart embedded, the tables; "
+                        "needs the chart extra)")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("export", help="a run's speedup, size ratio and mAP as github-action-benchmark JSON")

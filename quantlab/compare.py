@@ -71,12 +71,16 @@ import enum
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from quantlab.benchjson import Run, VariantResult
+from quantlab import __version__
+from quantlab.benchjson import Run, VariantResult, run_facts, target_of
+from quantlab.errors import ExitCode
 from quantlab.measures import METRICS
 from quantlab.textsafe import for_markdown, shorten
 from quantlab.variant import FP32
 
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "compare.schema.json"
 COMPARED = tuple(m for m in METRICS if m.tolerance)
 # a normal quantile's half-width of the middle 50%: stddev -> quartiles when pytest-benchmark has no q1/q3
 _QUARTILE_Z = 0.6745
@@ -296,13 +300,7 @@ def _mark_a_changed_model(comparison: Comparison) -> None:
 
 def _ratio_setup_difference(base_run: Run, base: VariantResult, cand_run: Run, cand: VariantResult) -> str:
     """What makes two speedups incomparable (CPU model, threads, providers); '' when nothing known does."""
-    def facts(run: Run, v: VariantResult) -> dict:
-        setup = v.setup or {}
-        providers = setup.get("providers")
-        return {"cpu": setup.get("cpu") or run.cpu, "threads": setup.get("threads", v.threads),
-                "providers": tuple(providers) if isinstance(providers, list) else providers}
-
-    b, c = facts(base_run, base), facts(cand_run, cand)
+    b, c = vars(target_of(base_run, base)), vars(target_of(cand_run, cand))
     return "; ".join(f"{k} {shorten(repr(b[k]))} vs {shorten(repr(c[k]))}" for k in b
                      if b[k] is not None and c[k] is not None and b[k] != c[k])
 
@@ -441,3 +439,60 @@ def verdict(comparison: Comparison) -> str:
     if failed:
         return f"**{failed} regression(s)**" + (f"; {unjudged}." if comparison.inconclusive else "")
     return f"**Inconclusive:** {unjudged}." if comparison.inconclusive else "**No regression.**"
+
+
+class Verdict(enum.Enum):
+    NOTHING_COMPARED = "nothing compared"  # exit 2: no gated metric in both runs
+    REGRESSION = "regression"
+    INCONCLUSIVE = "inconclusive"
+    NO_REGRESSION = "no regression"
+
+
+def verdict_of(comparison: Comparison) -> Verdict:
+    if not comparison.judged:
+        return Verdict.NOTHING_COMPARED
+    if comparison.regressions:
+        return Verdict.REGRESSION
+    return Verdict.INCONCLUSIVE if comparison.inconclusive else Verdict.NO_REGRESSION
+
+
+def exit_code(comparison: Comparison, fail_on_inconclusive: bool) -> ExitCode:
+    """1 on a regression (and on an inconclusive comparison when asked), 2 when nothing could be compared."""
+    return {Verdict.NOTHING_COMPARED: ExitCode.USAGE, Verdict.REGRESSION: ExitCode.FAILED,
+            Verdict.INCONCLUSIVE: ExitCode.FAILED if fail_on_inconclusive else ExitCode.OK,
+            Verdict.NO_REGRESSION: ExitCode.OK}[verdict_of(comparison)]
+
+
+def comparison_document(comparison: Comparison, fail_on_inconclusive: bool) -> dict:
+    """The comparison as JSON (schemas/compare.schema.json): both runs, every row with its shown cells and
+    its numbers, the notes, the verdict and the exit status it implies. Strings are the files' text, unescaped:
+    the JSON encoder quotes them."""
+    runs = {"baseline": comparison.baseline, "candidate": comparison.candidate}
+    return {
+        "schema_version": 1,
+        "quantlab_version": __version__,
+        **{role: run_facts(run) for role, run in runs.items()},
+        "rows": [{"variant": r.variant, "metric": r.metric,
+                  **{role: {"shown": cell, **_numbers(run.variants.get(r.variant), r.metric)}
+                     for role, run, cell in (("baseline", comparison.baseline, r.baseline),
+                                             ("candidate", comparison.candidate, r.candidate))},
+                  "change": r.change, "tolerance": r.tolerance, "status": _STATUS_WORDS[r.status],
+                  "reason": r.reason} for r in comparison.rows],
+        "notes": list(comparison.notes),
+        "verdict": verdict_of(comparison).value,
+        "summary": unjudged_summary(comparison) if comparison.inconclusive else None,
+        "exit_code": int(exit_code(comparison, fail_on_inconclusive)),
+    }
+
+
+_STATUS_WORDS = {Status.OK: "ok", Status.REGRESSION: "regression", Status.INCONCLUSIVE: "inconclusive",
+                 Status.NOT_GATED: "not gated"}
+
+
+def _numbers(v: VariantResult | None, metric: str) -> dict:
+    """A row's value as a number (None where the run lacks it), with the speedup's interval."""
+    if v is None or metric == "present":
+        return {"value": None}
+    if metric == "speedup":
+        return {"value": v.speedup, "low": v.speedup_low, "high": v.speedup_high}
+    return {"value": v.timing.median_ms if metric == "median_ms" else v.value(metric)}

