@@ -54,22 +54,28 @@ def parse_providers(text: str) -> tuple[str, ...]:
 
 
 def inference_session(model: str | bytes, threads: int = 1, providers: Sequence[str] = DEFAULT_PROVIDERS,
-                      arena: bool = True, provider_options: Sequence[dict] | None = None) -> ort.InferenceSession:
+                      arena: bool = True, provider_options: Sequence[dict] | None = None,
+                      optimized_model: Path | None = None) -> ort.InferenceSession:
     """An onnxruntime session on a model file's path or a serialized model, with session_options;
     onnxruntime's own errors pass through (make_session explains them for a file).
 
     provider_options: one dict of onnxruntime's option strings per provider, in the same order
     (e.g. [{"enable_cuda_graph": "1"}, {}]); None for every provider's defaults.
+    optimized_model: where onnxruntime saves the graph it optimised and placed for these providers.
     """
+    options = session_options(threads, arena)
+    if optimized_model is not None:
+        options.optimized_model_filepath = str(optimized_model)
     given = {} if provider_options is None else {"provider_options": list(provider_options)}
-    return ort.InferenceSession(model, session_options(threads, arena), providers=list(providers), **given)
+    return ort.InferenceSession(model, options, providers=list(providers), **given)
 
 
 def make_session(path: str | Path, threads: int = 1, providers: Sequence[str] = DEFAULT_PROVIDERS,
-                 provider_options: Sequence[dict] | None = None) -> ort.InferenceSession:
+                 provider_options: Sequence[dict] | None = None,
+                 optimized_model: Path | None = None) -> ort.InferenceSession:
     """An onnxruntime session on the model at `path`; a self-contained model's bytes are read by Python so any
     path works (a model with external data is opened by path, so onnxruntime finds its data files).
-    provider_options: as inference_session's."""
+    provider_options and optimized_model: as inference_session's."""
     # here, not at the top: memory's child process imports this module, and onnx would weigh in its baseline
     from quantlab.onnxmodel import external_data_files, openable_by_name
 
@@ -77,9 +83,11 @@ def make_session(path: str | Path, threads: int = 1, providers: Sequence[str] = 
     try:
         if external_data_files(path):
             with openable_by_name(path) as openable:
-                session = inference_session(str(openable), threads, providers, provider_options=provider_options)
+                session = inference_session(str(openable), threads, providers, provider_options=provider_options,
+                                            optimized_model=optimized_model)
         else:
-            session = inference_session(path.read_bytes(), threads, providers, provider_options=provider_options)
+            session = inference_session(path.read_bytes(), threads, providers, provider_options=provider_options,
+                                        optimized_model=optimized_model)
     except Exception as exc:  # onnxruntime's error types share no base class but Exception
         raise ModelError(f"{path}: onnxruntime cannot load it: {first_line(exc)}") from exc
     if session.get_providers()[0] != providers[0]:  # e.g. TensorRT listed but its libraries absent

@@ -1,0 +1,178 @@
+"""Execution providers in words: the Memcpy nodes that make INT8 slow on CUDA, read from onnxruntime's optimised
+graph, and TensorRT's options, skip reason and error path, all checked on this CPU-only onnxruntime."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from quantlab.errors import ConfigError
+from quantlab.providers import (
+    TENSORRT,
+    count_memcpy,
+    explain_slow_int8,
+    memcpy_nodes,
+    optimized_graph,
+    tensorrt_options,
+    tensorrt_unavailable,
+)
+from quantlab.quantize import quantize_model
+from quantlab.recipes import resolve_recipe
+from quantlab.sessions import make_session, parse_providers
+
+CUDA = "CUDAExecutionProvider"
+TENSORRT_LISTED = TENSORRT in ort.get_available_providers()
+
+
+def _copies_graph(copies: list[str], domain: str) -> onnx.GraphProto:
+    """x -> (copy -> Relu) per entry of `copies` -> y, named as onnxruntime's MemcpyTransformer names its nodes
+    ('Memcpy', 'Memcpy_token_N') and the tensors it makes ('<tensor>_CUDAExecutionProvider')."""
+    nodes, tensor = [], "x"
+    for index, op_type in enumerate(copies):
+        copied = f"{tensor}_{CUDA}"
+        nodes.append(helper.make_node(op_type, [tensor], [copied], name="Memcpy" if index == 0 else
+                                      f"Memcpy_token_{index}", domain=domain))
+        tensor = f"relu_{index}"
+        nodes.append(helper.make_node("Relu", [copied], [tensor]))
+    nodes.append(helper.make_node("Identity", [tensor], ["y"]))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    return helper.make_graph(nodes, "copies", [x], [y])
+
+
+def _saved_optimised_graph(path, copies: list[str], domain: str = "", in_branch: bool = False) -> onnx.ModelProto:
+    """A model shaped like an optimised graph onnxruntime saved for CUDA, written to `path` and read back;
+    in_branch: the copies sit in an If node's branches, as MemcpyTransformer adds them to subgraphs too."""
+    graph = _copies_graph(copies, domain)
+    if in_branch:
+        cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+        branch = helper.make_graph(list(graph.node), "then", [], list(graph.output))
+        plain = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "else", [], list(graph.output))
+        graph = helper.make_graph([helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=plain)],
+                                  "branched", [cond, *graph.input], list(graph.output))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return onnx.load(str(path))
+
+
+@pytest.mark.parametrize("copies, domain, in_branch, expected", [
+    # no copies: a graph placed on one device
+    ([], "", False, 0),
+    # one copy each way, in the default domain as onnxruntime writes them
+    (["MemcpyFromHost", "MemcpyToHost"], "", False, 2),
+    # several, unbalanced
+    (["MemcpyFromHost", "MemcpyToHost", "MemcpyFromHost", "MemcpyToHost", "MemcpyFromHost"], "", False, 5),
+    # any domain counts
+    (["MemcpyFromHost", "MemcpyToHost", "MemcpyFromHost"], "com.microsoft", False, 3),
+    # copies inside an If branch count too
+    (["MemcpyFromHost", "MemcpyToHost"], "", True, 2),
+], ids=["none", "one-each-way", "five", "other-domain", "in-subgraph"])
+def test_count_memcpy_on_a_saved_graph(tmp_path, copies, domain, in_branch, expected):
+    model = _saved_optimised_graph(tmp_path / "optimized.onnx", copies, domain, in_branch)
+    assert count_memcpy(model) == expected
+
+
+@pytest.fixture(scope="module")
+def demo_int8(tmp_path_factory, demo_model, calib_images):
+    """The demo model quantized with auto on 8 calibration images (QDQ)."""
+    path = tmp_path_factory.mktemp("int8") / "auto.onnx"
+    quantize_model(demo_model, path, resolve_recipe("auto").replace(num_calib=8), calib_images, force=True)
+    return path
+
+
+@pytest.fixture
+def private_tmpdir(tmp_path, monkeypatch):
+    """An empty folder that tempfile (and so quantlab.atomicio.temp_folder) uses for this test."""
+    folder = tmp_path / "tmpdir"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_the_demo_int8_on_cpu_has_no_memcpy_and_leaves_nothing_behind(demo_int8, private_tmpdir):
+    with optimized_graph(demo_int8, ("CPUExecutionProvider",), threads=1) as saved:
+        assert saved.parent.parent == private_tmpdir
+        model = onnx.load(str(saved))
+        op_types = [n.op_type for n in model.graph.node]
+        # onnxruntime's graph, not the QDQ file: on CPU the DQ -> Conv -> Q groups are fused into QLinearConv
+        assert "QLinearConv" in op_types
+        assert "QLinearConv" not in {n.op_type for n in onnx.load(str(demo_int8)).graph.node}
+        assert count_memcpy(model) == 0
+    assert list(private_tmpdir.iterdir()) == []
+    assert memcpy_nodes(demo_int8) == 0
+    assert list(private_tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("provider, copies, expected", [
+    # copies on CUDA: the sentence names the provider and the count
+    (CUDA, 71, r"^INT8 on CUDAExecutionProvider: 71 Memcpy nodes in the optimised graph: onnxruntime runs the "
+               r"QLinear/QDQ ops it has no CUDA kernel for on the CPU and copies tensors back and forth; "
+               r"use fp16 \(auto\) on CUDA$"),
+    # a graph all on CUDA: nothing to explain
+    (CUDA, 0, None),
+    # CPU never copies to itself
+    ("CPUExecutionProvider", 3, None),
+], ids=["cuda-copies", "cuda-none", "cpu"])
+def test_explain_slow_int8(provider, copies, expected):
+    sentence = explain_slow_int8(provider, copies)
+    assert sentence is None if expected is None else re.fullmatch(expected, sentence)
+
+
+def test_the_explanation_counts_a_saved_graph(tmp_path):
+    model = _saved_optimised_graph(tmp_path / "optimized.onnx", ["MemcpyFromHost", "MemcpyToHost"] * 3)
+    assert explain_slow_int8(CUDA, count_memcpy(model)).startswith(f"INT8 on {CUDA}: 6 Memcpy nodes ")
+
+
+@pytest.mark.parametrize("precision, fp16, int8", [
+    ("fp16", "True", "False"),
+    # INT8 from the QDQ model: no calibration table, TensorRT reads the explicit Q/DQ scales
+    ("INT8", "False", "True"),
+], ids=["fp16", "int8"])
+def test_tensorrt_options(tmp_path, precision, fp16, int8):
+    cache = tmp_path / "out" / "tensorrt-cache"
+    assert tensorrt_options(cache, precision) == {
+        "trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
+        "trt_fp16_enable": fp16, "trt_int8_enable": int8}
+
+
+def test_tensorrt_options_refuse_an_unknown_precision(tmp_path):
+    with pytest.raises(ConfigError, match=r"^TensorrtPrecision 'fp32' is not valid: choose one of fp16, int8$"):
+        tensorrt_options(tmp_path, "fp32")
+
+
+@pytest.mark.skipif(TENSORRT_LISTED, reason="this onnxruntime lists TensorRT")
+def test_tensorrt_unavailable_without_the_provider():
+    assert tensorrt_unavailable() == (f"onnxruntime {ort.__version__} has no TensorrtExecutionProvider: "
+                                      "install onnxruntime-gpu and TensorRT's libraries")
+
+
+@pytest.mark.skipif(TENSORRT_LISTED, reason="this onnxruntime lists TensorRT")
+def test_tensorrt_listed_but_falling_back_is_a_skip_naming_where_it_fell(capsys):
+    """The H200's onnxruntime-gpu listed TensorRT without its libraries; here the probe falls back to the CPU."""
+    reason = tensorrt_unavailable([TENSORRT, CUDA, "CPUExecutionProvider"])
+    assert reason == (f"onnxruntime {ort.__version__} lists TensorrtExecutionProvider, but a session asking for it "
+                      "ran on CPUExecutionProvider: TensorRT's libraries did not load (install TensorRT and put "
+                      "its lib folder on LD_LIBRARY_PATH)")
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.skipif(TENSORRT_LISTED, reason="this onnxruntime lists TensorRT")
+def test_asking_for_tensorrt_here_names_the_available_providers():
+    available = ", ".join(ort.get_available_providers())
+    with pytest.raises(ConfigError, match=rf"^execution provider\(s\) TensorrtExecutionProvider not available in "
+                                          rf"onnxruntime {re.escape(ort.__version__)}: choose from {available}$"):
+        parse_providers("TensorrtExecutionProvider")
+
+
+@pytest.mark.skipif(TENSORRT_LISTED, reason="this onnxruntime lists TensorRT")
+def test_a_session_that_falls_back_from_tensorrt_is_an_error(demo_model, tmp_path):
+    """Past parse_providers (the API, a listed-but-broken TensorRT): a session on another provider is refused."""
+    with pytest.warns(UserWarning, match="TensorrtExecutionProvider' is not in available provider names"), \
+            pytest.raises(ConfigError, match=r"TensorrtExecutionProvider was asked for, but onnxruntime fell back "
+                                             r"to CPUExecutionProvider: a timing would be of the wrong device$"):
+        make_session(demo_model, providers=(TENSORRT,), provider_options=[tensorrt_options(tmp_path, "fp16")])
