@@ -22,6 +22,7 @@ from quantlab.choice import Choice
 from quantlab.sessions import DEFAULT_PROVIDERS, inference_session, make_session
 
 CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 # The copy nodes onnxruntime's MemcpyTransformer inserts between a device provider's nodes and the CPU's
 MEMCPY_OPS = frozenset({"MemcpyFromHost", "MemcpyToHost"})
@@ -78,15 +79,31 @@ class TensorrtPrecision(Choice):
     INT8 = "int8"
 
 
-def tensorrt_options(engine_cache: Path, precision: str | TensorrtPrecision) -> dict[str, str]:
+def tensorrt_options(engine_cache: Path | None, precision: str | TensorrtPrecision) -> dict[str, str]:
     """TensorrtExecutionProvider's options: its engine cache in `engine_cache` (inside the output folder, so a
-    second run reuses the engine) and one precision flag. The Python binding reads booleans as 'True'/'False'.
-    INT8 needs no calibration table: TensorRT takes the scales from the QDQ model's explicit Q/DQ nodes."""
+    second run reuses the engine; None: no cache) and one precision flag. The Python binding reads booleans as
+    'True'/'False'. INT8 needs no calibration table: TensorRT takes the scales from the QDQ model's explicit
+    Q/DQ nodes."""
     precision = TensorrtPrecision.from_value(precision)
-    return {"trt_engine_cache_enable": "True",
-            "trt_engine_cache_path": os.path.abspath(engine_cache),
-            "trt_fp16_enable": str(precision is TensorrtPrecision.FP16),
+    cache = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": os.path.abspath(engine_cache)} \
+        if engine_cache is not None else {"trt_engine_cache_enable": "False"}
+    return {**cache, "trt_fp16_enable": str(precision is TensorrtPrecision.FP16),
             "trt_int8_enable": str(precision is TensorrtPrecision.INT8)}
+
+
+def tensorrt_precision(model: onnx.ModelProto) -> TensorrtPrecision:
+    """INT8 for a QDQ model (TensorRT reads its Q/DQ scales), FP16 for a float one (FP32 or FP16 weights)."""
+    quantized = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in _nodes(model.graph))
+    return TensorrtPrecision.INT8 if quantized else TensorrtPrecision.FP16
+
+
+def tensorrt_session(path: str | Path, threads: int = 1, engine_cache: Path | None = None):
+    """A session on TensorRT for the model at `path`, in the precision its graph calls for (tensorrt_precision);
+    the subgraphs TensorRT does not take run on CUDA, then CPU. A fallen-back first provider is a ConfigError."""
+    precision = tensorrt_precision(onnx.load(str(path), load_external_data=False))
+    providers = [p for p in (TENSORRT, CUDA, CPU) if p == TENSORRT or p in ort.get_available_providers()]
+    options = [tensorrt_options(engine_cache, precision) if p == TENSORRT else {} for p in providers]
+    return make_session(path, threads, providers, provider_options=options)
 
 
 def _probe_model() -> bytes:

@@ -204,7 +204,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                "quantlab_static_variant": suite.static_variants}
     for fixture, values in choices.items():
         if fixture in metafunc.fixturenames:
-            metafunc.parametrize(fixture, values, ids=values)
+            params = [pytest.param(v, id=v, marks=[pytest.mark.skip(reason=reason)] if (
+                reason := suite.skip_reason(v)) else []) for v in values]
+            metafunc.parametrize(fixture, params)
 
 
 @pytest.fixture(scope="session")

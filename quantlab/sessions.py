@@ -23,7 +23,8 @@ from quantlab.errors import ConfigError, ModelError, first_line
 from quantlab.variant import ONNXRUNTIME
 
 OPENVINO = "openvino"
-RUNTIMES = (ONNXRUNTIME, OPENVINO)
+TENSORRT = "tensorrt"  # onnxruntime with TensorRT first (quantlab.providers.tensorrt_session)
+RUNTIMES = (ONNXRUNTIME, OPENVINO, TENSORRT)
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
 
@@ -140,29 +141,42 @@ def _dims(port) -> list:
     return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
 
 
-def parse_runtimes(text: str) -> tuple[str, ...]:
-    """'openvino' -> ('onnxruntime', 'openvino'): known runtime names, each one importable here, onnxruntime
-    first always (FP32 on onnxruntime is every comparison's reference)."""
+def parse_runtimes(text: str, required: bool = True) -> tuple[str, ...]:
+    """'openvino' -> ('onnxruntime', 'openvino'): known runtime names, each one able to run here (unless not
+    `required`: the caller skips those that cannot, saying why), onnxruntime first always (FP32 on onnxruntime
+    is every comparison's reference)."""
     names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in RUNTIMES]
     if unknown or not names:
         raise ConfigError(f"runtime(s) {', '.join(unknown) or '(none)'} unknown: choose from {', '.join(RUNTIMES)}")
-    for name in names:
+    for name in names if required else ():
         require(name)
     return tuple(dict.fromkeys((ONNXRUNTIME, *names)))
 
 
-def require(runtime: str) -> None:
-    """A ConfigError with the pip command when `runtime`'s package is not installed."""
+def runtime_unavailable(runtime: str) -> str | None:
+    """Why `runtime` cannot run here, in one sentence (the pip command for a missing package, TensorRT's
+    missing provider or libraries); None when it can."""
     if runtime == OPENVINO:
         try:
             import openvino  # noqa: F401
-        except ImportError as exc:
-            raise ConfigError("runtime openvino: the openvino package is not installed: "
-                              "pip install 'quantlab-yolo[openvino]'") from exc
+        except ImportError:
+            return "the openvino package is not installed: pip install 'quantlab-yolo[openvino]'"
+    if runtime == TENSORRT:
+        from quantlab.providers import tensorrt_unavailable
+
+        return tensorrt_unavailable()
+    return None
+
+
+def require(runtime: str) -> None:
+    """A ConfigError saying why when `runtime` cannot run here (runtime_unavailable)."""
+    if reason := runtime_unavailable(runtime):
+        raise ConfigError(f"runtime {runtime}: {reason}")
 
 
 def runtime_version(runtime: str) -> str:
+    """The version of the package that runs `runtime` (onnxruntime's for TensorRT: it loads the libraries)."""
     if runtime == OPENVINO:
         import openvino
 
@@ -172,22 +186,29 @@ def runtime_version(runtime: str) -> str:
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """How a job opens every session it times, evaluates and measures: one set, so every number is taken alike."""
+    """How a job opens every session it times, evaluates and measures: one set, so every number is taken alike.
+    engine_cache: where TensorRT keeps its engines (inside the job's output folder); None: not cached."""
 
     threads: int = 1
     providers: tuple[str, ...] = DEFAULT_PROVIDERS
+    engine_cache: Path | None = None
 
     def open(self, path: str | Path, runtime: str = ONNXRUNTIME):
         """A session on `runtime` for the model at `path` (see open_session)."""
-        return open_session(path, runtime, self.threads, self.providers)
+        return open_session(path, runtime, self.threads, self.providers, self.engine_cache)
 
 
 def open_session(path: str | Path, runtime: str = ONNXRUNTIME, threads: int = 1,
-                 providers: Sequence[str] = DEFAULT_PROVIDERS):
-    """A session on `runtime` for the model at `path` (onnxruntime with `providers`, OpenVINO on CPU)."""
+                 providers: Sequence[str] = DEFAULT_PROVIDERS, engine_cache: Path | None = None):
+    """A session on `runtime` for the model at `path`: onnxruntime with `providers`, onnxruntime with TensorRT
+    first (its engines cached in `engine_cache`), or OpenVINO on CPU."""
     if runtime == ONNXRUNTIME:
         return make_session(path, threads, providers)
     require(runtime)
+    if runtime == TENSORRT:
+        from quantlab.providers import tensorrt_session
+
+        return tensorrt_session(path, threads, engine_cache)
     try:
         return OpenVinoSession(Path(path), threads)
     except Exception as exc:  # OpenVINO raises RuntimeError or its own exception types

@@ -124,12 +124,14 @@ def test_quantize_dynamic_needs_no_calibration(tmp_path, demo_model):
         (lambda t, m, c: ["demo-data", t / "d", "--splits", "val,test"], ["unknown split(s) test"]),
         (lambda t, m, c: ["run", "--model", m, "--images", c, "--recipes", "fastest", "--out", t / "o"],
          ["'fastest' is unknown"]),
+        (lambda t, m, c: ["run", "--model", m, "--images", c, "--runtimes", "tflite", "--out", t / "o"],
+         ["--runtimes", "tflite unknown"]),
         (lambda t, m, c: ["run", "--model", m, "--images", c, "--runtimes", "tensorrt", "--out", t / "o"],
-         ["--runtimes", "tensorrt unknown"]),
+         ["--runtimes", "runtime tensorrt: onnxruntime", "has no TensorrtExecutionProvider"]),
     ],
     ids=["missing-model", "not-onnx", "empty-calib", "unwritable-output", "run-unwritable-out", "run-missing-model",
          "run-empty-images", "eval-unlabelled-without-reference", "quantize-without-calib", "unknown-split",
-         "unknown-recipe", "unknown-runtime"],
+         "unknown-recipe", "unknown-runtime", "tensorrt-unavailable"],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, demo_model, demo_data, make_args, fragments):
     calib = demo_data.parent / "images" / "calib"

@@ -14,11 +14,14 @@ from onnx import TensorProto, helper
 from quantlab.errors import ConfigError
 from quantlab.providers import (
     TENSORRT,
+    TensorrtPrecision,
     count_memcpy,
     explain_slow_int8,
     memcpy_nodes,
     optimized_graph,
     tensorrt_options,
+    tensorrt_precision,
+    tensorrt_session,
     tensorrt_unavailable,
 )
 from quantlab.quantize import quantize_model
@@ -176,3 +179,26 @@ def test_a_session_that_falls_back_from_tensorrt_is_an_error(demo_model, tmp_pat
             pytest.raises(ConfigError, match=r"TensorrtExecutionProvider was asked for, but onnxruntime fell back "
                                              r"to CPUExecutionProvider: a timing would be of the wrong device$"):
         make_session(demo_model, providers=(TENSORRT,), provider_options=[tensorrt_options(tmp_path, "fp16")])
+
+
+def test_tensorrt_options_without_a_cache_folder_turn_the_cache_off():
+    assert tensorrt_options(None, "fp16") == {"trt_engine_cache_enable": "False", "trt_fp16_enable": "True",
+                                              "trt_int8_enable": "False"}
+
+
+def test_a_tensorrt_session_builds_in_the_precision_the_graph_calls_for(demo_model, demo_int8, tmp_path, monkeypatch):
+    """FP32 (or FP16) graphs build FP16 engines, QDQ graphs INT8 ones; TensorRT first, then CUDA and CPU where
+    listed, its engines cached where the job says."""
+    import quantlab.providers as providers
+
+    opened = []
+    monkeypatch.setattr(providers.ort, "get_available_providers", lambda: [TENSORRT, CUDA, "CPUExecutionProvider"])
+    monkeypatch.setattr(providers, "make_session", lambda path, threads, names, provider_options: opened.append(
+        (path, names, provider_options)))
+    tensorrt_session(demo_model, engine_cache=tmp_path / "cache")
+    tensorrt_session(demo_int8, engine_cache=None)
+    (_, names, options), (_, _, int8_options) = opened
+    assert names == [TENSORRT, CUDA, "CPUExecutionProvider"] and options[1:] == [{}, {}]
+    assert options[0] == tensorrt_options(tmp_path / "cache", "fp16")
+    assert int8_options[0] == tensorrt_options(None, "int8")
+    assert tensorrt_precision(onnx.load(str(demo_int8))) is TensorrtPrecision.INT8

@@ -169,8 +169,8 @@ def test_openvino_variants_are_gated_and_benchmarked_like_the_others(pytester, s
         (["--quantlab-data", "data/data.yaml"], [], r"--quantlab-data given, but the suite is off"),
         (["--quantlab-demo", "--quantlab-exclude", "/model.0/conv/Conv,no_such_node"], [],
          r"--quantlab-exclude: node\(s\) no_such_node not in"),
-        (["--quantlab-demo", "--quantlab-runtimes", "onnxruntime,tensorrt"], [],
-         r"--quantlab-runtimes.*runtime\(s\) tensorrt unknown: choose from onnxruntime, openvino"),
+        (["--quantlab-demo", "--quantlab-runtimes", "onnxruntime,tflite"], [],
+         r"--quantlab-runtimes.*runtime\(s\) tflite unknown: choose from onnxruntime, openvino, tensorrt"),
         (["--quantlab-demo", "--quantlab-contrast", "dynamic,fastest"], [], r"--quantlab-contrast: recipe 'fastest' "
          r"is unknown"),
         (["--quantlab-demo", "--quantlab-contrast", "ov-conv"], [], r"--quantlab-runtimes: recipe 'ov-conv' is made "
@@ -193,6 +193,20 @@ def test_bad_settings_stop_pytest_before_collection_in_one_line(pytester, small_
     errors = [line for line in result.stderr.lines if line.strip()]
     assert len(errors) == 1 and re.match(r"ERROR: quantlab: .*" + message, errors[0]), result.stderr.lines
     assert not (pytester.path / "collected").exists()
+
+
+def test_tensorrt_variants_are_skipped_with_the_reason_where_tensorrt_cannot_run(pytester, small_data):
+    """One configuration for a matrix of runners: on a runner without TensorRT its variants say why they do not
+    run, and nothing is built for them (the other variants are deselected here: they would build)."""
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib",
+                                      "quantlab_runtimes = onnxruntime,tensorrt"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "-k", "tensorrt", "--benchmark-disable")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) >= 4 and not outcomes.get("passed") and not outcomes.get("failed"), outcomes
+    skips = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
+    assert skips and all("runtime tensorrt: onnxruntime" in line and "has no TensorrtExecutionProvider" in line
+                         for line in skips), skips
+    assert any("auto@tensorrt" in line for line in skips) and any("fp32@tensorrt" in line for line in skips)
 
 
 def test_a_command_line_budget_wins_over_the_ini_and_ini_paths_follow_the_ini(pytester, small_data, monkeypatch):

@@ -116,8 +116,19 @@ def test_a_recipe_for_another_runtime_alone_is_refused():
 
 
 def test_unknown_runtime_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"runtime\(s\) tensorrt unknown: choose from onnxruntime, openvino"):
-        parse_runtimes("onnxruntime,tensorrt")
+    with pytest.raises(ConfigError, match=r"runtime\(s\) tflite unknown: choose from onnxruntime, openvino, tensorrt"):
+        parse_runtimes("onnxruntime,tflite")
+
+
+def test_tensorrt_where_it_cannot_run_is_an_error_unless_the_caller_skips_it(demo_model):
+    """This onnxruntime has no TensorRT provider: asking for the runtime says so; a suite reads it unrequired and
+    skips its variants (tests/test_pytest_plugin.py); opening a session on it is the same error, never a CPU run."""
+    with pytest.raises(ConfigError, match=r"^runtime tensorrt: onnxruntime \S+ has no TensorrtExecutionProvider: "
+                                          r"install onnxruntime-gpu"):
+        parse_runtimes("tensorrt")
+    assert parse_runtimes("tensorrt", required=False) == ("onnxruntime", "tensorrt")
+    with pytest.raises(ConfigError, match="runtime tensorrt: .*has no TensorrtExecutionProvider"):
+        open_session(demo_model, "tensorrt")
 
 
 def test_missing_openvino_names_the_extra(monkeypatch):

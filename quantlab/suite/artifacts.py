@@ -136,12 +136,13 @@ class Artifacts:
 
     @functools.cached_property
     def _plan(self) -> dict[str, PlannedVariant]:
-        return {v.name: v for v in self.suite.plan}
+        """The suite's variants that run here (SuiteConfig.skip_reason: TensorRT's are skipped where it cannot)."""
+        return {v.name: v for v in self.suite.plan if not self.suite.skip_reason(v.name)}
 
     @functools.cached_property
     def _builds_named(self) -> list[str]:
-        """Every variant that is not FP32 (on any runtime): each is a build of the model."""
-        return [v.name for v in self.suite.plan if not v.id.is_fp32]
+        """Every variant that runs here and is not FP32 (on any runtime): each is a build of the model."""
+        return [name for name, v in self._plan.items() if not v.id.is_fp32]
 
     @functools.cached_property
     def _eval_data(self) -> EvalData:
@@ -188,7 +189,7 @@ class Artifacts:
 
     def _write_metrics(self, path: Path) -> None:
         """{variant: metrics, or null when it does not build} as JSON, written atomically."""
-        metrics = {n: self._measure(n) if self._builds(n) else None for n in self.suite.variants}
+        metrics = {n: self._measure(n) if self._builds(n) else None for n in self._plan}
         atomic_write_bytes(path, json.dumps(metrics).encode())
 
     def _measure(self, name: str) -> dict:

@@ -22,7 +22,8 @@ from quantlab.memory import require_measurable
 from quantlab.onnxmodel import inspect_model, load_model
 from quantlab.measures import BY_NAME as BY_METRIC
 from quantlab.recipes import parse_recipe_list
-from quantlab.sessions import ONNXRUNTIME, SessionSettings, parse_providers, parse_runtimes
+from quantlab.sessions import (ONNXRUNTIME, TENSORRT, SessionSettings, parse_providers, parse_runtimes, require,
+                               runtime_unavailable)
 from quantlab.suite.options import BY_NAME, Reader
 from quantlab.textsafe import for_terminal
 from quantlab.variant import DYNAMIC, PlannedVariant, VariantId, check_recipes_fit, parse_contrast, plan_variants
@@ -66,6 +67,17 @@ class SuiteConfig:
     @property
     def variants(self) -> list[str]:
         return [v.name for v in self.plan]
+
+    @functools.cached_property
+    def unavailable(self) -> dict[str, str]:
+        """{runtime: why it cannot run here} for the runtimes whose variants the suite skips (TensorRT without
+        its provider or libraries); the others were required when the settings were read."""
+        return {r: reason for r in self.runtimes if r == TENSORRT and (reason := runtime_unavailable(r))}
+
+    def skip_reason(self, name: str) -> str | None:
+        """Why the variant `name` is skipped here, or None when it runs."""
+        runtime = VariantId.parse(name).runtime
+        return f"{name}: runtime {runtime}: {self.unavailable[runtime]}" if runtime in self.unavailable else None
 
     @property
     def int8_variants(self) -> list[str]:
@@ -131,7 +143,10 @@ def _checked(reader: Reader, model: Path) -> SuiteConfig:
     except QuantlabError as exc:
         raise _usage_error(f"quantlab: {reader.given('recipes') or BY_NAME['recipes'].flag}: {exc}") from None
     try:
-        runtimes = parse_runtimes(reader.value("runtimes"))
+        runtimes = parse_runtimes(reader.value("runtimes"), required=False)
+        for runtime in runtimes:
+            if runtime != TENSORRT:  # TensorRT's variants are skipped where it cannot run: one config, many runners
+                require(runtime)
         check_recipes_fit([*recipes, *contrast], runtimes)
     except QuantlabError as exc:
         raise _usage_error(f"quantlab: {reader.given('runtimes') or BY_NAME['runtimes'].flag}: {exc}") from None
