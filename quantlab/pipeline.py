@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from quantlab.onnxmodel import ModelInfo, inspect_model, load_model, resolve_inp
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.recipes import resolve_recipe
-from quantlab.sessions import ONNXRUNTIME, SessionSettings
+from quantlab.sessions import ONNXRUNTIME, TENSORRT, SessionSettings
 from quantlab.variant import FP32, PlannedVariant, Role
 
 
@@ -97,6 +99,8 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if any(v.id.runtime == TENSORRT for v in plan):  # its engines kept beside the models, reused by the next run
+        sessions = dataclasses.replace(sessions, engine_cache=out_dir / "tensorrt-cache")
     fp32_model = load_model(model_path)
     info = inspect_model(model_path, fp32_model)
     hw = resolve_input_hw(info, input_hw)
