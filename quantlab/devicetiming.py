@@ -24,10 +24,10 @@ import onnxruntime as ort
 from quantlab.bench import RUNS_PER_VISIT, Latency, bench_setup
 from quantlab.errors import ConfigError, ModelError, first_line
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
+from quantlab.providers import CUDA, TENSORRT
 from quantlab.sessions import DEFAULT_PROVIDERS, make_session
 
-CUDA = "CUDAExecutionProvider"
-CUDA_DEVICE_PROVIDERS = frozenset({CUDA, "TensorrtExecutionProvider"})
+CUDA_DEVICE_PROVIDERS = frozenset({CUDA, TENSORRT})
 WARMUP_WINDOW = 5  # runs whose median the GPU warm-up compares with the window before
 WARMUP_SETTLED = 0.98  # a window's median above 98% of the previous window's has stopped falling
 WARMUP_MAX_RUNS = 200  # the GPU warm-up's bound, runs in all

@@ -18,8 +18,9 @@ from quantlab.macs import count_macs
 from quantlab.onnxmodel import ModelInfo, inspect_model, load_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
-from quantlab.recipes import resolve_recipe
-from quantlab.sessions import ONNXRUNTIME, TENSORRT, SessionSettings
+from quantlab.providers import explain_slow_int8, memcpy_nodes
+from quantlab.recipes import Mode, resolve_recipe
+from quantlab.sessions import CPU_PROVIDER, ONNXRUNTIME, TENSORRT, SessionSettings
 from quantlab.variant import FP32, PlannedVariant, Role
 
 
@@ -81,6 +82,7 @@ class JobResult:
     description: ModelDescription
     model_size: int  # the FP32 model's bytes, external data included
     macs: int | None  # multiply-accumulates of one inference (quantlab.macs); None where a shape is unknown
+    provider_notes: dict[str, str]  # {variant: why its INT8 is slow on the device provider}; empty on CPU
 
     @property
     def reference(self) -> Variant:
@@ -125,5 +127,16 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
     memories = {v.name: measure_memory(v.path, hw, sessions.threads, sessions.providers)
                 if v.runtime == ONNXRUNTIME else None
                 for v in variants}
+    notes = {v.name: note for v in variants if (note := provider_note(v, sessions))}
     return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
-                     info.description, info.size_bytes, macs)
+                     info.description, info.size_bytes, macs, notes)
+
+
+def provider_note(variant: Variant, sessions: SessionSettings) -> str | None:
+    """Why an INT8 build is slow on a device provider (the copies onnxruntime adds around the ops it runs on the
+    CPU, counted in its optimised graph), or None: FP32, a float build, another runtime, or the CPU provider."""
+    q = variant.quantized
+    if q is None or q.recipe.mode not in (Mode.STATIC, Mode.DYNAMIC) or variant.runtime != ONNXRUNTIME \
+            or sessions.providers[0] == CPU_PROVIDER:
+        return None
+    return explain_slow_int8(sessions.providers[0], memcpy_nodes(variant.path, sessions.providers, sessions.threads))

@@ -19,9 +19,8 @@ from onnx import TensorProto, helper
 
 from quantlab.atomicio import temp_folder
 from quantlab.choice import Choice
-from quantlab.sessions import DEFAULT_PROVIDERS, inference_session, make_session
+from quantlab.sessions import CPU_PROVIDER, DEFAULT_PROVIDERS, inference_session, make_session
 
-CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 # The copy nodes onnxruntime's MemcpyTransformer inserts between a device provider's nodes and the CPU's
@@ -64,7 +63,7 @@ def memcpy_nodes(path: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS,
 
 def explain_slow_int8(provider: str, memcpy_count: int) -> str | None:
     """Why an INT8 model is slow on `provider`, in one sentence for the report; None on CPU or without copies."""
-    if provider == CPU or memcpy_count == 0:
+    if provider == CPU_PROVIDER or memcpy_count == 0:
         return None
     device = provider.removesuffix("ExecutionProvider")
     return (f"INT8 on {provider}: {memcpy_count} Memcpy nodes in the optimised graph: onnxruntime runs the "
@@ -99,9 +98,10 @@ def tensorrt_precision(model: onnx.ModelProto) -> TensorrtPrecision:
 
 def tensorrt_session(path: str | Path, threads: int = 1, engine_cache: Path | None = None):
     """A session on TensorRT for the model at `path`, in the precision its graph calls for (tensorrt_precision);
-    the subgraphs TensorRT does not take run on CUDA, then CPU. A fallen-back first provider is a ConfigError."""
+    the subgraphs TensorRT does not take run on CUDA, then CPU. A fallen-back first provider is a
+    ConfigError."""
     precision = tensorrt_precision(onnx.load(str(path), load_external_data=False))
-    providers = [p for p in (TENSORRT, CUDA, CPU) if p == TENSORRT or p in ort.get_available_providers()]
+    providers = [p for p in (TENSORRT, CUDA, CPU_PROVIDER) if p == TENSORRT or p in ort.get_available_providers()]
     options = [tensorrt_options(engine_cache, precision) if p == TENSORRT else {} for p in providers]
     return make_session(path, threads, providers, provider_options=options)
 

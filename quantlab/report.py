@@ -61,6 +61,7 @@ def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: 
         "quantize_seconds": q.seconds if q else None,
         "float_nodes": len(q.float_nodes) if q else None,
         "self_check": q.self_check.as_dict() if q and q.self_check else None,
+        "provider_note": job.provider_notes.get(variant.name),
     }
     speed_gated = variant.plan.speed_gated
     checks = budgets.checks(record.labelled, speed_gated) if (q and record.gated) else []
@@ -95,6 +96,8 @@ def verdict(entry: dict, budgets: Budgets) -> str:
     elif recipe["activation_type"] == QType.S8.value and detect_cpu().arch == "x86_64":
         parts.append(f"but {1 / entry['speedup']:.1f}x slower: on x86 S8xS8 QDQ convolutions are not fused "
                      "into QLinearConv and run as dequantize -> float Conv -> quantize")
+    elif entry.get("provider_note"):
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower: {entry['provider_note']}")
     else:
         parts.append(f"but {1 / entry['speedup']:.1f}x slower")
     drop, agreement = entry["map_drop"], entry["agreement"]

@@ -25,7 +25,8 @@ from quantlab.variant import ONNXRUNTIME
 OPENVINO = "openvino"
 TENSORRT = "tensorrt"  # onnxruntime with TensorRT first (quantlab.providers.tensorrt_session)
 RUNTIMES = (ONNXRUNTIME, OPENVINO, TENSORRT)
-DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+CPU_PROVIDER = "CPUExecutionProvider"
+DEFAULT_PROVIDERS = (CPU_PROVIDER,)
 
 
 def session_options(threads: int = 1, arena: bool = True) -> ort.SessionOptions:

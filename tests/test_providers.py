@@ -24,7 +24,7 @@ from quantlab.providers import (
     tensorrt_session,
     tensorrt_unavailable,
 )
-from quantlab.quantize import quantize_model
+from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.recipes import resolve_recipe
 from quantlab.sessions import make_session, parse_providers
 
@@ -202,3 +202,27 @@ def test_a_tensorrt_session_builds_in_the_precision_the_graph_calls_for(demo_mod
     assert options[0] == tensorrt_options(tmp_path / "cache", "fp16")
     assert int8_options[0] == tensorrt_options(None, "int8")
     assert tensorrt_precision(onnx.load(str(demo_int8))) is TensorrtPrecision.INT8
+
+
+def test_a_run_on_a_device_provider_says_why_its_int8_is_slow(demo_model, demo_int8, monkeypatch):
+    """The job asks onnxruntime's optimised graph for the copies only on a device provider, and only for INT8
+    builds on onnxruntime; the report's verdict then gives the reason beside the slowdown."""
+    import quantlab.pipeline as pipeline
+    from quantlab.gates import Budgets
+    from quantlab.report import verdict
+    from quantlab.sessions import SessionSettings
+    from quantlab.variant import FP32, PlannedVariant, Role, VariantId
+
+    int8 = pipeline.Variant(PlannedVariant(VariantId("auto"), Role.GATED, "auto"), demo_int8,
+                            QuantizeResult(demo_int8, resolve_recipe("auto"), (), 8, 1, 1, 0.0, {}))
+    fp32 = pipeline.Variant(PlannedVariant(VariantId(FP32), Role.REFERENCE), demo_model)
+    asked = []
+    monkeypatch.setattr(pipeline, "memcpy_nodes", lambda path, providers, threads: asked.append(providers) or 71)
+    on_cuda = SessionSettings(1, (CUDA, "CPUExecutionProvider"))
+    assert pipeline.provider_note(int8, SessionSettings()) is None and pipeline.provider_note(fp32, on_cuda) is None
+    assert not asked
+    note = pipeline.provider_note(int8, on_cuda)
+    assert asked == [(CUDA, "CPUExecutionProvider")] and note == explain_slow_int8(CUDA, 71)
+    entry = {"name": "auto", "runtime": "onnxruntime", "recipe": resolve_recipe("auto").settings(), "size_ratio": 0.3,
+             "speedup": 0.4, "map_drop": 0.001, "agreement": 0.99, "provider_note": note}
+    assert verdict(entry, Budgets()).startswith(f"3.3x smaller; but 2.5x slower: {note}; as accurate")
