@@ -1,4 +1,5 @@
-"""Static and dynamic INT8 quantization with staging and atomic writes; nothing else writes models.
+"""Static and dynamic INT8 quantization, and FP16 conversion, with staging and atomic writes; nothing else writes
+models.
 
 Everything onnxruntime touches lives in a private ASCII-named staging folder, so its C++ file
 I/O (the `<stem>-inferred.onnx` copy) never meets the user's path; the result reaches the
@@ -24,6 +25,7 @@ from quantlab.align import ChannelRule, aligned_copy, compact_padded_weights
 from quantlab.atomicio import atomic_write_bytes, check_output_file, sha256_file, temp_folder
 from quantlab.calibration import ImageCalibrationReader, sample_digest, sample_images, split_sample
 from quantlab.errors import CompatibilityError, ImageError, QuantizationError, SelfCheckError
+from quantlab.half import half_model
 from quantlab.head import float_nodes, name_unnamed_nodes, softmax_before_transpose, yolo_head_pass
 from quantlab.onnxmodel import (ModelInfo, check_quantizable, external_data_files, inspect_model, load_model,
                                 resolve_input_hw)
@@ -42,7 +44,7 @@ class QuantizeResult:
     output_path: Path
     recipe: Recipe
     float_nodes: tuple[str, ...]
-    num_calib: int  # images that calibrated it (0 for dynamic)
+    num_calib: int  # images that calibrated it (0 for dynamic and fp16)
     size_bytes: int
     source_size_bytes: int
     seconds: float
@@ -167,7 +169,10 @@ def _stage_aligned(model_path: Path, model: onnx.ModelProto, staged: Path, recip
 
 
 def _failure_cause(recipe: Recipe, prepared: onnx.ModelProto, input_hw: tuple[int, int], info: ModelInfo) -> str:
-    """The likeliest reason an INT8 model disagrees with FP32, in words."""
+    """The likeliest reason an INT8 or FP16 model disagrees with FP32, in words."""
+    if recipe.mode is Mode.FP16:
+        return ("a layer's values overflow or lose too much in half precision (keep it in float32 with "
+                "--exclude NODE ...)")
     head = yolo_head_pass(prepared, input_hw)[1]
     if head & set(recipe.include_nodes):
         return (f"--include quantized head node(s) {', '.join(sorted(head & set(recipe.include_nodes))[:3])}: one "
@@ -198,7 +203,7 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
     check_quantizable(model, model_path)
     check_output_file(output_path, inputs=[model_path, *external_data_files(model_path)])
     hw = resolve_input_hw(info, input_hw)
-    reader = None  # dynamic mode: nothing calibrates, so any of the images can judge
+    reader = None  # dynamic and fp16: nothing calibrates, so any of the images can judge
     check_images = sample_images(calib_images, CHECK_IMAGES, recipe.seed) if calib_images else []
     if recipe.mode is Mode.STATIC:
         if not calib_images:
@@ -234,7 +239,10 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
         kept_float = float_nodes(prepared_model, recipe, hw)
         quantized = stage / "quantized.onnx"
         try:
-            if reader is not None:
+            if recipe.mode is Mode.FP16:
+                halved, kept_float = half_model(prepared_model, kept_float)
+                _save_model(halved, quantized)
+            elif reader is not None:
                 ortcompat.quantize_static(str(prepared), str(quantized), reader, recipe, kept_float)
             else:
                 ortcompat.quantize_dynamic(str(prepared), str(quantized), recipe, kept_float)
@@ -267,7 +275,8 @@ def quantize_model(model_path: str | Path, output_path: str | Path, recipe: Reci
             raise QuantizationError(f"{model_path}: the quantized model is unusable, so it was not written: "
                                     f"{exc}") from exc
     if not check.passed and not force:
-        raise SelfCheckError(f"{model_path}: the INT8 model disagrees with FP32 ({check.summary()}), so it was "
+        precision = "FP16" if recipe.mode is Mode.FP16 else "INT8"
+        raise SelfCheckError(f"{model_path}: the {precision} model disagrees with FP32 ({check.summary()}), so it was "
                              f"not written: {_failure_cause(recipe, prepared_model, hw, info)}; --force writes it anyway")
     atomic_write_bytes(output_path, result_bytes)
     return QuantizeResult(

@@ -25,7 +25,7 @@ from quantlab.onnxmodel import inspect_model
 from quantlab.parity import OutputParity
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, read_metadata
-from quantlab.recipes import PRESETS, resolve_recipe
+from quantlab.recipes import PRESETS, Mode, resolve_recipe
 from quantlab.sessions import make_session
 
 FAST = 16  # calibration images for tests that are not about calibration
@@ -452,7 +452,7 @@ def test_refuses_to_overwrite_the_input(tmp_path, model_copy, calib_images):
 def test_every_preset_quantizes(tmp_path, demo_model, calib_images):
     for name in PRESETS:  # force: ort-default quantizes the head and fails its self-check
         result = quantize_model(demo_model, tmp_path / f"{name}.onnx", _recipe(name), calib_images, force=True)
-        assert result.size_ratio < 0.3, name
+        assert result.size_ratio < (0.55 if PRESETS[name].mode is Mode.FP16 else 0.3), name
 
 
 @pytest.mark.parametrize(
