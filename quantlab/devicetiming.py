@@ -22,12 +22,11 @@ import numpy as np
 import onnxruntime as ort
 
 from quantlab.bench import RUNS_PER_VISIT, Latency, bench_setup
+from quantlab.devices import CUDA_PROVIDER, on_gpu
 from quantlab.errors import ConfigError, ModelError, first_line
 from quantlab.onnxmodel import inspect_model, resolve_input_hw
-from quantlab.providers import CUDA, TENSORRT
 from quantlab.sessions import DEFAULT_PROVIDERS, make_session
 
-CUDA_DEVICE_PROVIDERS = frozenset({CUDA, TENSORRT})
 WARMUP_WINDOW = 5  # runs whose median the GPU warm-up compares with the window before
 WARMUP_SETTLED = 0.98  # a window's median above 98% of the previous window's has stopped falling
 WARMUP_MAX_RUNS = 200  # the GPU warm-up's bound, runs in all
@@ -38,7 +37,7 @@ Clock = Callable[[], float]
 
 def device_of(providers: Sequence[str]) -> str:
     """The OrtValue device of the first provider: 'cuda' for CUDA and TensorRT, 'cpu' for the others."""
-    return "cuda" if providers[0] in CUDA_DEVICE_PROVIDERS else "cpu"
+    return "cuda" if on_gpu(providers) else "cpu"
 
 
 @dataclass(frozen=True)
@@ -64,17 +63,17 @@ def open_device_session(path: str | Path, threads: int = 1, providers: Sequence[
     counted as a graph either.
     """
     device = device_of(providers)
-    if providers[0] != CUDA:
+    if providers[0] != CUDA_PROVIDER:
         return DeviceSession(open_session(path, threads, providers), device, None,
                              f"CUDA graphs are a CUDA provider option; {providers[0]} runs this model")
     if not cuda_graph:
         return DeviceSession(open_session(path, threads, providers), device, False, "not asked for")
-    options = [{"enable_cuda_graph": "1"} if p == CUDA else {} for p in providers]
+    options = [{"enable_cuda_graph": "1"} if p == CUDA_PROVIDER else {} for p in providers]
     try:
         session = open_session(path, threads, providers, options)
     except ModelError as exc:  # make_session's, raised from onnxruntime's own error
         return DeviceSession(open_session(path, threads, providers), device, False, first_line(exc.__cause__ or exc))
-    if session.get_provider_options().get(CUDA, {}).get("enable_cuda_graph") != "1":
+    if session.get_provider_options().get(CUDA_PROVIDER, {}).get("enable_cuda_graph") != "1":
         return DeviceSession(session, device, False, "onnxruntime opened the session without enable_cuda_graph")
     return DeviceSession(session, device, True, "captured in the warm-up, replayed in every timed run")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
+from quantlab.devices import CPU_PROVIDER
 from quantlab.evaluate import EvalData, EvalResult, evaluate_models
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
@@ -20,7 +21,7 @@ from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.providers import explain_slow_int8, memcpy_nodes
 from quantlab.recipes import Mode, resolve_recipe
-from quantlab.sessions import CPU_PROVIDER, ONNXRUNTIME, TENSORRT, SessionSettings
+from quantlab.sessions import ONNXRUNTIME, TENSORRT, SessionSettings
 from quantlab.variant import FP32, PlannedVariant, Role
 
 

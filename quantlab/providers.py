@@ -19,10 +19,9 @@ from onnx import TensorProto, helper
 
 from quantlab.atomicio import temp_folder
 from quantlab.choice import Choice
-from quantlab.sessions import CPU_PROVIDER, DEFAULT_PROVIDERS, inference_session, make_session
+from quantlab.devices import CPU_PROVIDER, CUDA_PROVIDER, TENSORRT_PROVIDER
+from quantlab.sessions import DEFAULT_PROVIDERS, inference_session, make_session
 
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
 # The copy nodes onnxruntime's MemcpyTransformer inserts between a device provider's nodes and the CPU's
 MEMCPY_OPS = frozenset({"MemcpyFromHost", "MemcpyToHost"})
 
@@ -101,8 +100,9 @@ def tensorrt_session(path: str | Path, threads: int = 1, engine_cache: Path | No
     the subgraphs TensorRT does not take run on CUDA, then CPU. A fallen-back first provider is a
     ConfigError."""
     precision = tensorrt_precision(onnx.load(str(path), load_external_data=False))
-    providers = [p for p in (TENSORRT, CUDA, CPU_PROVIDER) if p == TENSORRT or p in ort.get_available_providers()]
-    options = [tensorrt_options(engine_cache, precision) if p == TENSORRT else {} for p in providers]
+    providers = [p for p in (TENSORRT_PROVIDER, CUDA_PROVIDER, CPU_PROVIDER)
+                 if p == TENSORRT_PROVIDER or p in ort.get_available_providers()]
+    options = [tensorrt_options(engine_cache, precision) if p == TENSORRT_PROVIDER else {} for p in providers]
     return make_session(path, threads, providers, provider_options=options)
 
 
@@ -122,15 +122,15 @@ def tensorrt_unavailable(providers_available: Sequence[str] | None = None) -> st
     """
     available = ort.get_available_providers() if providers_available is None else providers_available
     version = f"onnxruntime {ort.__version__}"
-    if TENSORRT not in available:
-        return f"{version} has no {TENSORRT}: install onnxruntime-gpu and TensorRT's libraries"
+    if TENSORRT_PROVIDER not in available:
+        return f"{version} has no {TENSORRT_PROVIDER}: install onnxruntime-gpu and TensorRT's libraries"
     # onnxruntime warns when it drops a provider it does not list, and prints an "EP Error" banner when one
     # fails to load; which provider it kept is the answer, given in words below
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        session = inference_session(_probe_model(), providers=(TENSORRT,))
+        session = inference_session(_probe_model(), providers=(TENSORRT_PROVIDER,))
     fallen_to = session.get_providers()[0]
-    if fallen_to != TENSORRT:
-        return (f"{version} lists {TENSORRT}, but a session asking for it ran on {fallen_to}: TensorRT's "
-                "libraries did not load (install TensorRT and put its lib folder on LD_LIBRARY_PATH)")
+    if fallen_to != TENSORRT_PROVIDER:
+        return (f"{version} lists {TENSORRT_PROVIDER}, but a session asking for it ran on {fallen_to}: "
+                "TensorRT's libraries did not load (install TensorRT and put its lib folder on LD_LIBRARY_PATH)")
     return None

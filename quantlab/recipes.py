@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from quantlab.choice import Choice
 from quantlab.cpu import CpuInfo, detect_cpu
+from quantlab.devices import on_gpu
 from quantlab.errors import ConfigError
 
 
@@ -41,7 +42,6 @@ AVX512_CORE_FLAGS = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
 INT8_ONLY = ("quant_format", "activation_type", "weight_type", "per_channel", "reduce_range", "calibrate_method",
              "op_types", "float_output_op_types", "align_channels")
 # Execution providers whose fast precision is FP16, not INT8 (docs: ../shared/gpu/README.md's H200 table)
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def auto_recipe(cpu: CpuInfo | None = None, providers: Sequence[str] = ()) -> Re
     """The fastest accurate recipe for the first execution provider, named 'auto' with its reason recorded: fp16 on
     a GPU provider; on the CPU the preset onnxruntime's guidance picks for this CPU, channels padded to the CPU's
     fast INT8 convolution rule where it has one."""
-    if providers and providers[0] in GPU_PROVIDERS:
+    if on_gpu(providers):
         return PRESETS["fp16"].replace(name="auto", description=(
             f"auto on {providers[0]}: fp16 ({PRESETS['fp16'].description}). Measured on CUDA on an H200: INT8 QDQ "
             "ran at 0.40x FP32's speed on the demo at batch 1 (onnxruntime inserted 71 Memcpy nodes: the QLinear "

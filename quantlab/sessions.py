@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from quantlab.devices import CPU_PROVIDER
 from quantlab.errors import ConfigError, ModelError, first_line
 from quantlab.variant import ONNXRUNTIME
 
 OPENVINO = "openvino"
 TENSORRT = "tensorrt"  # onnxruntime with TensorRT first (quantlab.providers.tensorrt_session)
 RUNTIMES = (ONNXRUNTIME, OPENVINO, TENSORRT)
-CPU_PROVIDER = "CPUExecutionProvider"
 DEFAULT_PROVIDERS = (CPU_PROVIDER,)
 
 

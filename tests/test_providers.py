@@ -12,8 +12,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from quantlab.errors import ConfigError
+from quantlab.devices import TENSORRT_PROVIDER as TENSORRT
 from quantlab.providers import (
-    TENSORRT,
     TensorrtPrecision,
     count_memcpy,
     explain_slow_int8,
