@@ -11,7 +11,7 @@ import quantlab
 from quantlab.cli import build_parser
 from quantlab.compare import Tolerances
 from quantlab.errors import ExitCode
-from quantlab.measures import METRICS
+from quantlab.measures import METRICS, WHEN_WORDS
 from quantlab.suite.options import SETTINGS
 
 
@@ -53,7 +53,7 @@ def metrics_reference() -> str:
     tolerances = Tolerances()
     rows = [(f"`{m.name}`", m.unit, "higher" if m.higher_is_better else "lower",
              f"`--{m.budget_name.replace('_', '-')}` ({'not gated' if m.budget.default is None else m.budget.default}"
-             f"{'' if m.budget.when == 'always' else ', ' + m.budget.when})" if m.budget else "",
+             f"{', ' + WHEN_WORDS[m.budget.when] if WHEN_WORDS[m.budget.when] else ''})" if m.budget else "",
              f"`{m.tolerance}` ({getattr(tolerances, m.tolerance)})" if m.tolerance else "", m.help)
             for m in METRICS]
     return _table(("metric", "unit", "better", "budget (default)", "compare tolerance (default)", "what"), rows)

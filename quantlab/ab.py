@@ -164,7 +164,8 @@ def run_ab(baseline: Side, candidate: Side, data: EvalData, calib_images: Sequen
             if data.dataset is not None:
                 check_class_names(data.dataset, info.description, side.model)
             folder = stack.enter_context(temp_folder(f"quantlab-ab-{side.label}-"))
-            built[side.label] = build_variant(side.recipe, side.model, folder, calib_images, num_calib, input_hw)
+            built[side.label] = build_variant(side.recipe, side.model, folder, calib_images, num_calib, input_hw,
+                                              providers=sessions.providers)
         opened = {}
         evaluations: dict[str, dict[str, EvalResult]] = {}
         for side in (baseline, candidate):

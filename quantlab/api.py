@@ -190,7 +190,8 @@ def run(model: PathLike | None = None, data: PathLike | None = None, images: Pat
         ConfigError: an unknown recipe, runtime or budget. InputError: unusable model, data or output folder.
     """
     recipes, contrast, runtimes = ([x] if isinstance(x, str) else list(x) for x in (recipes, contrast, runtimes))
-    plan = plan_variants(recipes, contrast, parse_runtimes(",".join(runtimes)), include_dynamic=False)
+    plan = plan_variants(recipes, contrast, parse_runtimes(",".join(runtimes)), include_dynamic=False,
+                         providers=providers)
     budgets = budgets if isinstance(budgets, Budgets) else Budgets(**(budgets or {}))
     if budgets.max_memory_ratio is not None:
         require_measurable("budgets: max_memory_ratio")

@@ -258,7 +258,8 @@ def cmd_run(args, console: Console) -> int:
 
     recipes, contrast = parse_recipe_list(args.recipes), run_contrast(args)
     try:
-        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes), include_dynamic=False)
+        plan = plan_variants(recipes, contrast, parse_runtimes(args.runtimes), include_dynamic=False,
+                             providers=args.providers)
     except ConfigError as exc:
         raise ConfigError(f"--runtimes: {exc}") from exc
     budgets = Budgets(**{name: getattr(args, name) for name in BUDGET_NAMES})

@@ -117,11 +117,12 @@ class Budgets:
         """mAP50-95 drop with labels; agreement with FP32 without, which must have been measured."""
         return self.check("map_drop" if labelled else "agreement")
 
-    def checks(self, labelled: bool, speed_gated: bool = True) -> list[Check]:
+    def checks(self, labelled: bool, speed_gated: bool = True, size_gated: bool = True) -> list[Check]:
         """The checks of one gated variant, in the table's order: those whose limit is set and that apply to
-        it (mAP drop with labels, agreement without; speed for static builds only: dynamic quantization's
-        ConvInteger is slower than FP32 on CPU, by design)."""
-        applies = {"always": True, "labelled": labelled, "unlabelled": not labelled, "static": speed_gated}
+        it (mAP drop with labels, agreement without; speed for the builds meant to beat FP32 where they run,
+        size for INT8 builds: quantlab.variant.PlannedVariant.speed_gated and size_gated)."""
+        applies = {"always": True, "labelled": labelled, "unlabelled": not labelled, "fast": speed_gated,
+                   "int8": size_gated}
         return [self.check(m.name) for name, m in _BY_BUDGET.items()
                 if self._limits[name] is not None and applies[m.budget.when]]
 

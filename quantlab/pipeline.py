@@ -45,16 +45,16 @@ class Variant:
 
 def build_variant(build: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
                   num_calib: int | None = None, input_hw: tuple[int, int] | None = None,
-                  exclude_nodes: Sequence[str] = ()) -> tuple[Path, QuantizeResult | None]:
-    """(path, None) for FP32 as given; else the model quantized with the recipe `build` (plus
-    `exclude_nodes` kept in float) into out_dir, and how.
+                  exclude_nodes: Sequence[str] = (), providers: Sequence[str] = ()) -> tuple[Path, QuantizeResult | None]:
+    """(path, None) for FP32 as given; else the model quantized with the recipe `build` (auto picked for
+    `providers`; plus `exclude_nodes` kept in float) into out_dir, and how.
 
     A build that fails its self-check is kept (force): the gates and the report judge it.
     """
     model_path = Path(model_path)
     if build == FP32:
         return model_path, None
-    recipe = resolve_recipe(build)
+    recipe = resolve_recipe(build, providers=providers)
     if num_calib is not None:
         recipe = recipe.replace(num_calib=num_calib)
     if exclude_nodes:
@@ -114,7 +114,8 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
     for planned in plan:
         build = planned.id.build
         if build not in built:
-            built[build] = build_variant(build, model_path, out_dir, calib_images, num_calib, input_hw)
+            built[build] = build_variant(build, model_path, out_dir, calib_images, num_calib, input_hw,
+                                         providers=planned.providers)
             if built[build][1] is not None:
                 on_variant(Variant(planned, *built[build]))
         variants.append(Variant(planned, *built[build]))

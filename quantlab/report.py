@@ -15,7 +15,7 @@ from quantlab.cpu import detect_cpu
 from quantlab.gates import Budgets, known_cause
 from quantlab.jsonio import json_bytes
 from quantlab.ortcompat import ORT_VERSION
-from quantlab.measures import BUDGETED, measure
+from quantlab.measures import BUDGETED, WHEN_WORDS, measure
 from quantlab.onnxmodel import model_sha256, model_size_bytes
 from quantlab.pipeline import JobResult, Variant
 from quantlab.recipes import Mode, QType
@@ -63,8 +63,8 @@ def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: 
         "self_check": q.self_check.as_dict() if q and q.self_check else None,
         "provider_note": job.provider_notes.get(variant.name),
     }
-    speed_gated = variant.plan.speed_gated
-    checks = budgets.checks(record.labelled, speed_gated) if (q and record.gated) else []
+    checks = budgets.checks(record.labelled, variant.plan.speed_gated, variant.plan.size_gated) \
+        if (q and record.gated) else []
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
     if record.gated and q and q.self_check and not q.self_check.passed:
         entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
@@ -90,6 +90,9 @@ def verdict(entry: dict, budgets: Budgets) -> str:
     parts = [f"{1 / entry['size_ratio']:.1f}x smaller"]
     if entry["speedup"] >= 1:
         parts.append(f"{entry['speedup']:.2f}x faster")
+    elif recipe["mode"] == Mode.FP16.value:
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower: FP16 is for GPUs; a CPU without FP16 arithmetic "
+                     "gains nothing from it")
     elif recipe["mode"] == Mode.DYNAMIC.value:
         parts.append(f"but {1 / entry['speedup']:.1f}x slower: dynamic quantization runs ConvInteger and "
                      "quantizes activations at run time, slower than float convolutions on CPU")
@@ -149,14 +152,12 @@ def build_report(job: JobResult, model_path: Path, budgets: Budgets, out_dir: Pa
     }
 
 
-_WHEN_WORDS = {"labelled": " (with labels)", "unlabelled": " (without labels)", "static": " (static recipes)",
-               "always": ""}
 
 
 def gates_in_words(budgets: dict) -> str:
     """'size_ratio <= 0.3, map_drop <= 0.01 (with labels), ...': every budget that is set, in the table's order."""
     return ", ".join(f"{m.name} {'>=' if m.higher_is_better else '<='} {budgets[m.budget_name]:g}"
-                     f"{_WHEN_WORDS[m.budget.when]}" for m in BUDGETED if budgets.get(m.budget_name) is not None)
+                     f"{f' ({WHEN_WORDS[m.budget.when]})' if WHEN_WORDS[m.budget.when] else ''}" for m in BUDGETED if budgets.get(m.budget_name) is not None)
 
 
 def _fmt(value, spec: str, empty: str = "-") -> str:

@@ -21,10 +21,9 @@ import onnxruntime as ort
 
 from quantlab.devices import CPU_PROVIDER
 from quantlab.errors import ConfigError, ModelError, first_line
-from quantlab.variant import ONNXRUNTIME
+from quantlab.variant import ONNXRUNTIME, TENSORRT
 
 OPENVINO = "openvino"
-TENSORRT = "tensorrt"  # onnxruntime with TensorRT first (quantlab.providers.tensorrt_session)
 RUNTIMES = (ONNXRUNTIME, OPENVINO, TENSORRT)
 DEFAULT_PROVIDERS = (CPU_PROVIDER,)
 

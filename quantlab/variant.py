@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quantlab.errors import ConfigError
-from quantlab.recipes import Mode, parse_recipe_list, resolve_recipe
+from quantlab.devices import CPU_PROVIDER, on_gpu
+from quantlab.recipes import Mode, Recipe, parse_recipe_list, resolve_recipe
 
 ONNXRUNTIME = "onnxruntime"  # the reference runtime (quantlab.sessions opens sessions on it and the others)
+TENSORRT = "tensorrt"  # onnxruntime with TensorRT first (quantlab.providers.tensorrt_session)
 FP32 = "fp32"
 DYNAMIC = "dynamic"
 TUNED = "tuned"  # the first gated recipe with its most sensitive layers in float (quantlab tune)
@@ -45,12 +47,13 @@ class VariantId:
 
 @dataclass(frozen=True)
 class PlannedVariant:
-    """One variant of a run, its role in it, and the recipe its build quantizes with (None for FP32; tuned's is
-    the first gated recipe's)."""
+    """One variant of a run, its role in it, the recipe its build quantizes with (None for FP32; tuned's is
+    the first gated recipe's), and the execution providers its onnxruntime sessions run on (auto picks by them)."""
 
     id: VariantId
     role: Role
     recipe: str | None = None
+    providers: tuple[str, ...] = (CPU_PROVIDER,)
 
     @property
     def name(self) -> str:
@@ -60,20 +63,41 @@ class PlannedVariant:
     def gated(self) -> bool:
         return self.role is Role.GATED
 
+    def resolved(self) -> Recipe | None:
+        """The recipe the build is made with, auto resolved for the variant's providers; None for FP32."""
+        return None if self.recipe is None else resolve_recipe(self.recipe, providers=self.providers)
+
     @property
     def speed_gated(self) -> bool:
-        """Gated on speed too: a static build (dynamic's ConvInteger is slower than FP32 on CPU, by design)."""
-        return self.gated and resolve_recipe(self.recipe).mode is Mode.STATIC
+        """Gated on speed too: a build meant to beat FP32 where it runs. Static INT8 on a CPU (onnxruntime's and
+        OpenVINO's; dynamic's ConvInteger is slower than FP32 there, by design), FP16 on a GPU provider, either on
+        TensorRT. INT8 on onnxruntime's CUDA provider is not: its QLinear ops go back to the CPU (report's note)."""
+        recipe = self.resolved()
+        if not self.gated or recipe is None:
+            return False
+        if self.id.runtime == TENSORRT:
+            return recipe.mode in (Mode.STATIC, Mode.FP16)
+        if self.id.runtime == ONNXRUNTIME and on_gpu(self.providers):
+            return recipe.mode is Mode.FP16
+        return recipe.mode is Mode.STATIC
+
+    @property
+    def size_gated(self) -> bool:
+        """Gated on size: an INT8 build (an FP16 one is half of FP32 by construction, never the INT8 budget)."""
+        recipe = self.resolved()
+        return self.gated and recipe is not None and recipe.mode is not Mode.FP16
 
 
 def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: Sequence[str] = (ONNXRUNTIME,),
-                  tune: bool = False, include_dynamic: bool = True) -> tuple[PlannedVariant, ...]:
+                  tune: bool = False, include_dynamic: bool = True,
+                  providers: Sequence[str] = (CPU_PROVIDER,)) -> tuple[PlannedVariant, ...]:
     """fp32 first, then each recipe, then dynamic (once), on onnxruntime; then fp32 and each recipe on every
     other runtime (dynamic's ConvInteger is onnxruntime's contrast, not repeated); then tuned. A recipe made
     for some runtimes only (Recipe.runtimes) runs on those; one that none of `runtimes` fits is an error.
 
     A recipe in `gated` is gated on every runtime it runs on, and so is tuned (on onnxruntime, built from the
-    first gated recipe); the rest are contrast, FP32 on onnxruntime the reference.
+    first gated recipe); the rest are contrast, FP32 on onnxruntime the reference. `providers`: the onnxruntime
+    sessions' execution providers, which decide what auto builds and what is gated on speed (speed_gated).
     """
     if tune and not gated:
         raise ConfigError("a tuned variant is made from the first gated recipe: name one")
@@ -95,7 +119,7 @@ def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: 
     def recipe(v: VariantId) -> str | None:
         return None if v.is_fp32 else gated[0] if v.build == TUNED else v.build
 
-    return tuple(PlannedVariant(v, role(v), recipe(v)) for v in ids)
+    return tuple(PlannedVariant(v, role(v), recipe(v), tuple(providers)) for v in ids)
 
 
 def parse_contrast(text: str) -> list[str]:

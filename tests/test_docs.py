@@ -55,7 +55,7 @@ def test_the_reference_lists_every_command_option_metric_and_exit_code():
     assert all(f"| `{s.flag}` | `{s.key}` |" in pytest_options for s in SETTINGS)
     metrics = hooks.metrics_reference()
     assert all(f"| `{m.name}` |" in metrics for m in METRICS)
-    assert "| `size_ratio` | ratio | lower | `--max-size-ratio` (0.3) |" in metrics
+    assert "| `size_ratio` | ratio | lower | `--max-size-ratio` (0.3, INT8 builds) |" in metrics
     assert all(f"| `{c.value}` | {c.name} |" in hooks.exit_codes_reference() for c in ExitCode)
 
 

@@ -63,7 +63,8 @@ class Artifacts:
     def _recipe(self, name: str) -> Recipe:
         """The recipe `name` builds with: the suite's calibration count, and its float nodes when gated."""
         suite = self.suite
-        recipe = resolve_recipe(suite.recipes[0] if name == TUNED else name).replace(num_calib=suite.num_calib)
+        recipe = resolve_recipe(suite.recipes[0] if name == TUNED else name, providers=suite.providers).replace(
+            num_calib=suite.num_calib)
         if suite.gated(name) and suite.exclude:
             recipe = recipe.replace(exclude_nodes=tuple(recipe.exclude_nodes) + suite.exclude)
         return recipe
@@ -95,7 +96,7 @@ class Artifacts:
             return self.store.build_once(self._key(build), filename, self._tune)
         return self.store.build_once(self._key(build), filename, lambda target: build_variant(
             build, suite.model, target.parent, suite.calib_images, suite.num_calib,
-            exclude_nodes=self._recipe(build).exclude_nodes))
+            exclude_nodes=self._recipe(build).exclude_nodes, providers=suite.providers))
 
     def _tune_budget(self) -> float:
         budgets = self.suite.budgets

@@ -57,7 +57,7 @@ class SuiteConfig:
     def plan(self) -> tuple[PlannedVariant, ...]:
         """Every variant of the run and its role (quantlab.variant.plan_variants, as `quantlab run` plans)."""
         return plan_variants(self.recipes, self.contrast, runtimes=self.runtimes, tune=self.tune,
-                             include_dynamic=False)
+                             include_dynamic=False, providers=self.providers)
 
     @property
     def sessions(self) -> SessionSettings:
@@ -67,6 +67,10 @@ class SuiteConfig:
     @property
     def variants(self) -> list[str]:
         return [v.name for v in self.plan]
+
+    def planned(self, name: str) -> PlannedVariant:
+        """The planned variant `name`: its role, recipe and what it is gated on."""
+        return next(v for v in self.plan if v.name == name)
 
     @functools.cached_property
     def unavailable(self) -> dict[str, str]:
