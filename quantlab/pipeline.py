@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class JobResult:
     description: ModelDescription
     model_size: int  # the FP32 model's bytes, external data included
     macs: int | None  # multiply-accumulates of one inference (quantlab.macs); None where a shape is unknown
+    eval_seconds: float  # the evaluation's wall time: every variant on every image
 
     @property
     def reference(self) -> Variant:
@@ -113,13 +115,15 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
         variants.append(Variant(planned, *built[build]))
     opened = {v.name: sessions.open(v.path, v.runtime) for v in variants}
     reference = next(v.name for v in variants if v.plan.role is Role.REFERENCE)
+    started = time.perf_counter()
     evaluations = evaluate_models(opened, data.samples(info.description), hw, data.class_names(info.class_names),
                                   info.description, reference=reference,
                                   progress=progress("evaluate", len(data.paths)), source=data.source)
+    eval_seconds = time.perf_counter() - started
     feed = probe_input(info, data.paths[0], hw)
     latencies = interleaved_latency(opened, feed, runs=runs, progress=progress("benchmark", runs))
     memories = {v.name: measure_memory(v.path, hw, sessions.threads, sessions.providers)
                 if v.runtime == ONNXRUNTIME else None
                 for v in variants}
     return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
-                     info.description, info.size_bytes, macs)
+                     info.description, info.size_bytes, macs, eval_seconds)
