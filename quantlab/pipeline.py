@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +12,7 @@ from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
 from quantlab.devices import CPU_PROVIDER
-from quantlab.evaluate import EvalData, EvalResult, evaluate_models
+from quantlab.evaluate import EvalData, EvalResult, evaluate_models, usable_cpus
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.macs import count_macs
@@ -84,6 +84,7 @@ class JobResult:
     model_size: int  # the FP32 model's bytes, external data included
     macs: int | None  # multiply-accumulates of one inference (quantlab.macs); None where a shape is unknown
     provider_notes: dict[str, str]  # {variant: why its INT8 is slow on the device provider}; empty on CPU
+    eval_seconds: float  # the evaluation's wall time: every variant on every image
 
     @property
     def reference(self) -> Variant:
@@ -121,9 +122,12 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
         variants.append(Variant(planned, *built[build]))
     opened = {v.name: sessions.open(v.path, v.runtime) for v in variants}
     reference = next(v.name for v in variants if v.plan.role is Role.REFERENCE)
+    started = time.perf_counter()
     evaluations = evaluate_models(opened, data.samples(info.description), hw, data.class_names(info.class_names),
                                   info.description, reference=reference,
-                                  progress=progress("evaluate", len(data.paths)), source=data.source)
+                                  progress=progress("evaluate", len(data.paths)), source=data.source,
+                                  workers=max(1, usable_cpus() // sessions.threads))  # threads x workers: the CPUs
+    eval_seconds = time.perf_counter() - started
     feed = probe_input(info, data.paths[0], hw)
     latencies = interleaved_latency(opened, feed, runs=runs, progress=progress("benchmark", runs))
     memories = {v.name: measure_memory(v.path, hw, sessions.threads, sessions.providers)
@@ -131,7 +135,7 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
                 for v in variants}
     notes = {v.name: note for v in variants if (note := provider_note(v, sessions))}
     return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
-                     info.description, info.size_bytes, macs, notes)
+                     info.description, info.size_bytes, macs, notes, eval_seconds)
 
 
 def provider_note(variant: Variant, sessions: SessionSettings) -> str | None:

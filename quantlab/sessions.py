@@ -12,6 +12,7 @@ and `get_outputs()[0].name`. onnxruntime is the default; OpenVINO is an optional
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +107,8 @@ class Port:
 
 
 class OpenVinoSession:
-    """An OpenVINO CPU compiled model with one infer request, behind onnxruntime's session API."""
+    """An OpenVINO CPU compiled model behind onnxruntime's session API, with one infer request per thread that
+    runs it (a request holds its tensors, so two threads must not share one), like onnxruntime's thread-safe run."""
 
     def __init__(self, path: Path, threads: int = 1):
         import openvino as ov
@@ -120,7 +122,8 @@ class OpenVinoSession:
         with openable_by_name(path) as openable:  # read and compiled while the link lasts
             self._compiled = core.compile_model(core.read_model(str(openable)), "CPU",
                                                 {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
-        self._request = self._compiled.create_infer_request()
+        self._requests = threading.local()
+        self._requests.request = self._compiled.create_infer_request()  # the opening thread's at load: never made in a timed run
         self._inputs = [Port(p.get_any_name(), _dims(p)) for p in self._compiled.inputs]
         self._ports = {p.get_any_name(): p for p in self._compiled.outputs}  # looked up once, not per run
         self._outputs = [Port(name, _dims(p)) for name, p in self._ports.items()]
@@ -133,7 +136,10 @@ class OpenVinoSession:
 
     def run(self, output_names: Sequence[str] | None, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         # share_outputs=False (the default, spelt out): copies, so a result survives the next run
-        results = self._request.infer(dict(feed), share_outputs=False)
+        request = getattr(self._requests, "request", None)
+        if request is None:
+            request = self._requests.request = self._compiled.create_infer_request()
+        results = request.infer(dict(feed), share_outputs=False)
         return [results[self._ports[name]] for name in (output_names or self._ports)]
 
 

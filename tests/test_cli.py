@@ -45,6 +45,8 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
             jsonschema.validate(broken, schema)
     names = [v["name"] for v in report["variants"]]
     assert names == ["fp32", "auto", "ort-default", "dynamic"]
+    evaluation = report["evaluation"]
+    assert evaluation["images_per_s"] == pytest.approx(evaluation["images"] / evaluation["seconds"])
     assert "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Size change | Speed change |" in result.stdout
     assert {v["runtime"] for v in report["variants"]} == {"onnxruntime"}
     assert f"Fastest accurate variant: **{report['fastest_accurate']['name']}**" in result.stdout

@@ -175,8 +175,8 @@ def test_a_model_agrees_exactly_with_itself_even_when_anchors_have_second_labels
     assert results["fp32"].agreement == pytest.approx(1.0)
 
 
-def test_evaluation_streams_samples_one_at_a_time():
-    """Each sample is evaluated before the next is read: memory holds one image, whatever the count."""
+def test_serial_evaluation_streams_samples_one_at_a_time():
+    """workers=1: each sample is evaluated before the next is read: memory holds one image, whatever the count."""
     session = FakeSession(_output(REFERENCE_ROWS))
     runs_when_read = []
 
@@ -185,7 +185,7 @@ def test_evaluation_streams_samples_one_at_a_time():
             runs_when_read.append(len(session.inputs))
             yield Sample(Path(f"{i}.png"), _image(), None)
 
-    evaluate_models({"fp32": session}, samples(), FAKE_HW, FAKE_NAMES, FAKE, reference="fp32")
+    evaluate_models({"fp32": session}, samples(), FAKE_HW, FAKE_NAMES, FAKE, reference="fp32", workers=1)
     assert runs_when_read == [0, 1, 2, 3, 4]
 
 
