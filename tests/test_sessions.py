@@ -251,3 +251,33 @@ def test_parsed_runtimes_start_with_onnxruntime_the_reference(monkeypatch):
     monkeypatch.setattr(sessions, "require", lambda runtime: None)  # the order, whether openvino is here or not
     assert parse_runtimes("onnxruntime") == ("onnxruntime",)
     assert parse_runtimes("openvino,onnxruntime") == ("onnxruntime", "openvino")
+
+
+CUDA_FIRST = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@pytest.mark.parametrize(("recipes", "runtimes", "providers", "gated_on"), [
+    # on a GPU provider auto is FP16: gated on speed, not on the INT8 size budget; named INT8 is shown slower there
+    (["auto", "u8s8"], ("onnxruntime",), CUDA_FIRST, {"auto": {"speed": True, "size": False},
+                                                      "u8s8": {"speed": False, "size": True}}),
+    (["auto", "fp16"], ("onnxruntime",), ("CPUExecutionProvider",), {"auto": {"speed": True, "size": True},
+                                                                      "fp16": {"speed": False, "size": False}}),
+    # TensorRT runs INT8 (from QDQ) and FP16 engines fast, whichever provider the other sessions use
+    (["auto"], ("onnxruntime", "tensorrt"), ("CPUExecutionProvider",), {"auto": {"speed": True, "size": True},
+                                                                         "auto@tensorrt": {"speed": True, "size": True}}),
+    (["fp16"], ("onnxruntime", "tensorrt"), CUDA_FIRST, {"fp16": {"speed": True, "size": False},
+                                                          "fp16@tensorrt": {"speed": True, "size": False}}),
+], ids=["cuda", "cpu", "tensorrt-int8", "tensorrt-fp16"])
+def test_the_gates_a_variant_meets_follow_its_providers(recipes, runtimes, providers, gated_on):
+    plan = {v.name: v for v in plan_variants(recipes, runtimes=runtimes, include_dynamic=False, providers=providers)}
+    for name, expected in gated_on.items():
+        assert {"speed": plan[name].speed_gated, "size": plan[name].size_gated} == expected, name
+    assert not any(v.speed_gated or v.size_gated for v in plan.values() if not v.gated)
+
+
+def test_a_variant_not_gated_on_speed_or_size_is_not_checked_on_them():
+    from quantlab.gates import Budgets
+
+    metrics = {c.metric for c in Budgets().checks(labelled=True, speed_gated=False, size_gated=False)}
+    assert "speedup" not in metrics and "size_ratio" not in metrics and "map_drop" in metrics
+    assert {"speedup", "size_ratio"} <= {c.metric for c in Budgets().checks(labelled=True)}
