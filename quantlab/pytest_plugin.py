@@ -23,6 +23,7 @@ A run with failed suite tests ends with the command that re-runs them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import shlex
 import types
@@ -225,9 +226,12 @@ def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 
     from quantlab.suite.store import content_key
 
+    def write(target: Path) -> None:
+        _say(request.config)("writing the demo data (val and calib)...")
+        write_dataset(target.parent, splits=("val", "calib"))
+
     data_yaml = _store(request.config, tmp_path_factory).build_once(
-        content_key("demo-data", splits=["val", "calib"]), "data.yaml",
-        lambda target: write_dataset(target.parent, splits=("val", "calib")))
+        content_key("demo-data", splits=["val", "calib"]), "data.yaml", write)
     return replace(suite, dataset=load_dataset(data_yaml),
                    calib_images=tuple(list_images(data_yaml.parent / "images" / "calib")))
 
@@ -236,7 +240,24 @@ def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 def quantlab_artifacts(request: pytest.FixtureRequest, quantlab_suite, tmp_path_factory: pytest.TempPathFactory):
     from quantlab.suite.artifacts import Artifacts
 
-    return Artifacts(quantlab_suite, _store(request.config, tmp_path_factory))
+    return Artifacts(quantlab_suite, _store(request.config, tmp_path_factory), _say(request.config))
+
+
+def _say(config: pytest.Config):
+    """say(message): one 'quantlab: ...' line on the terminal now, past pytest's capture, as live logging writes;
+    silent where there is no terminal reporter (an xdist worker) or with -qq."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or config.get_verbosity() < -1:
+        return lambda message: None
+
+    def say(message: str) -> None:
+        from quantlab.textsafe import for_terminal
+
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(for_terminal(f"quantlab: {message}"))
+    return say
 
 
 def _store(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory):

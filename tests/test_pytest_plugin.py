@@ -306,9 +306,14 @@ def test_a_second_run_builds_nothing_and_a_tampered_entry_is_rebuilt(pytester, s
         result = pytester.runpytest_subprocess(*args, timeout=900)
         result.assert_outcomes(passed=3)
         result.stdout.fnmatch_lines([f"quantlab: {built} artifact(s) built, {reused} reused from {store} *"])
+        return result.stdout.lines
 
-    run(built=2, reused=0)  # the auto model and the metrics of the run
-    run(built=0, reused=2)  # the same two, unchanged
+    # each long step is announced as it starts, before any result; nothing is announced that is not done
+    lines = run(built=2, reused=0)  # the auto model and the metrics of the run
+    steps = [line for line in lines if line.startswith("quantlab: ") and line.endswith("...")]
+    assert steps == ["quantlab: building auto from model.onnx...", "quantlab: evaluating fp32, auto on 16 images...",
+                     ], lines
+    assert not [line for line in run(built=0, reused=2) if line.endswith("...")]  # the same two, unchanged
     model = next(store.glob("auto-*/model.auto.onnx"))
     built = model.read_bytes()
     model.write_bytes(built[:-1] + bytes([built[-1] ^ 1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from quantlab.atomicio import atomic_write_bytes
@@ -29,11 +30,13 @@ from quantlab.verify import CHECK_IMAGES
 
 class Artifacts:
     """Builds each variant once per run (once per session per worker at most, through the store);
-    a failed build re-raises its real error for every test that needs it."""
+    a failed build re-raises its real error for every test that needs it. `say` shows each long step as it
+    starts (quantizing, evaluating, timing): the first gate would otherwise be silent for half a minute."""
 
-    def __init__(self, suite: SuiteConfig, store: ArtifactStore):
+    def __init__(self, suite: SuiteConfig, store: ArtifactStore, say: Callable[[str], None] = lambda message: None):
         self.suite = suite
         self.store = store
+        self.say = say
         self.info: ModelInfo = inspect_model(suite.model)
         self.input_hw = resolve_input_hw(self.info)
         self._files: dict[str, Path | BaseException] = {}
@@ -94,9 +97,12 @@ class Artifacts:
         filename = f"{suite.model.stem}.{build}.onnx"
         if build == TUNED:
             return self.store.build_once(self._key(build), filename, self._tune)
-        return self.store.build_once(self._key(build), filename, lambda target: build_variant(
-            build, suite.model, target.parent, suite.calib_images, suite.num_calib,
-            exclude_nodes=self._recipe(build).exclude_nodes, providers=suite.providers))
+
+        def quantize(target: Path) -> None:
+            self.say(f"building {build} from {suite.model.name}...")
+            build_variant(build, suite.model, target.parent, suite.calib_images, suite.num_calib,
+                          exclude_nodes=self._recipe(build).exclude_nodes, providers=suite.providers)
+        return self.store.build_once(self._key(build), filename, quantize)
 
     def _tune_budget(self) -> float:
         budgets = self.suite.budgets
@@ -106,6 +112,7 @@ class Artifacts:
         """The first recipe, tuned until the suite's accuracy budget holds."""
         suite = self.suite
         recipe = self._recipe(TUNED)
+        self.say(f"tuning {recipe.name} (its most sensitive layers back to float)...")
         tune(suite.model, path, recipe, suite.calib_images, self._eval_data, max_loss=self._tune_budget(),
              threads=suite.threads)
 
@@ -122,6 +129,7 @@ class Artifacts:
             wanted = list(dict.fromkeys([FP32, name, *others]))
             sessions = {n: self.session(n) for n in wanted}
             data = self._eval_data
+            self.say(f"evaluating {', '.join(sessions)} on {len(data.paths)} images...")
             self._evaluations.update(evaluate_models(sessions, data.samples(self.info.description), self.input_hw,
                                                      data.class_names(self.info.class_names), self.info.description,
                                                      reference=FP32))
@@ -164,6 +172,7 @@ class Artifacts:
         if name == FP32:
             return Speedup(1.0, 1.0, 1.0, 0, 0)
         if name not in self._speedups:
+            self.say(f"timing {name} against fp32, interleaved...")
             self._speedups[name] = interleaved_speedup(self.session(FP32), self.session(name), self.feed)
         return self._speedups[name]
 
