@@ -457,8 +457,3 @@ def test_boxes_wholly_in_the_top_padding_and_rotated_boxes_in_the_side_padding_a
                        _task("obb", extra=1), PREDICT_NMS)
     np.testing.assert_allclose(dets.scores, [0.8])
 
-
-def test_end_to_end_class_ids_are_int64():
-    dets = decode_with(_end_to_end_rows([(10, 10, 50, 50, 0.9, 2.0)]), IDENTITY,
-                       _task("detect", num_classes=3, end_to_end=True), PREDICT_NMS)
-    assert dets.class_ids.dtype == np.int64 and dets.class_ids.tolist() == [2]

@@ -168,7 +168,25 @@ def test_a_head_with_too_many_convs_is_not_a_yolo_head(backbone_convs, head_conv
     assert float_nodes(_chain(backbone_convs, head_convs), resolve_recipe("auto"), (4, 4)) == expected
 
 
-def test_the_walk_goes_on_past_the_first_branch_flatten(demo_onnx):
+def test_the_walk_goes_on_past_the_first_branch_flatten():
+    """Two branches, each flattened, concatenated: the walk ends at one flatten and still walks the other."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(4, dtype=np.float32).reshape(4, 4, 1, 1), "w")
+    flat = numpy_helper.from_array(np.array([1, 4, 16], np.int64), "flat")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="conv_a"),
+             helper.make_node("Conv", ["x", "w"], ["b"], name="conv_b"),
+             helper.make_node("Reshape", ["a", "flat"], ["fa"], name="flatten_a"),
+             helper.make_node("Reshape", ["b", "flat"], ["fb"], name="flatten_b"),
+             helper.make_node("Concat", ["fa", "fb"], ["y"], name="concat", axis=2)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [weight, flat]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    assert yolo_head_pass(model, (4, 4)) == (set(), {"concat", "flatten_a", "flatten_b"})
+
+
+def test_every_branch_flatten_of_the_demo_is_in_its_head(demo_onnx):
     """Every branch of the demo's head is flattened once: the walk finds each flatten, not just the first."""
     from quantlab.graphshapes import static_dims, with_static_input
     from quantlab.head import _flattens_branch
