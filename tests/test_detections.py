@@ -373,3 +373,87 @@ def test_end_to_end_class_ids_are_rounded_not_truncated():
     out = _end_to_end_rows([(10, 10, 50, 50, 0.9, np.float32(1.9999999)), (60, 10, 90, 50, 0.8, 1.0000001)])
     dets = decode_with(out, IDENTITY, _task("detect", num_classes=3, end_to_end=True), PREDICT_NMS)
     assert dets.class_ids.tolist() == [2, 1]
+
+
+# ---- pinned by the mutation triage (issue 28): each case fails on a one-token slip that survived mutmut ----
+
+def _ramp_protos(axis, crossing):
+    """Protos (1, 32, 48, 80) whose channel 0 is (proto column or row) - crossing: bilinear sampling of a
+    linear ramp is exact, so the mask's edge is where the sampled proto coordinate passes `crossing`."""
+    rows, cols = np.mgrid[0:48, 0:80].astype(np.float32)
+    protos = np.zeros((1, 32, 48, 80), np.float32)
+    protos[0, 0] = (cols if axis == "x" else rows) - crossing
+    return protos
+
+
+@pytest.mark.parametrize(
+    ("image_hw", "axis"),
+    [
+        ((480, 640), "x"),  # scale 0.4, 32 px padding left: a pixel centre's x in proto cells
+        ((100, 640), "y"),  # scale 0.5, 71 px padding on top, input 192 high but 320 wide: its y
+    ],
+    ids=["x-pad-left", "y-pad-top"],
+)
+def test_mask_edge_is_where_the_pixel_centre_maps_in_the_protos(image_hw, axis):
+    """Image pixel centre (i + 0.5) -> input (i + 0.5) * scale + pad -> proto cells * 48/192 or 80/320 - 0.5;
+    the ramp crosses zero 0.05 cells past a pixel centre, so a slip of one image pixel (or a wrong pad,
+    scale or axis) moves the edge, while OpenCV's 1/32-cell sampling does not."""
+    geometry, _ = fit(image_hw, (192, 320))
+    i = 0 if axis == "y" else 1
+    pad, cells = (geometry.pad_top, 48) if axis == "y" else (geometry.pad_left, 80)
+    centres = ((np.arange(image_hw[i]) + 0.5) * geometry.scale + pad) * cells / (192, 320)[i] - 0.5
+    crossing = centres[image_hw[i] // 2] + 0.05
+    box = (160, 96, 200, 120)  # input pixels 60..260 x 36..156: inside the image in both geometries
+    dets = decode_with([_one_segment(box), _ramp_protos(axis, crossing)], geometry, _task("segment", extra=32),
+                       PREDICT_NMS)
+    x1, y1, x2, y2 = dets.boxes[0]
+    low, high = (y1, y2) if axis == "y" else (x1, x2)
+    first, last = int(np.ceil(low - 0.5)), int(np.ceil(high - 0.5))  # the pixels whose centre is in the box
+    middle = dets.masks[0][:, int((x1 + x2) / 2)] if axis == "y" else dets.masks[0][int((y1 + y2) / 2)]
+    expected = centres[first:last] > crossing
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(middle[first:last], expected)
+
+
+def test_thin_boxes_and_zero_coefficients_give_empty_masks_and_leave_the_next_one_whole():
+    """A box between two pixel centres covers no pixel (x 10.2..10.4; then y 30.2..30.4); coefficients of 0
+    give logit 0, probability 0.5, which is not above 0.5; the box after them still gets its mask."""
+    out = np.zeros((1, 4 + 1 + 32, 50), np.float32)
+    rows = [((10.3, 60, 0.2, 20), 1.0), ((100, 30.3, 20, 0.2), 1.0), ((200, 60, 20, 20), 0.0),
+            ((260, 60, 20, 20), 1.0)]
+    for k, (box, coefficient) in enumerate(rows):
+        out[0, :4, k], out[0, 4, k], out[0, 5, k] = box, 0.9 - 0.1 * k, coefficient
+    dets = decode_with([out, _flat_protos(10.0)], IDENTITY, _task("segment", extra=32), PREDICT_NMS)
+    assert dets.masks.sum(axis=(1, 2)).tolist() == [0, 0, 0, 400]
+
+
+def test_keypoints_of_several_detections_stay_with_their_box_as_float32():
+    out = np.zeros((1, 4 + 1 + 4, 20), np.float32)
+    out[0, :, 0] = (50, 50, 20, 20, 0.9, 41, 42, 43, 44)
+    out[0, :, 1] = (150, 50, 20, 20, 0.8, 141, 142, 143, 144)
+    dets = decode_with(out, IDENTITY, _task("pose", extra=4, kpt_shape=(2, 2)), PREDICT_NMS)
+    assert dets.keypoints.dtype == np.float32 and dets.keypoints.shape == (2, 2, 3)
+    np.testing.assert_allclose(dets.keypoints, [[[41, 42, 1], [43, 44, 1]], [[141, 142, 1], [143, 144, 1]]])
+
+
+def test_an_obb_output_with_nothing_above_conf_gives_typed_empty_detections():
+    dets = decode_with(_obb_output([(160, 96, 40, 20, 0.1, 0.3)]), IDENTITY, _task("obb", extra=1), PREDICT_NMS)
+    assert len(dets) == 0 and dets.boxes.shape == (0, 4) and dets.rboxes.shape == (0, 5)
+
+
+def test_rotated_bounds_are_clipped_to_the_image():
+    """Upright 40x20 boxes centred on two corners of the 320x192 image: bounds clip to 0 and to w, h."""
+    dets = decode_with(_obb_output([(4, 6, 40, 20, 0.9, 0.0), (316, 186, 40, 20, 0.8, 0.0)]), IDENTITY,
+                       _task("obb", extra=1), PREDICT_NMS)
+    np.testing.assert_allclose(dets.boxes, [[0, 0, 24, 16], [296, 176, 320, 192]], atol=1e-4)
+
+
+def test_boxes_wholly_in_the_top_padding_and_rotated_boxes_in_the_side_padding_are_dropped():
+    top = fit((100, 640), (192, 320))[0]  # 71 px of padding on top
+    assert decode(_output([(160, 30, 20, 20, 0, 0.9), (160, 96, 20, 20, 1, 0.8)]), top, PREDICT_NMS
+                  ).class_ids.tolist() == [1]
+    side = fit((480, 640), (192, 320))[0]  # 32 px of padding left and right
+    dets = decode_with(_obb_output([(10, 96, 8, 8, 0.9, 0.2), (160, 96, 20, 10, 0.8, 0.2)]), side,
+                       _task("obb", extra=1), PREDICT_NMS)
+    np.testing.assert_allclose(dets.scores, [0.8])
+

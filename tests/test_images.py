@@ -117,3 +117,90 @@ def test_a_dangling_symlink_is_skipped_with_a_warning(tmp_path):
     assert [p.name for p in paths] == ["a.png", "gone.jpg"]
     with pytest.warns(SkippedImageWarning, match="gone.jpg"):
         assert [p.name for p, _ in iter_images(paths)] == ["a.png"]
+
+
+# ---- pinned by the mutation triage (issue 28): each case fails on a one-token slip that survived mutmut ----
+
+def _png(path, height=2, width=2):
+    cv2.imwrite(str(path), np.zeros((height, width, 3), np.uint8))
+    return path
+
+
+def test_a_symlink_out_of_the_root_is_skipped_with_a_warning_at_the_callers_line(tmp_path, monkeypatch):
+    from quantlab.images import ALLOW_OUTSIDE_ROOT
+
+    outside = _png(tmp_path / "outside.png")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    inside = _png(folder / "a.png")
+    (folder / "link.png").symlink_to(outside)
+    with pytest.warns(SkippedImageWarning) as caught:
+        assert list_images(folder) == [inside]
+    message = str(caught[0].message)
+    assert "link.png" in message and f"dataset root {folder.resolve()} (" in message and f"{ALLOW_OUTSIDE_ROOT}=1" in message
+    assert caught[0].filename == __file__
+    monkeypatch.setenv(ALLOW_OUTSIDE_ROOT, "1")
+    assert list_images(folder) == [inside, folder / "link.png"]
+
+
+def test_only_symlinks_out_of_the_root_is_one_error_naming_folder_root_and_fix(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "link.png").symlink_to(_png(tmp_path / "outside.png"))
+    with pytest.warns(Warning), pytest.raises(ImageError) as error:
+        list_images(folder)
+    assert str(error.value) == (f"{folder}: each of its 1 images is a symlink leading outside {folder.resolve()}; "
+                                "set QUANTLAB_ALLOW_OUTSIDE_ROOT=1 to follow them")
+
+
+def test_a_symlink_loop_leads_outside(tmp_path):
+    from quantlab.images import leads_outside
+
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    assert leads_outside(tmp_path / "loop.png", tmp_path.resolve())
+
+
+def test_a_symlink_to_a_folder_named_like_an_image_is_not_listed(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "folder.png").symlink_to(tmp_path / "sub")
+    image = _png(tmp_path / "a.png")
+    assert list_images(tmp_path) == [image]
+
+
+@pytest.mark.parametrize("recursive", [False, True], ids=["flat", "recursive"])
+def test_the_sub_folder_hint_is_given_only_without_recursive(tmp_path, recursive):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ImageError) as error:
+        list_images(tmp_path, recursive=recursive)
+    hint = "; images in sub-folders need recursive=True / --recursive"
+    assert str(error.value).endswith("1 other files (.txt)" + ("" if recursive else hint))
+
+
+def test_a_skipped_image_is_warned_at_the_line_that_iterates(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.warns(SkippedImageWarning) as caught:
+        assert list(iter_images([tmp_path / "bad.png"])) == []
+    assert caught[0].filename == __file__
+
+
+def test_an_image_of_exactly_the_pixel_budget_decodes_and_one_of_one_pixel_too(tmp_path, monkeypatch):
+    import quantlab.images
+
+    assert read_image(_png(tmp_path / "one.png", 1, 1)).shape == (1, 1, 3)
+    monkeypatch.setattr(quantlab.images, "MAX_IMAGE_PIXELS", 6)
+    assert read_image(_png(tmp_path / "six.png", 2, 3)).shape == (2, 3, 3)
+    with pytest.raises(ImageError, match="seven.png: a PNG whose header claims 7x1 pixels"):
+        read_image(_png(tmp_path / "seven.png", 1, 7))
+
+
+def test_a_file_over_the_byte_budget_is_refused_naming_it_and_both_sizes(tmp_path, monkeypatch):
+    import quantlab.images
+
+    monkeypatch.setattr(quantlab.images, "MAX_IMAGE_FILE_BYTES", 2 << 20)
+    exact = _png(tmp_path / "exact.png")
+    exact.write_bytes(exact.read_bytes().ljust(2 << 20, b"\0"))  # trailing bytes after IEND: still a PNG
+    assert read_image(exact).shape == (2, 2, 3)
+    big = _png(tmp_path / "big.png")
+    big.write_bytes(big.read_bytes().ljust(3 << 20, b"\0"))
+    with pytest.raises(ImageError, match=r"big.png: 3 MiB, larger than any image within the 120 MP budget \(2 MiB\)"):
+        read_image(big)

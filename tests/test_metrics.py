@@ -384,3 +384,53 @@ def test_a_reference_models_detections_are_truth_like_labels():
     labels_form = DetectionMAP(NAMES).update(predicted, truth).compute()
     assert labels_form == DetectionMAP(NAMES).update(predicted, _dets(truth.boxes, [1.0, 1.0], [0, 1])).compute()
     assert labels_form.map50_95 == pytest.approx((0.3 + 1.0) / 2)
+
+
+# ---- pinned by the mutation triage (issue 28): each case fails on a one-token slip that survived mutmut ----
+
+def test_box_height_is_y2_minus_y1_away_from_the_top_edge():
+    """Truth y 10..20 and a prediction y 12..22: IoU 8/12 = 0.667 matches at 0.50..0.65 only, 4 of 10
+    thresholds (with y2 + y1 as the height the IoU would be 28/36 = 0.78)."""
+    result = DetectionMAP({0: "a"}).update(_dets([[0, 12, 10, 22]], [0.9], [0]), _truth([[0, 10, 10, 20]], [0])).compute()
+    assert result.map50 == pytest.approx(1.0) and result.map50_95 == pytest.approx(0.4)
+
+
+def test_different_keypoint_counts_are_one_error_naming_them():
+    metric = DetectionMAP({0: "a"}, kind="keypoints")
+    truth = Labels(np.array([[0, 0, 10, 10]], np.float32), np.array([0]), keypoints=np.full((1, 2, 3), 2, np.float32))
+    predicted = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32), np.array([0]),
+                           keypoints=np.full((1, 3, 3), 2, np.float32))
+    with pytest.raises(ValueError, match=r"different keypoint counts: \[2, 3\]"):
+        metric.update(predicted, truth).compute()
+
+
+def test_keypoints_labelled_occluded_count_as_present():
+    """Visibility 1 (labelled, occluded) is present for COCOeval (v > 0): such an object is scored."""
+    keypoints = np.array([[[5, 5, 1], [8, 8, 1]]], np.float32)
+    truth = Labels(np.array([[0, 0, 10, 10]], np.float32), np.array([0]), keypoints=keypoints)
+    predicted = Detections(truth.boxes, np.array([0.9], np.float32), np.array([0]), keypoints=keypoints)
+    metric = DetectionMAP({0: "a"}, kind="keypoints").update(predicted, truth)
+    assert metric.has_targets and metric.compute().map50_95 == pytest.approx(1.0)
+
+
+def _rotated(rboxes, scores=None):
+    rboxes = np.asarray(rboxes, np.float32).reshape(-1, 5)
+    boxes = np.concatenate([rboxes[:, :2] - rboxes[:, 2:4] / 2, rboxes[:, :2] + rboxes[:, 2:4] / 2], axis=1)
+    classes = np.zeros(len(rboxes), np.int64)
+    if scores is None:
+        return Labels(boxes, classes, rboxes=rboxes)
+    return Detections(boxes, np.asarray(scores, np.float32), classes, rboxes=rboxes)
+
+
+@pytest.mark.parametrize(
+    "rboxes",
+    [
+        [[50, 50, 20, 10, -0.4]],  # a negative angle: the area is w x h, never w x angle
+        [[20, 20, 10, 6, 0.3], [70, 60, 12, 8, -0.2]],  # two truths of one class in one image
+        [[50, 50, 0.8, 0.8, 0.0]],  # under one square pixel: still an object, IoU 1 with itself
+    ],
+    ids=["negative-angle", "two-truths", "tiny"],
+)
+def test_rotated_predictions_equal_to_the_truth_score_map_1(rboxes):
+    metric = DetectionMAP({0: "a"}, kind="obb").update(_rotated(rboxes, [0.9] * len(rboxes)), _rotated(rboxes))
+    assert metric.compute().map50_95 == pytest.approx(1.0)
