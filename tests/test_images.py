@@ -138,6 +138,8 @@ def test_a_symlink_out_of_the_root_is_skipped_with_a_warning_at_the_callers_line
         assert list_images(folder) == [inside]
     message = str(caught[0].message)
     assert "link.png" in message and f"dataset root {folder.resolve()} (" in message and f"{ALLOW_OUTSIDE_ROOT}=1" in message
+    if caught[0].filename.endswith("trampoline.py"):
+        pytest.skip("under mutmut a trampoline frame sits between the caller and quantlab")
     assert caught[0].filename == __file__
     monkeypatch.setenv(ALLOW_OUTSIDE_ROOT, "1")
     assert list_images(folder) == [inside, folder / "link.png"]
@@ -180,6 +182,8 @@ def test_a_skipped_image_is_warned_at_the_line_that_iterates(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.warns(SkippedImageWarning) as caught:
         assert list(iter_images([tmp_path / "bad.png"])) == []
+    if caught[0].filename.endswith("trampoline.py"):
+        pytest.skip("under mutmut a trampoline frame sits between the caller and quantlab")
     assert caught[0].filename == __file__
 
 
