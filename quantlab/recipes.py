@@ -41,7 +41,6 @@ AVX512_CORE_FLAGS = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
 # Settings of integer quantization alone: an fp16 recipe leaves them at their defaults and does not record them
 INT8_ONLY = ("quant_format", "activation_type", "weight_type", "per_channel", "reduce_range", "calibrate_method",
              "op_types", "float_output_op_types", "align_channels")
-# Execution providers whose fast precision is FP16, not INT8 (docs: ../shared/gpu/README.md's H200 table)
 
 
 @dataclass(frozen=True)

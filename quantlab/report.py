@@ -12,6 +12,7 @@ import onnxruntime as ort
 from quantlab import __version__
 from quantlab.atomicio import atomic_write_bytes, sha256_file
 from quantlab.cpu import detect_cpu
+from quantlab.devices import on_gpu
 from quantlab.gates import Budgets, known_cause
 from quantlab.jsonio import json_bytes
 from quantlab.ortcompat import ORT_VERSION
@@ -19,7 +20,7 @@ from quantlab.measures import BUDGETED, WHEN_WORDS, measure
 from quantlab.onnxmodel import model_sha256, model_size_bytes
 from quantlab.pipeline import JobResult, Variant
 from quantlab.recipes import Mode, QType
-from quantlab.sessions import ONNXRUNTIME, runtime_version
+from quantlab.sessions import ONNXRUNTIME, TENSORRT, runtime_version
 from quantlab.textsafe import for_markdown as md
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "report.schema.json"
@@ -68,7 +69,8 @@ def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: 
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
     if record.gated and q and q.self_check and not q.self_check.passed:
         entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
-    entry["verdict"] = verdict(entry, budgets)
+    ran_on_gpu = variant.runtime == TENSORRT or (variant.runtime == ONNXRUNTIME and on_gpu(job.sessions.providers))
+    entry["verdict"] = verdict(entry, budgets, ran_on_gpu)
     return entry
 
 
@@ -79,8 +81,9 @@ def _relative(path: Path, out_dir: Path) -> str:
     return str(path.relative_to(out_dir)) if path.is_relative_to(out_dir) else str(path)
 
 
-def verdict(entry: dict, budgets: Budgets) -> str:
-    """A short plain-words judgement of one variant against FP32."""
+def verdict(entry: dict, budgets: Budgets, ran_on_gpu: bool = False) -> str:
+    """A short plain-words judgement of one variant against FP32; ran_on_gpu: it ran on a GPU provider (or
+    TensorRT), where the CPU's reasons for a slowdown do not apply."""
     if entry["recipe"] is None:
         if entry["runtime"] == ONNXRUNTIME:
             return "baseline"
@@ -90,6 +93,10 @@ def verdict(entry: dict, budgets: Budgets) -> str:
     parts = [f"{1 / entry['size_ratio']:.1f}x smaller"]
     if entry["speedup"] >= 1:
         parts.append(f"{entry['speedup']:.2f}x faster")
+    elif entry.get("provider_note"):
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower: {entry['provider_note']}")
+    elif ran_on_gpu:
+        parts.append(f"but {1 / entry['speedup']:.1f}x slower")
     elif recipe["mode"] == Mode.FP16.value:
         parts.append(f"but {1 / entry['speedup']:.1f}x slower: FP16 is for GPUs; a CPU without FP16 arithmetic "
                      "gains nothing from it")
@@ -99,8 +106,6 @@ def verdict(entry: dict, budgets: Budgets) -> str:
     elif recipe["activation_type"] == QType.S8.value and detect_cpu().arch == "x86_64":
         parts.append(f"but {1 / entry['speedup']:.1f}x slower: on x86 S8xS8 QDQ convolutions are not fused "
                      "into QLinearConv and run as dequantize -> float Conv -> quantize")
-    elif entry.get("provider_note"):
-        parts.append(f"but {1 / entry['speedup']:.1f}x slower: {entry['provider_note']}")
     else:
         parts.append(f"but {1 / entry['speedup']:.1f}x slower")
     drop, agreement = entry["map_drop"], entry["agreement"]

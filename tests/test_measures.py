@@ -77,6 +77,14 @@ def test_the_report_schema_describes_every_metric():
     assert set(BUDGET_NAMES) <= set(budgets)
 
 
+def test_the_report_schema_names_every_runtime():
+    """A report with a variant on any runtime quantlab runs (tensorrt included) validates."""
+    from quantlab.sessions import RUNTIMES
+
+    variant = json.loads(SCHEMA_PATH.read_text())["$defs"]["variant"]["properties"]
+    assert set(variant["runtime"]["enum"]) == set(RUNTIMES)
+
+
 def test_a_record_in_extra_info_reads_back_as_written(tmp_path):
     record = measure("auto", "onnxruntime", True, "pose", {"name": "auto"}, 2_500_000, 10_000_000,
                      _evaluation(0.61, POSE_PARTS), _evaluation(0.64, None), _memory(30_000_000),

@@ -226,3 +226,25 @@ def test_a_run_on_a_device_provider_says_why_its_int8_is_slow(demo_model, demo_i
     entry = {"name": "auto", "runtime": "onnxruntime", "recipe": resolve_recipe("auto").settings(), "size_ratio": 0.3,
              "speedup": 0.4, "map_drop": 0.001, "agreement": 0.99, "provider_note": note}
     assert verdict(entry, Budgets()).startswith(f"3.3x smaller; but 2.5x slower: {note}; as accurate")
+
+
+@pytest.mark.parametrize("recipe", ["ort-default", "dynamic"])  # S8 activations (x86's unfused QDQ); ConvInteger
+def test_on_a_device_provider_the_verdict_gives_the_copies_not_a_cpu_reason(recipe):
+    """The Memcpy note is set only on a GPU provider: there the CPU's reasons for a slow INT8 build do not apply."""
+    from quantlab.gates import Budgets
+    from quantlab.report import verdict
+
+    note = explain_slow_int8(CUDA, 71)
+    entry = {"name": recipe, "runtime": "onnxruntime", "recipe": resolve_recipe(recipe).settings(),
+             "size_ratio": 0.3, "speedup": 0.4, "map_drop": 0.001, "agreement": 0.99, "provider_note": note}
+    assert verdict(entry, Budgets(), ran_on_gpu=True).startswith(f"3.3x smaller; but 2.5x slower: {note}; as accurate")
+
+
+def test_a_slow_fp16_build_on_a_gpu_is_not_blamed_on_the_cpu():
+    from quantlab.gates import Budgets
+    from quantlab.report import verdict
+
+    entry = {"name": "auto", "runtime": "onnxruntime", "recipe": resolve_recipe("fp16").settings(),
+             "size_ratio": 0.5, "speedup": 0.8, "map_drop": 0.0, "agreement": 1.0, "provider_note": None}
+    assert "CPU" in verdict(entry, Budgets())
+    assert verdict(entry, Budgets(), ran_on_gpu=True).startswith("2.0x smaller; but 1.2x slower; as accurate")
