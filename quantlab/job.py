@@ -82,10 +82,10 @@ def run_to_folder(out_dir: str | Path, plan: Sequence[PlannedVariant], budgets: 
             say(f"built {variant.name}: {out_dir / variant.path.name}")
             following = builds.index(variant.plan.id.build) + 1
             if following < len(builds):
-                step(f"quantizing {builds[following]} ({following + 1}/{len(builds)})...")
+                step(f"building {builds[following]} ({following + 1}/{len(builds)})...")
 
         if builds:
-            step(f"quantizing {builds[0]} (1/{len(builds)})...")
+            step(f"building {builds[0]} (1/{len(builds)})...")
         job = run_job(model_path, stage, plan, calib_images, data_used, sessions=sessions, runs=runs,
                       num_calib=num_calib, input_hw=input_hw, progress=progress, on_variant=built)
         report = build_report(job, model_path, budgets, out_dir=stage)

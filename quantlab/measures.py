@@ -49,7 +49,7 @@ class Metric:
 
 # When a budget applies, in words (quantlab.variant.PlannedVariant says which builds are fast and INT8)
 WHEN_WORDS = {"always": "", "labelled": "with labels", "unlabelled": "without labels", "int8": "INT8 builds",
-              "fast": "static INT8 on CPU, FP16 on GPU"}
+              "fast": "static INT8 on CPU, FP16 on GPU, both on TensorRT"}
 NOTHING_TO_AGREE_WITH = "the FP32 model detects nothing on these images, so accuracy is unproven"
 FRACTION, COSINE, DIFFERENCE, POSITIVE = (0.0, 1.0), (-1.0, 1.0), (-1.0, 1.0), (0.0, math.inf)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
-from quantlab.devices import CPU_PROVIDER
+from quantlab.devices import CPU_PROVIDER, TENSORRT_PROVIDER
 from quantlab.evaluate import EvalData, EvalResult, evaluate_models, usable_cpus
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
@@ -143,6 +143,6 @@ def provider_note(variant: Variant, sessions: SessionSettings) -> str | None:
     CPU, counted in its optimised graph), or None: FP32, a float build, another runtime, or the CPU provider."""
     q = variant.quantized
     if q is None or q.recipe.mode not in (Mode.STATIC, Mode.DYNAMIC) or variant.runtime != ONNXRUNTIME \
-            or sessions.providers[0] == CPU_PROVIDER:
+            or sessions.providers[0] in (CPU_PROVIDER, TENSORRT_PROVIDER):  # TensorRT compiles: no graph to save
         return None
     return explain_slow_int8(sessions.providers[0], memcpy_nodes(variant.path, sessions.providers, sessions.threads))

@@ -31,7 +31,8 @@ from quantlab.images import iter_images
 from quantlab.onnxmodel import inspect_model, load_model, resolve_input_hw
 from quantlab.preprocess import letterbox
 from quantlab.quantize import quantize_model, stage_model
-from quantlab.recipes import Recipe
+from quantlab.errors import ConfigError
+from quantlab.recipes import Mode, Recipe
 from quantlab.sessions import inference_session, make_session
 from quantlab.textsafe import for_markdown
 from quantlab.variant import FP32
@@ -199,6 +200,9 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
          on_step: Callable[[Step], None] = lambda step: None) -> TuneResult:
     """Greedily keep the most sensitive layer groups in float until the accuracy loss is within
     `max_loss`; keep the fastest model that meets it (or the closest, with a TuneWarning)."""
+    if recipe.mode is Mode.FP16:
+        raise ConfigError(f"recipe {recipe.name!r} builds FP16: tune moves quantized layers back to float, and an "
+                          "FP16 build has none (tune an INT8 recipe)")
     started = time.perf_counter()
     # the sensitivity pass swaps the user's float weights into the quantized graph: channel padding would
     # give the two graphs weights of other shapes

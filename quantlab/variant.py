@@ -101,6 +101,9 @@ def plan_variants(gated: Sequence[str], contrast: Sequence[str] = (), runtimes: 
     """
     if tune and not gated:
         raise ConfigError("a tuned variant is made from the first gated recipe: name one")
+    if tune and resolve_recipe(gated[0], providers=providers).mode is Mode.FP16:
+        raise ConfigError(f"a tuned variant moves quantized layers of {gated[0]!r} back to float, but it builds FP16 "
+                          f"for {providers[0]}: put an INT8 recipe first")
     recipes = list(dict.fromkeys([*gated, *contrast]))
     check_recipes_fit(recipes, runtimes)
     builds = [FP32, *recipes] + ([DYNAMIC] if include_dynamic and DYNAMIC not in recipes else [])

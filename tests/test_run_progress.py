@@ -19,7 +19,7 @@ def few_images(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("quiet", "expected"), [
-    (False, ["quantizing auto (1/2)...", "quantizing dynamic (2/2)...", "[first bar: evaluate]"]),
+    (False, ["building auto (1/2)...", "building dynamic (2/2)...", "[first bar: evaluate]"]),
     # --quiet: no step lines (and no bars: the stand-in marks where one would start)
     pytest.param(True, ["[first bar: evaluate]"], marks=pytest.mark.slow),
 ], ids=["shown", "quiet"])
@@ -34,4 +34,4 @@ def test_run_says_each_quantization_as_it_starts_before_the_first_bar(tmp_path, 
             "--contrast", "dynamic", "--num-calib", "4", "--runs", "5", "--out", str(tmp_path / "out")]
     assert main(argv + (["--quiet"] if quiet else [])) == ExitCode.INTERRUPTED
     err = capsys.readouterr().err.splitlines()
-    assert [line for line in err if line.startswith(("quantizing", "[first bar"))] == expected
+    assert [line for line in err if line.startswith(("building", "[first bar"))] == expected

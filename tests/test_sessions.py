@@ -281,3 +281,17 @@ def test_a_variant_not_gated_on_speed_or_size_is_not_checked_on_them():
     metrics = {c.metric for c in Budgets().checks(labelled=True, speed_gated=False, size_gated=False)}
     assert "speedup" not in metrics and "size_ratio" not in metrics and "map_drop" in metrics
     assert {"speedup", "size_ratio"} <= {c.metric for c in Budgets().checks(labelled=True)}
+
+
+def test_tuning_an_fp16_build_is_refused_where_it_is_planned_and_where_it_runs(tmp_path, demo_model):
+    """tune moves quantized layers back to float; FP16 has none (auto is FP16 on a GPU provider)."""
+    from quantlab.evaluate import EvalData
+    from quantlab.recipes import resolve_recipe
+    from quantlab.tune import tune
+
+    with pytest.raises(ConfigError, match=r"builds FP16 for CUDAExecutionProvider: put an INT8 recipe first"):
+        plan_variants(["auto"], tune=True, providers=CUDA_FIRST)
+    assert plan_variants(["auto"], tune=True)[-1].name == "tuned"
+    with pytest.raises(ConfigError, match=r"^recipe 'fp16' builds FP16: tune moves quantized layers"):
+        tune(demo_model, tmp_path / "t.onnx", resolve_recipe("fp16"), [], EvalData(images=(tmp_path / "x.jpg",)))
+    assert not list(tmp_path.iterdir())

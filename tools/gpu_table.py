@@ -2,7 +2,8 @@
 latency (IO binding) at batch 1, images/s at each batch where the batch axis is dynamic, the ratio to FP32, and
 mAP50-95 against labels; written as Markdown and JSON with the date, the versions and the command.
 
-On the GPU machine (../shared/gpu/README.md installs onnxruntime-gpu there), from the project root:
+On a machine with a GPU and onnxruntime-gpu (`pip install onnxruntime-gpu` in place of onnxruntime), from the
+project root:
     python tools/gpu_table.py --providers CUDAExecutionProvider,CPUExecutionProvider --out gpu-table
 It runs the same way on the CPU provider (the default), which is how tests/test_project.py checks it.
 """
