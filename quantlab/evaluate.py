@@ -180,6 +180,19 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def default_workers(threads: int = 1) -> int:
+    """Evaluation's worker threads: the usable CPUs over each session's intra-op `threads`, so together they fill
+    the machine; 1 under an address-space limit (`ulimit -v`), which counts every thread's stack and thread-local
+    data, and where a thread that cannot get them aborts the process instead of raising MemoryError."""
+    try:
+        import resource
+
+        limited = resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+    except (ImportError, AttributeError, OSError, ValueError):  # no such limit on this platform
+        limited = False
+    return 1 if limited else max(1, usable_cpus() // max(1, threads))
+
+
 @dataclass(frozen=True)
 class _Inferred:
     """One image's work, done by a worker, for the main thread to accumulate in the images' order.
@@ -256,14 +269,14 @@ def evaluate_models(sessions: Mapping[str, ort.InferenceSession], samples: Itera
     reference: the name of the session (usually FP32) that agreement and parity compare against.
     source: the folder or data.yaml the samples come from, named in errors.
     workers: threads that read, letterbox, run and decode images concurrently (the sessions' run is
-    thread-safe; onnxruntime, OpenCV and the file reads release the GIL); default usable_cpus(). The metrics
+    thread-safe; onnxruntime, OpenCV and the file reads release the GIL); default default_workers(). The metrics
     are fed in the main thread in the samples' order, so every result, warning and error is the same, to
     the bit, whatever the count. workers=1 is the serial path: each sample is evaluated before the next
     is read.
     """
     if reference is not None and reference not in sessions:
         raise ValueError(f"reference {reference!r} is not one of the sessions: {', '.join(sessions)}")
-    workers = usable_cpus() if workers is None else workers
+    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, got {workers}")
     input_names = {name: s.get_inputs()[0].name for name, s in sessions.items()}

@@ -12,7 +12,7 @@ from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
 from quantlab.devices import CPU_PROVIDER, TENSORRT_PROVIDER
-from quantlab.evaluate import EvalData, EvalResult, evaluate_models, usable_cpus
+from quantlab.evaluate import EvalData, EvalResult, default_workers, evaluate_models
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.macs import count_macs
@@ -126,7 +126,7 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
     evaluations = evaluate_models(opened, data.samples(info.description), hw, data.class_names(info.class_names),
                                   info.description, reference=reference,
                                   progress=progress("evaluate", len(data.paths)), source=data.source,
-                                  workers=max(1, usable_cpus() // sessions.threads))  # threads x workers: the CPUs
+                                  workers=default_workers(sessions.threads))
     eval_seconds = time.perf_counter() - started
     feed = probe_input(info, data.paths[0], hw)
     latencies = interleaved_latency(opened, feed, runs=runs, progress=progress("benchmark", runs))

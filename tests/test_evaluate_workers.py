@@ -218,3 +218,18 @@ def test_openvino_from_several_threads_gives_the_outputs_of_one(demo_model):
         thread.join()
     for i, (one, many) in enumerate(zip(alone, together)):
         np.testing.assert_array_equal(many, one, err_msg=f"tensor {i}")
+
+
+def test_workers_fill_the_cpus_over_the_session_threads_and_stay_one_under_an_address_space_limit(monkeypatch):
+    """Under `ulimit -v` a thread that cannot get its stack or thread-local data aborts the whole process (exit 127,
+    no error to catch), so evaluation stays serial there."""
+    import resource
+
+    from quantlab import evaluate
+
+    monkeypatch.setattr(evaluate, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert [evaluate.default_workers(t) for t in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (620 << 20, resource.RLIM_INFINITY)
+                        if which == resource.RLIMIT_AS else (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert evaluate.default_workers(1) == 1
