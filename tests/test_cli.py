@@ -203,6 +203,7 @@ def test_every_command_has_help():
         assert result.returncode == 0 and "usage: quantlab" in result.stdout
 
 
+@pytest.mark.slow  # quantizes and evaluates the demo several times (tests/test_tune.py pins tune fast)
 def test_tune_within_budget_at_once_writes_its_report(tmp_path, demo_model, demo_data):
     result = quantlab("tune", demo_model, "--data", demo_data, "--calib", demo_data.parent / "images" / "calib",
                       "--num-calib", 16, "--max-map-drop", 0.5, "--out", tmp_path)
@@ -213,6 +214,7 @@ def test_tune_within_budget_at_once_writes_its_report(tmp_path, demo_model, demo
     assert "| Step | Back to float |" in (tmp_path / "tune.md").read_text()
 
 
+@pytest.mark.slow  # quantizes and evaluates the demo several times (tests/test_tune.py pins tune fast)
 def test_tune_that_cannot_meet_its_budget_keeps_the_closest_and_exits_1(tmp_path, demo_model, demo_data):
     result = quantlab("tune", demo_model, "--data", demo_data, "--calib", demo_data.parent / "images" / "calib",
                       "--num-calib", 16, "--max-map-drop", 0, "--max-steps", 1, "--out", tmp_path)
