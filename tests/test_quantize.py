@@ -449,6 +449,7 @@ def test_refuses_to_overwrite_the_input(tmp_path, model_copy, calib_images):
         quantize_model(model, model, _recipe("auto"), calib_images)
 
 
+@pytest.mark.slow  # seven builds of the demo; each recipe is pinned fast by its own tests
 def test_every_preset_quantizes(tmp_path, demo_model, calib_images):
     for name in PRESETS:  # force: ort-default quantizes the head and fails its self-check
         result = quantize_model(demo_model, tmp_path / f"{name}.onnx", _recipe(name), calib_images, force=True)
