@@ -112,5 +112,7 @@ def _sort_nodes(graph: onnx.GraphProto) -> None:
             waiting_on[k].discard(i)
             if not waiting_on[k]:
                 heapq.heappush(ready, k)
+    if len(order) != len(graph.node):  # a cycle: never drop its nodes silently
+        raise ValueError(f"the graph has a cycle through {len(graph.node) - len(order)} node(s)")
     del graph.node[:]
     graph.node.extend(order)

@@ -46,10 +46,15 @@ def budget(name: str) -> Callable[[str], float]:
     return parse
 
 
+MAX_BATCH = 1024
+
+
 def batch_sizes(text: str) -> tuple[int, ...]:
-    """A CLI type: '1,8,32' -> (1, 8, 32), each a whole number >= 1."""
+    """A CLI type: '1,8,32' -> (1, 8, 32), each a whole number from 1 to MAX_BATCH."""
     parse = count(1)
     values = tuple(dict.fromkeys(parse(part.strip()) for part in text.split(",") if part.strip()))
+    if any(v > MAX_BATCH for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: a batch above {MAX_BATCH} would hold gigabytes of images")
     if not values:
         raise argparse.ArgumentTypeError(f"{text!r} names no batch size: give e.g. 1,8,32")
     return values

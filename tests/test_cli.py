@@ -188,6 +188,8 @@ def test_bench_device_times_through_io_binding_and_throughput_where_the_batch_is
 
 def test_bench_refuses_a_batch_below_one_in_one_line(demo_model):
     _one_line_error(quantlab("bench", demo_model, "--device", "--batches", "1,0"), "--batches", "below the minimum 1")
+    _one_line_error(quantlab("bench", demo_model, "--device", "--batches", "1,100000"), "--batches",
+                    "a batch above 1024")
 
 
 def test_demo_data_writes_the_dataset(tmp_path):

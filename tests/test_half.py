@@ -160,3 +160,15 @@ def test_int8_settings_on_an_fp16_recipe_are_refused(changes, named):
         Recipe("x", mode="fp16", **changes)
     with pytest.raises(ConfigError, match=named):
         PRESETS["fp16"].replace(**changes)
+
+
+def test_a_cycle_is_an_error_never_nodes_dropped():
+    """The sort that puts the converter's Casts in order keeps every node or says why it cannot."""
+    from onnx import helper
+
+    from quantlab.half import _sort_nodes
+
+    graph = helper.make_graph([helper.make_node("Relu", ["b"], ["a"], name="r1"),
+                               helper.make_node("Relu", ["a"], ["b"], name="r2")], "cycle", [], [])
+    with pytest.raises(ValueError, match=r"cycle through 2 node\(s\)"):
+        _sort_nodes(graph)
