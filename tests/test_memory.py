@@ -23,7 +23,10 @@ def test_int8_takes_less_session_memory_than_fp32_and_repeats(demo_model, int8_m
     fp32 = [measure_memory(demo_model, (192, 320), samples=1).session_bytes for _ in range(3)]
     int8 = measure_memory(int8_model, (192, 320))
     assert max(fp32) / min(fp32) < 1.05  # repeated fresh-process measurements agree within 5%
-    assert 5e6 < int8.session_bytes < 0.9 * min(fp32)  # the weights alone are 8.4 MB in FP32, 2.4 MB in INT8
+    # The files differ by ~6 MB of weights; at least a quarter of that must show in the session. A fixed
+    # ratio (0.9) was too tight: activations dominate, and one CI machine saw 0.90 where this one sees 0.88.
+    weights_saved = demo_model.stat().st_size - int8_model.stat().st_size
+    assert 5e6 < int8.session_bytes < min(fp32) - weights_saved / 4
     assert int8.samples == 3 and int8.spread < 0.05 and int8.arena
 
 
