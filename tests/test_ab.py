@@ -126,7 +126,7 @@ def test_the_baseline_may_be_a_git_revision(demo_model, small_data, tmp_path, mo
     (repo / "m.onnx").write_bytes(b"changed after the commit: the baseline must come from HEAD")
     monkeypatch.chdir(repo)
     shutil.copyfile(demo_model, tmp_path / "candidate.onnx")
-    assert main(_ab("HEAD:m.onnx", tmp_path / "candidate.onnx", small_data, "--quiet", runs=20)) == ExitCode.OK
+    assert main(_ab("HEAD:m.onnx", tmp_path / "candidate.onnx", small_data, "--quiet", runs=40)) == ExitCode.OK
     assert "### quantlab ab: HEAD:m.onnx (auto) ->" in capsys.readouterr().out
 
 
@@ -219,6 +219,6 @@ def test_a_recipe_made_for_another_runtime_is_refused_in_one_line(demo_model, sm
 
 
 def test_too_few_runs_for_an_interval_are_refused_before_any_work(demo_model, small_data, tmp_path, capsys):
-    """Fewer than 2 runs in each of the 10 blocks: no interval, so one noisy run would decide the verdict."""
-    assert main(_ab(demo_model, demo_model, small_data, "--out", tmp_path / "ab", runs=19)) == ExitCode.USAGE
-    assert "A/B needs at least 20 timed runs" in capsys.readouterr().err and not (tmp_path / "ab").exists()
+    """Fewer than 2 runs in each of the 20 blocks: no interval, so one noisy run would decide the verdict."""
+    assert main(_ab(demo_model, demo_model, small_data, "--out", tmp_path / "ab", runs=39)) == ExitCode.USAGE
+    assert "A/B needs at least 40 timed runs" in capsys.readouterr().err and not (tmp_path / "ab").exists()
