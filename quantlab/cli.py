@@ -356,6 +356,9 @@ def cmd_compare(args, console: Console) -> int:
     else:
         history = saved_runs(args.baseline) if Path(args.baseline).is_dir() else [load_run(args.baseline)]
         candidate = saved_runs(args.candidate)[-1] if Path(args.candidate).is_dir() else load_run(args.candidate)
+    # a folder holding several targets' runs (a matrix's): the baseline is the newest run on the candidate's
+    # target; with none there, the newest of all, which compare then calls not like for like
+    history = [r for r in history if r.target == candidate.target] or history
     tol = Tolerances(min_speedup_loss=args.min_speedup_loss, assumed_speedup_noise=args.assumed_speedup_noise,
                      min_latency_growth=args.min_latency_growth, size_growth=args.max_size_growth,
                      map_loss=args.max_map_loss, history_runs=args.history_runs)

@@ -178,3 +178,20 @@ def test_a_chart_without_matplotlib_names_the_extra_before_any_output(tmp_path, 
     assert captured.out == "" and not (tmp_path / "t.html").exists()
     assert captured.err.strip() == ("quantlab: error: the trend chart needs matplotlib, the chart extra: "
                                     "pip install 'quantlab-yolo[chart]'")
+
+
+def test_compare_of_a_matrix_folder_takes_the_newest_run_on_the_candidate_s_target(tmp_path, capsys):
+    """Was: the newest two runs, whatever their CPUs: a matrix's ARM run against its x86 twin, 'not like for
+    like', and a 25% ARM regression never judged."""
+    folder = _interleaved(tmp_path, [1.9, 1.9, 1.9], [1.3, 1.3, 1.3 / 1.25])  # the last ARM run 25% slower
+    assert main(["compare", str(folder), "--json"]) == 1
+    document = _json_out(capsys)
+    assert document["baseline"]["target"]["cpu"] == document["candidate"]["target"]["cpu"] == "Neoverse-N2"
+    assert document["verdict"] == "regression"
+    # a folder with no earlier run of the candidate's target: the newest of all, and compare says why it can't judge
+    lone = tmp_path / "lone" / ".benchmarks" / "Linux"
+    lone.mkdir(parents=True)
+    _write(lone, "1_x86.json", _run(speedup=1.9, when=_day(1, 10)))
+    _write(lone, "2_arm.json", _run(speedup=1.0, setup=ARM, when=_day(1, 11)))
+    assert main(["compare", str(tmp_path / "lone"), "--json"]) == 0
+    assert _json_out(capsys)["verdict"] == "inconclusive"
