@@ -240,7 +240,10 @@ def quantlab_suite(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 def quantlab_artifacts(request: pytest.FixtureRequest, quantlab_suite, tmp_path_factory: pytest.TempPathFactory):
     from quantlab.suite.artifacts import Artifacts
 
-    return Artifacts(quantlab_suite, _store(request.config, tmp_path_factory), _say(request.config))
+    from quantlab.suite.options import timing_asked_for
+
+    return Artifacts(quantlab_suite, _store(request.config, tmp_path_factory), _say(request.config),
+                     keep_timings=not timing_asked_for(request.config))
 
 
 def _say(config: pytest.Config):

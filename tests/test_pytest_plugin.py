@@ -319,3 +319,27 @@ def test_a_second_run_builds_nothing_and_a_tampered_entry_is_rebuilt(pytester, s
     model.write_bytes(built[:-1] + bytes([built[-1] ^ 1]))
     run(built=1, reused=1)  # the model again; its metrics are keyed by its inputs, not its bytes
     assert model.read_bytes() == built
+
+
+@pytest.mark.slow
+def test_an_unchanged_run_reuses_the_speed_gate_timing_and_a_recorded_one_times_anew(pytester, small_data):
+    """Was: every run timed FP32 against auto for ~9 s with nothing changed. The timing is kept in the store
+    beside the variant; a run pytest-benchmark records (history needs each run's own spread) times again, and
+    a failure judged on a kept timing says where it came from."""
+    _user_repo(pytester, small_data, ["quantlab_model = model.onnx", "quantlab_calib = data/images/calib"])
+    args = ("-k", "faster", "--quantlab-num-calib", "8", "--quantlab-contrast", "none")
+    timing = "quantlab: timing auto against fp32, interleaved..."
+
+    def run(*extra, passed=1, failed=0):
+        result = pytester.runpytest_subprocess(*args, *extra, timeout=900)
+        result.assert_outcomes(passed=passed, failed=failed)
+        return result.stdout.lines
+
+    assert timing in run()
+    assert timing not in run()  # unchanged: the kept timing
+    lines = run("--quantlab-min-speedup", "50", passed=0, failed=1)  # a budget is not part of the key
+    assert timing not in lines
+    assert any("timed by an earlier run on this machine" in line and "--cache-clear" in line for line in lines)
+    assert timing in run("--benchmark-enable")  # pytest-benchmark times this run: so does the gate
+    lines = run("--quantlab-min-speedup", "50", "--benchmark-enable", passed=0, failed=1)
+    assert timing in lines and not any("timed by an earlier run" in line for line in lines)

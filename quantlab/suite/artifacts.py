@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 from quantlab.atomicio import atomic_write_bytes
-from quantlab.bench import Speedup, interleaved_speedup
+from quantlab.bench import Speedup, bench_setup, interleaved_speedup
 from quantlab.calibration import split_sample
 from quantlab.datasets import label_path
 from quantlab.jsonio import parse_json, read_json
@@ -31,12 +32,16 @@ from quantlab.verify import CHECK_IMAGES
 class Artifacts:
     """Builds each variant once per run (once per session per worker at most, through the store);
     a failed build re-raises its real error for every test that needs it. `say` shows each long step as it
-    starts (quantizing, evaluating, timing): the first gate would otherwise be silent for half a minute."""
+    starts (quantizing, evaluating, timing): the first gate would otherwise be silent for half a minute.
+    keep_timings: the same-run speedups are kept in the store too (see speedup)."""
 
-    def __init__(self, suite: SuiteConfig, store: ArtifactStore, say: Callable[[str], None] = lambda message: None):
+    def __init__(self, suite: SuiteConfig, store: ArtifactStore, say: Callable[[str], None] = lambda message: None,
+                 keep_timings: bool = False):
         self.suite = suite
         self.store = store
         self.say = say
+        self.keep_timings = keep_timings
+        self.timed_before: set[str] = set()  # the variants whose speedup an earlier run measured
         self.info: ModelInfo = inspect_model(suite.model)
         self.input_hw = resolve_input_hw(self.info)
         self._files: dict[str, Path | BaseException] = {}
@@ -165,16 +170,42 @@ class Artifacts:
         return probe_input(self.info, self.suite.calib_images[0], self.input_hw)
 
     def speedup(self, name: str) -> Speedup:
-        """FP32 / `name` median latency, interleaved in this process, with its 95% interval.
+        """FP32 / `name` median latency, interleaved in one process, with its 95% interval.
 
-        Measured once per variant: the speed gate and the benchmark's extra_info share it.
+        Measured once per variant: the speed gate and the benchmark's extra_info share it. With keep_timings
+        (runs whose benchmarks pytest-benchmark does not record), it is kept in the store, keyed by both
+        files, the input and the timing setup (this host, its CPU, threads, providers, versions): an unchanged
+        second run reuses it instead of timing for ten seconds. Recorded runs always time anew: history's
+        run-to-run spread needs each run's own measurement.
         """
         if name == FP32:
             return Speedup(1.0, 1.0, 1.0, 0, 0)
         if name not in self._speedups:
-            self.say(f"timing {name} against fp32, interleaved...")
-            self._speedups[name] = interleaved_speedup(self.session(FP32), self.session(name), self.feed)
+            if self.keep_timings:
+                measured = []
+                path = self.store.build_once(self._speedup_key(name), "speedup.json",
+                                             lambda target: measured.append(self._time(name, target)))
+                if not measured:
+                    self.timed_before.add(name)
+                self._speedups[name] = Speedup(**read_json(path, "quantlab's stored speedup"))
+            else:
+                self._speedups[name] = self._time(name)
         return self._speedups[name]
+
+    def _time(self, name: str, target: Path | None = None) -> Speedup:
+        """Time `name` against FP32, interleaved; written as JSON to `target` where given."""
+        self.say(f"timing {name} against fp32, interleaved...")
+        speedup = interleaved_speedup(self.session(FP32), self.session(name), self.feed)
+        if target is not None:
+            target.write_text(json.dumps(dataclasses.asdict(speedup)))
+        return speedup
+
+    def _speedup_key(self, name: str) -> str:
+        runtime = self._plan[name].id.runtime
+        return content_key("speedup", fp32=self._model_digest, variant=self._key(name), runtime=runtime,
+                           runtime_version=runtime_version(runtime), input_hw=list(self.input_hw),
+                           feed=file_digest(self.suite.calib_images[:1]),
+                           setup=bench_setup(self.suite.threads, self.suite.providers))
 
     def metrics(self, name: str) -> dict:
         """The gate metrics of one variant, measured once per run for every variant (see _write_metrics)."""

@@ -15,17 +15,12 @@ from quantlab.bench import bench_setup
 from quantlab.onnxmodel import model_sha256
 from quantlab.ortcompat import ORT_VERSION
 from quantlab.sessions import ONNXRUNTIME, runtime_version
+from quantlab.suite.options import timing_asked_for
 from quantlab.variant import VariantId
 
 ROUNDS = 100
 
 pytestmark = pytest.mark.quantlab
-
-
-def _timing_asked_for(config: pytest.Config) -> bool:
-    option = config.option
-    return bool(option.benchmark_only or option.benchmark_enable or option.benchmark_json
-                or option.benchmark_autosave or option.benchmark_save)
 
 
 @functools.cache
@@ -36,7 +31,7 @@ def _model_sha256(path) -> str:
 
 def test_latency(benchmark, request, quantlab_suite, quantlab_artifacts, quantlab_metrics, quantlab_variant):
     artifacts, suite, variant = quantlab_artifacts, quantlab_suite, quantlab_variant
-    if not _timing_asked_for(request.config):
+    if not timing_asked_for(request.config):
         benchmark.disabled = True  # this benchmark only: run once, untimed
     session, feed = artifacts.session(variant), artifacts.feed
     metrics = quantlab_metrics(variant)

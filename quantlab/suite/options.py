@@ -19,7 +19,14 @@ from quantlab.settings import PYTEST, Setting, settings_for
 
 SETTINGS = settings_for(PYTEST)
 BY_NAME = {s.name: s for s in SETTINGS}
-__all__ = ["BY_NAME", "SETTINGS", "Reader", "add_options"]
+__all__ = ["BY_NAME", "SETTINGS", "Reader", "add_options", "timing_asked_for"]
+
+
+def timing_asked_for(config: pytest.Config) -> bool:
+    """Whether pytest-benchmark times this run (and may save it): False without pytest-benchmark."""
+    option = config.option
+    return any(getattr(option, name, None) for name in (
+        "benchmark_only", "benchmark_enable", "benchmark_json", "benchmark_autosave", "benchmark_save"))
 
 
 def add_options(parser: pytest.Parser) -> None:
