@@ -11,12 +11,14 @@ from pathlib import Path
 from quantlab.bench import Latency, interleaved_latency
 from quantlab.datasets import check_class_names
 from quantlab.description import ModelDescription
-from quantlab.devices import CPU_PROVIDER, TENSORRT_PROVIDER
+from quantlab.devices import CPU_PROVIDER, TENSORRT_PROVIDER, on_gpu
 from quantlab.evaluate import EvalData, EvalResult, default_workers, evaluate_models
 from quantlab.images import read_image
 from quantlab.memory import MemoryUse, measure_memory
 from quantlab.macs import count_macs
 from quantlab.onnxmodel import ModelInfo, inspect_model, load_model, resolve_input_hw
+from quantlab.peak import FP32 as FP32_PRECISION
+from quantlab.peak import INT8, Peak, measure_peak
 from quantlab.preprocess import letterbox
 from quantlab.quantize import QuantizeResult, quantize_model
 from quantlab.providers import explain_slow_int8, memcpy_nodes
@@ -41,6 +43,13 @@ class Variant:
     @property
     def runtime(self) -> str:
         return self.plan.id.runtime
+
+    @property
+    def precision(self) -> str | None:
+        """The precision of its MACs, as quantlab.peak names them: fp32, int8, or None (FP16)."""
+        if self.quantized is None:
+            return FP32_PRECISION
+        return None if self.quantized.recipe.mode is Mode.FP16 else INT8
 
 
 def build_variant(build: str, model_path: Path, out_dir: Path, calib_images: Sequence[Path],
@@ -85,6 +94,7 @@ class JobResult:
     macs: int | None  # multiply-accumulates of one inference (quantlab.macs); None where a shape is unknown
     provider_notes: dict[str, str]  # {variant: why its INT8 is slow on the device provider}; empty on CPU
     eval_seconds: float  # the evaluation's wall time: every variant on every image
+    peak: Peak | None  # this CPU's GEMM peak (quantlab.peak) on the job's threads; None on a GPU provider
 
     @property
     def reference(self) -> Variant:
@@ -134,8 +144,9 @@ def run_job(model_path: Path, out_dir: Path, plan: Sequence[PlannedVariant], cal
                 if v.runtime == ONNXRUNTIME else None
                 for v in variants}
     notes = {v.name: note for v in variants if (note := provider_note(v, sessions))}
+    peak = None if on_gpu(sessions.providers) else measure_peak(sessions.threads)
     return JobResult(variants, evaluations, latencies, hw, sessions, data.source, memories,
-                     info.description, info.size_bytes, macs, notes, eval_seconds)
+                     info.description, info.size_bytes, macs, notes, eval_seconds, peak)
 
 
 def provider_note(variant: Variant, sessions: SessionSettings) -> str | None:

@@ -54,7 +54,8 @@ def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: 
         "path": _relative(variant.path, out_dir),
         "latency_ms": {"median": latency.median_ms, "p90": latency.p90_ms, "p99": latency.p99_ms},
         "fps": latency.fps,
-        "gmac_per_s": job.macs / latency.median_ms / 1e6 if job.macs else None,
+        "gmac_per_s": (gmac_per_s := job.macs / latency.median_ms / 1e6 if job.macs else None),
+        "peak_share": job.peak.share(gmac_per_s, variant.precision) if job.peak and _on_cpu(variant, job) else None,
         "memory": memory.as_dict() if memory else None,
         "metric": evaluation.metric,
         "per_class": evaluation.map.per_class if evaluation.map else None,
@@ -69,9 +70,12 @@ def _variant_entry(variant: Variant, job: JobResult, budgets: Budgets, out_dir: 
     entry["failures"] = [msg for c in checks if (msg := c.fails(entry))]
     if record.gated and q and q.self_check and not q.self_check.passed:
         entry["failures"].insert(0, f"{variant.name}: self-check against FP32 failed ({q.self_check.summary()})")
-    ran_on_gpu = variant.runtime == TENSORRT or (variant.runtime == ONNXRUNTIME and on_gpu(job.sessions.providers))
-    entry["verdict"] = verdict(entry, budgets, ran_on_gpu)
+    entry["verdict"] = verdict(entry, budgets, not _on_cpu(variant, job))
     return entry
+
+
+def _on_cpu(variant: Variant, job: JobResult) -> bool:
+    return not (variant.runtime == TENSORRT or (variant.runtime == ONNXRUNTIME and on_gpu(job.sessions.providers)))
 
 
 def _relative(path: Path, out_dir: Path) -> str:
@@ -151,7 +155,9 @@ def build_report(job: JobResult, model_path: Path, budgets: Budgets, out_dir: Pa
         "evaluation": {"source": _relative(Path(job.eval_source), out_dir), "images": first.images,
                        "labelled": first.map is not None, "seconds": job.eval_seconds,
                        "images_per_s": first.images / job.eval_seconds},
-        "machine": machine_facts(job.sessions.threads, job.sessions.providers, tuple(dict.fromkeys(v.runtime for v in job.variants))),
+        "machine": {**machine_facts(job.sessions.threads, job.sessions.providers,
+                                    tuple(dict.fromkeys(v.runtime for v in job.variants))),
+                    "peak": job.peak.as_dict() if job.peak else None},
         "budgets": budgets.as_dict(),
         "variants": variants,
         "fastest_accurate": fastest_accurate(variants, budgets),
@@ -192,16 +198,20 @@ def render_markdown(report: dict) -> str:
         f"({'labelled: ' + METRIC_WORDS[metric] if report['evaluation']['labelled'] else 'unlabelled: agreement with FP32 only'}).",
         f"Machine: {md(m['cpu'])} ({md(m['arch'])}; {md(', '.join(m['flags'])) or 'no INT8 extensions'}), "
         f"{m['cores']} cores, {m['threads']} thread(s), onnxruntime {md(m['onnxruntime'])}, {md(m['provider'])}"
-        + "".join(f", {md(r)} {md(v)}" for r, v in m["runtimes"].items() if r != ONNXRUNTIME) + ".",
+        + "".join(f", {md(r)} {md(v)}" for r, v in m["runtimes"].items() if r != ONNXRUNTIME) + "."
+        + (f" Peak (onnxruntime's GEMM on {m['peak']['threads']} thread(s)): INT8 {m['peak']['int8_gmac_per_s']:.0f}, "
+           f"FP32 {m['peak']['fp32_gmac_per_s']:.0f} GMAC/s; Peak % is each model's GMAC/s against its precision's."
+           if m.get("peak") else ""),
         "",
-        "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
+        "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Peak % | Size change | Speed change | mAP50 | mAP50-95 | mAP change "
         f"| Agreement | Box cos | Score cos |{' Task cos |' if task_parts else ''} Session MB | Quantize s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if task_parts else ""),
     ]
     for v in report["variants"]:
         lines.append(
             f"| {md(v['name'])} | {md(v['runtime'])} | {v['size_bytes'] / MB:.2f} | {v['latency_ms']['median']:.2f} "
             f"| {v['fps']:.1f} | {_fmt(v['gmac_per_s'], '.1f')} "
+            f"| {_fmt(None if v.get('peak_share') is None else 100 * v['peak_share'], '.0f')} "
             f"| {(v['size_ratio'] - 1) * 100:+.1f}% | {v['speedup']:.2f}x | {_fmt(v['map50'], '.3f')} "
             f"| {_fmt(v['map50_95'], '.3f')} | {_fmt(0.0 - v['map_drop'] if v['map_drop'] is not None else None, '+.3f')} "
             f"| {_fmt(v['agreement'], '.3f')} | {_fmt(v['box_cosine'], '.4f')} | {_fmt(v['score_cosine'], '.4f')} "

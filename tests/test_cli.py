@@ -38,7 +38,8 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.validate(report, schema)
     for drop in (lambda r: r.pop("fastest_accurate"), lambda r: r["machine"].pop("runtimes"),
-                 lambda r: r["variants"][0].pop("runtime")):  # read by render_markdown without a default
+                 lambda r: r["variants"][0].pop("runtime"), lambda r: r["machine"].pop("peak"),
+                 lambda r: r["variants"][1].pop("peak_share")):  # read by render_markdown without a default
         broken = copy.deepcopy(report)
         drop(broken)
         with pytest.raises(jsonschema.ValidationError):
@@ -47,7 +48,7 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
     assert names == ["fp32", "auto", "ort-default", "dynamic"]
     evaluation = report["evaluation"]
     assert evaluation["images_per_s"] == pytest.approx(evaluation["images"] / evaluation["seconds"])
-    assert "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Size change | Speed change |" in result.stdout
+    assert "| Model | Runtime | Size MB | Latency ms | FPS | GMAC/s | Peak % | Size change | Speed change |" in result.stdout
     assert {v["runtime"] for v in report["variants"]} == {"onnxruntime"}
     assert f"Fastest accurate variant: **{report['fastest_accurate']['name']}**" in result.stdout
     assert (out / "report.md").read_text().startswith("# quantlab report")
@@ -59,6 +60,12 @@ def test_run_with_no_arguments_reports_on_the_demo(tmp_path):
     # the same MACs for every variant, so a faster one works the hardware harder
     assert report["model"]["macs"] == 437_319_360 and "0.44 GMAC an image" in result.stdout
     assert by_name["auto"]["gmac_per_s"] / by_name["fp32"]["gmac_per_s"] == pytest.approx(by_name["auto"]["speedup"])
+    # each a share of this CPU's GEMM peak at its own precision (INT8 for every build here)
+    peak = report["machine"]["peak"]
+    assert peak["threads"] == report["machine"]["threads"]
+    assert by_name["fp32"]["peak_share"] == pytest.approx(by_name["fp32"]["gmac_per_s"] / peak["fp32_gmac_per_s"])
+    for name in names[1:]:
+        assert by_name[name]["peak_share"] == pytest.approx(by_name[name]["gmac_per_s"] / peak["int8_gmac_per_s"])
     assert all(path.exists() for path in [out / f"yolov8n_shapes_pruned.{n}.onnx" for n in names[1:]])
 
 

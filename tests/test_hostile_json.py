@@ -366,4 +366,4 @@ def test_the_report_markdown_escapes_every_name(name):
     markdown = render_markdown(_report(name))
     _shown_safely(markdown)
     markdown.encode("utf-8")  # written as UTF-8: an undecodable byte is shown, not kept
-    assert {len(re.findall(r"(?<!\\)\|", r)) for r in _table_rows(markdown)} == {17}  # 16 columns each row
+    assert {len(re.findall(r"(?<!\\)\|", r)) for r in _table_rows(markdown)} == {18}  # 17 columns each row
