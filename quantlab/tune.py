@@ -204,9 +204,6 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
         raise ConfigError(f"recipe {recipe.name!r} builds FP16: tune moves quantized layers back to float, and an "
                           "FP16 build has none (tune an INT8 recipe)")
     started = time.perf_counter()
-    # the sensitivity pass swaps the user's float weights into the quantized graph: channel padding would
-    # give the two graphs weights of other shapes
-    recipe = recipe.replace(align_channels=0)
     model_path, output_path = Path(model_path), Path(output_path)
     info = inspect_model(model_path)
     input_hw = resolve_input_hw(info)
@@ -238,6 +235,16 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
             on_step(step)
             return step
 
+        def unpadded(step: Step) -> Path:
+            """The step's model without channel padding, for the sensitivity pass: it swaps the user's float
+            weights into the quantized graph, and padded weights have other shapes."""
+            if not recipe.align_channels:
+                return step.path
+            path = work / f"step{step.index:02d}-unpadded.onnx"
+            quantize_model(model_path, path, recipe.replace(align_channels=0, exclude_nodes=step.float_nodes),
+                           calib_images, force=True)
+            return path
+
         base = measure(0, tuple(recipe.exclude_nodes), ())
         sensitivities: list[Sensitivity] = []
         if base.accuracy_loss > max_loss:
@@ -252,7 +259,7 @@ def tune(model_path: Path, output_path: Path, recipe: Recipe, calib_images: Sequ
                     break
                 # ranked again on the current model: a group's harm can hide behind another's
                 remaining = [g for g in groups if not set(g) <= set(float_nodes)]
-                ranked = rank_sensitivity(current.path, prepared_model, feeds, remaining, info.description,
+                ranked = rank_sensitivity(unpadded(current), prepared_model, feeds, remaining, info.description,
                                           progress=progress(f"sensitivity {index}", len(remaining)))
                 if not ranked:
                     break
