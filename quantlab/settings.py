@@ -191,7 +191,7 @@ SETTINGS = (
     Setting("threads", int, "intra-op threads of every session", 1,
             faces=_faces(PYTEST, "run", "ab", "eval", "tune", "bench"), parse=count(1)),
     Setting("runs", int, "timed runs per model, interleaved", 100, faces=_faces("run", "ab", "bench"),
-            parse=count(1), help_in={"ab": "timed runs per model, interleaved in 10 blocks"}),
+            parse=count(1), help_in={"ab": "timed runs per model, interleaved in 20 blocks"}),
     Setting("input_hw", int, "letterbox size for a model whose input H/W are dynamic (default 640 640)",
             faces=_faces("run", "ab", "quantize", "eval", "bench"), parse=count(32), metavar=("H", "W"), nargs=2,
             check=input_hw_problem),

@@ -10,7 +10,8 @@ import pytest
 
 from quantlab.demo import DEMO_MODEL
 from quantlab.gates import Budgets
-from quantlab.suite.options import BY_NAME, Reader
+from quantlab.settings import PYTEST
+from quantlab.suite.options import BY_NAME, SETTINGS, Reader, timing_asked_for
 from quantlab.suite.settings import SuiteConfig, read_suite
 from quantlab.variant import TUNED
 
@@ -89,3 +90,114 @@ def test_read_suite_strips_excluded_names_and_finds_calibration_images_in_sub_fo
     suite = read_suite(pytester.parseconfig("--quantlab-model", str(DEMO_MODEL), "--quantlab-calib", "calib",
                                             "--quantlab-exclude", f" {node} , "))
     assert suite.exclude == (node,) and [p.name for p in suite.calib_images] == ["a.png"]
+
+
+# Reader.model and enabled: which model the suite gates, and whether it is on at all (mutants of these passed
+# the fast run: the command-line/ini precedence lived only in the slow pytester-subprocess tests)
+@pytest.mark.parametrize(("args", "ini", "expected"), [
+    ([], "", None),  # nothing named: off
+    (["--quantlab-model", "m.onnx"], "", "m.onnx"),
+    (["--quantlab-demo"], "", "demo"),
+    ([], "quantlab_model = sub/m.onnx", "sub/m.onnx"),  # relative to the ini file's folder
+    ([], "quantlab_demo = true", "demo"),
+    (["--quantlab-model", "m.onnx"], "quantlab_demo = true", "m.onnx"),  # the command line wins...
+    (["--quantlab-demo"], "quantlab_model = m.onnx", "demo"),  # ...whichever it names
+], ids=["none", "cli-model", "cli-demo", "ini-model", "ini-demo", "cli-model-over-ini-demo", "cli-demo-over-ini-model"])
+def test_the_model_gated_and_whether_the_suite_is_on(pytester, args, ini, expected):
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    reader = Reader(pytester.parseconfig(*args))
+    model = reader.model()
+    if expected is None:
+        assert model is None and not reader.enabled()
+    elif expected == "demo":
+        assert model is None and reader.enabled()
+    else:
+        base = pytester.path if args else Path(reader.config.inipath).parent
+        assert model == base / expected and reader.enabled()
+
+
+@pytest.mark.parametrize(("args", "ini", "named"), [
+    (["--quantlab-model", "m.onnx", "--quantlab-demo"], "", "--quantlab-model and --quantlab-demo"),
+    ([], "quantlab_model = m.onnx\nquantlab_demo = true", "quantlab_model and quantlab_demo"),
+], ids=["command-line", "ini"])
+def test_naming_a_model_and_the_demo_in_one_place_is_refused_naming_both(pytester, args, ini, named):
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    with pytest.raises(pytest.UsageError, match=f"^quantlab: {named}.* both name the model to gate: give one$"):
+        Reader(pytester.parseconfig(*args)).model()
+
+
+def test_nothing_given_reads_as_nothing_given(pytester):
+    """No option and no ini key: no flag counts as given (a bool's default is None, not False), the bools
+    are off and each value is the suite's own default (contrast: dynamic, where `quantlab run`'s is wider)."""
+    reader = Reader(pytester.parseconfig())
+    assert reader.stray_flags() == [] and not reader.enabled()
+    assert [reader.given(s.name) for s in SETTINGS] == [None] * len(SETTINGS)
+    assert reader.value("tune") is False and reader.value("demo") is False
+    assert reader.value("contrast") == BY_NAME["contrast"].default_for(PYTEST) == "dynamic"
+
+
+def test_a_bool_set_in_the_ini_file_counts_as_given_there(pytester):
+    pytester.makeini("[pytest]\nquantlab_tune = true\n")
+    assert Reader(pytester.parseconfig()).given("tune") == "quantlab_tune"
+
+
+@pytest.mark.parametrize(("args", "ini", "message"), [
+    (["--quantlab-num-calib", "many"], "", "quantlab: --quantlab-num-calib = 'many' is not an integer"),
+    (["--quantlab-min-speedup", "fast"], "", "quantlab: --quantlab-min-speedup = 'fast' is not a number"),
+    ([], "quantlab_threads = two", "quantlab: quantlab_threads in {ini} = 'two' is not an integer"),
+], ids=["cli-int", "cli-float", "ini-int"])
+def test_a_bad_value_is_named_with_where_it_was_set(pytester, args, ini, message):
+    name = "threads" if ini else "num_calib" if "num-calib" in args[0] else "min_speedup"
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    reader = Reader(pytester.parseconfig(*args))
+    with pytest.raises(pytest.UsageError) as error:
+        reader.value(name)
+    assert str(error.value) == message.format(ini=reader.config.inipath)
+
+
+def test_ini_paths_are_relative_to_the_ini_file_not_the_rootdir(pytester):
+    """`-c sub/pytest.ini --rootdir .`: the ini file's folder is sub/, the rootdir is not; with no ini file at
+    all (-o only) paths are relative to the rootdir."""
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "pytest.ini").write_text("[pytest]\nquantlab_model = m.onnx\n")
+    reader = Reader(pytester.parseconfig("-c", "sub/pytest.ini", "--rootdir", str(pytester.path)))
+    assert reader.config.rootpath == pytester.path and reader.model() == pytester.path / "sub" / "m.onnx"
+    bare = Reader(pytester.parseconfig("-o", "quantlab_model=m.onnx", "--rootdir", str(pytester.path)))
+    assert bare.config.inipath is None and bare.model() == pytester.path / "m.onnx"
+    assert Reader(pytester.parseconfig("--quantlab-model", "/abs/m.onnx")).model() == Path("/abs/m.onnx")
+
+
+def test_an_ini_key_declared_again_by_a_plugin_is_refused_naming_it(pytester):
+    pytester.makeconftest("def pytest_addoption(parser):\n    parser.addini('quantlab_threads', 'theirs', type='linelist')\n")
+    pytester.makeini("[pytest]\nquantlab_threads = 2\n")
+    with pytest.raises(pytest.UsageError) as error:
+        Reader(pytester.parseconfig()).value("threads")
+    assert str(error.value) == ("quantlab: ini key quantlab_threads is declared again by a conftest or plugin (it now "
+                                "reads as list, not int): rename theirs")
+
+
+def test_every_option_s_help_names_its_ini_key_and_the_suite_s_default(pytester, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option
+    lines = pytester.runpytest_inprocess("--help").stdout.lines
+    assert "quantlab: the model and data the regression gates run on:" in lines
+
+    def help_of(flag):  # the text beside the flag, or on the next line where the flag is too long for its column
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(flag))
+        return lines[at].split(flag, 1)[1].strip() or lines[at + 1].strip()
+    assert help_of("--quantlab-num-calib=QUANTLAB_NUM_CALIB").endswith("(ini quantlab_num_calib; default 100)")
+    assert help_of("--quantlab-contrast=QUANTLAB_CONTRAST").endswith("(ini quantlab_contrast; default dynamic)")
+    assert help_of("--quantlab-calib=QUANTLAB_CALIB").startswith(
+        "calibration image folder (default: the data.yaml's val images)")
+    assert help_of("--quantlab-tune").endswith("(ini quantlab_tune)")  # a flag: no default shown
+    assert help_of("quantlab_num_calib (string):") == BY_NAME["num_calib"].help_for(PYTEST)
+
+
+@pytest.mark.parametrize(("args", "timed"), [
+    ([], False), (["--benchmark-only"], True), (["--benchmark-enable"], True), (["--benchmark-json", "b.json"], True),
+    (["--benchmark-autosave"], True), (["--benchmark-save", "x"], True), (["-p", "no:benchmark"], False),
+], ids=["plain", "only", "enable", "json", "autosave", "save", "no-benchmark-plugin"])
+def test_a_run_is_timed_when_pytest_benchmark_is_asked_to_time_or_save(pytester, args, timed):
+    assert timing_asked_for(pytester.parseconfig(*args)) is timed
