@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantlab.ab import is_revision
+from quantlab.plotting import pyplot_or_none
 from quantlab.textsafe import for_markdown, for_terminal, workflow_command
 
 MARKER = "<!-- quantlab -->"  # the first line of the comment this action owns on a pull request
@@ -249,11 +250,8 @@ def outputs(out: Path) -> dict[str, str]:
 
 def write_chart(benchmark_json: Path, path: Path) -> bool:
     """Each variant's speedup over FP32 with its 95% interval, as a PNG; False without matplotlib or a run."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot_or_none()
+    if plt is None:
         return False
     variants = suite_variants(benchmark_json)
     if not variants:

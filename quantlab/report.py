@@ -19,6 +19,7 @@ from quantlab.ortcompat import ORT_VERSION
 from quantlab.measures import BUDGETED, WHEN_WORDS, measure
 from quantlab.onnxmodel import model_sha256, model_size_bytes
 from quantlab.pipeline import JobResult, Variant
+from quantlab.plotting import pyplot_or_none
 from quantlab.recipes import Mode, QType
 from quantlab.sessions import ONNXRUNTIME, TENSORRT, runtime_version
 from quantlab.textsafe import for_markdown as md
@@ -237,12 +238,8 @@ def render_markdown(report: dict) -> str:
 
 def write_chart(report: dict, path: Path) -> bool:
     """Size vs latency, bubble area by mAP50-95 (or agreement); False when matplotlib is absent."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot_or_none()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for v in report["variants"]:

@@ -22,6 +22,7 @@ from quantlab.atomicio import atomic_write_bytes
 from quantlab.benchjson import Run
 from quantlab.errors import ConfigError
 from quantlab.history import by_target, point, variant_names
+from quantlab.plotting import pyplot_or_none
 from quantlab.textsafe import for_terminal, shorten
 from quantlab.variant import FP32
 
@@ -34,13 +35,9 @@ INSTALL = "pip install 'quantlab-yolo[chart]'"
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend; ConfigError naming the extra when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError(f"the trend chart needs matplotlib, the chart extra: {INSTALL}") from None
+    plt = pyplot_or_none()
+    if plt is None:
+        raise ConfigError(f"the trend chart needs matplotlib, the chart extra: {INSTALL}")
     return plt
 
 

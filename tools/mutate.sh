@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Mutation testing of preprocess, detections (every task), metrics, gates, bench, datasets, parity, description,
-# evaluate, images and head against their fast tests (-m "not slow and not quantlab"), with mutmut (configured in
-# pyproject.toml [tool.mutmut]). Not part of tools/test.sh: it runs the covering tests once per mutant, about
-# 2500 mutants (tens of minutes on 2 cores; parity and description alone, 845 mutants, took about 20).
+# evaluate, images, head and the settings both faces read (settings, variant, suite/settings, suite/options)
+# against their fast tests (-m "not slow and not quantlab"), with mutmut (configured in pyproject.toml
+# [tool.mutmut]). Not part of tools/test.sh: it runs the covering tests once per mutant, about 3100 mutants
+# (tens of minutes on 2 cores; parity and description alone, 845 mutants, took about 20). The suite's option
+# tests read configs in process (pytester.parseconfig), which imports the plugin from mutmut's copy.
 # Results stay in mutants/ (git-ignored): `.venv/bin/mutmut results`, `mutmut show NAME`.
 # Usage: bash tools/mutate.sh [--max-children N]   (default: one child per CPU)
 set -euo pipefail
