@@ -680,7 +680,7 @@ _MEMORY_CONTEXT = {
     "ab": ("running an A/B", "use fewer calibration images (--num-calib) or a smaller --input-hw"),
     "tune": ("tuning", "use fewer calibration images (--num-calib)"),
     "eval": ("evaluating", "use a smaller --input-hw"),
-    "bench": ("benchmarking", "use a smaller --input-hw or fewer --threads"),
+    "bench": ("benchmarking", "use a smaller --input-hw, fewer --threads or, with --device, smaller --batches"),
 }
 # How native code says it ran out: onnxruntime's C++ std::bad_alloc and its arena, OpenCV's allocator, protobuf's
 # arena when parsing or serializing a model (upb fails to serialize a parsed message only for want of memory),
