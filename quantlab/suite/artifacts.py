@@ -1,5 +1,6 @@
-"""The suite's session artifacts: variants and their gate metrics built once per content hash
-(shared by pytest-xdist workers through the store), sessions and same-run speedups per process."""
+"""The suite's session artifacts: variants, their gate metrics and (in runs pytest-benchmark does not record)
+their speedups, built once per content hash and shared by pytest-xdist workers and later runs through the store;
+sessions per process."""
 
 from __future__ import annotations
 
