@@ -201,3 +201,56 @@ def test_every_option_s_help_names_its_ini_key_and_the_suite_s_default(pytester,
 ], ids=["plain", "only", "enable", "json", "autosave", "save", "no-benchmark-plugin"])
 def test_a_run_is_timed_when_pytest_benchmark_is_asked_to_time_or_save(pytester, args, timed):
     assert timing_asked_for(pytester.parseconfig(*args)) is timed
+
+
+# read_suite in process (its checks lived only in the slow pytester-subprocess tests)
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """4 labelled val images and 4 calibration images of the demo dataset."""
+    from quantlab.demo.shapes import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("tiny"), splits=("val", "calib"), sizes={"val": 4, "calib": 4})
+
+
+def test_a_dataset_is_read_and_its_images_calibrate_where_no_folder_is_given(pytester, tiny_data):
+    suite = read_suite(pytester.parseconfig("--quantlab-model", str(DEMO_MODEL), "--quantlab-data", str(tiny_data)))
+    assert suite.model == DEMO_MODEL and suite.dataset is not None and len(suite.dataset.images) == 4
+    assert suite.calib_images == tuple(suite.dataset.images)
+    calib = tiny_data.parent / "images" / "calib"
+    suite = read_suite(pytester.parseconfig("--quantlab-model", str(DEMO_MODEL), "--quantlab-data", str(tiny_data),
+                                            "--quantlab-calib", str(calib)))
+    assert sorted(p.parent for p in suite.calib_images) == [calib] * 4  # the folder wins for calibration
+    assert read_suite(pytester.parseconfig("--quantlab-demo")).calib_images == ()  # demo data made later
+
+
+def test_a_dataset_whose_classes_do_not_match_the_model_is_refused(pytester, tiny_data):
+    wrong = tiny_data.with_name("two_classes.yaml")
+    wrong.write_text("train: images/val\nval: images/val\nnames: [circle, rectangle]\n")
+    with pytest.raises(pytest.UsageError, match=rf"^quantlab: {wrong}: lists 2 class names but the model .* has 4 "):
+        read_suite(pytester.parseconfig("--quantlab-model", str(DEMO_MODEL), "--quantlab-data", str(wrong)))
+
+
+def test_a_model_of_one_s_own_needs_images_to_gate_on(pytester):
+    own = pytester.path / "own.onnx"
+    own.write_bytes(DEMO_MODEL.read_bytes())
+    with pytest.raises(pytest.UsageError) as error:
+        read_suite(pytester.parseconfig("--quantlab-model", str(own)))
+    assert str(error.value) == (f"quantlab: {own}: give --quantlab-data (a data.yaml: mAP) or --quantlab-calib (an "
+                                "image folder: agreement with FP32) to gate it on")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--quantlab-exclude", "nope,/model.0/conv/Conv"], "quantlab: --quantlab-exclude: node(s) nope not in {model}"),
+    (["--quantlab-contrast", "bogus"], "quantlab: --quantlab-contrast: recipe 'bogus' is unknown"),
+    (["--quantlab-recipes", "bogus"], "quantlab: --quantlab-recipes: recipe 'bogus' is unknown"),
+    (["--quantlab-recipes", "ov-conv"], "quantlab: --quantlab-runtimes: recipe 'ov-conv' is made for openvino"),
+    (["--quantlab-max-map-drop", "2"], "quantlab: --quantlab-max-map-drop: "),
+    (["--quantlab-model", "missing.onnx"], "quantlab: {missing}"),
+], ids=["exclude", "contrast", "recipes", "runtimes", "budget", "missing-model"])
+def test_each_bad_setting_is_one_line_naming_the_option_it_came_from(pytester, args, message):
+    config = pytester.parseconfig(*(args if "--quantlab-model" in args else ["--quantlab-demo", *args]))
+    with pytest.raises(pytest.UsageError) as error:
+        read_suite(config)
+    text = str(error.value)
+    assert text.startswith(message.format(model=DEMO_MODEL, missing=pytester.path / "missing.onnx")), text
+    assert "\n" not in text
