@@ -85,3 +85,54 @@ def test_run_plans_its_contrasts_by_the_suites_rule(contrast, no_contrast, expec
     planned = plan_variants(["auto"], run_contrast(args), include_dynamic=False)
     assert [v.name for v in planned] == expected
     assert [v.name for v in planned if v.gated] == ["auto"]
+
+
+# The CLI types, called directly: the parsers in the table are built once at import, so only a call here
+# exercises their code as written now (and mutmut's mutants of it)
+def test_count_takes_whole_numbers_from_its_minimum():
+    from quantlab.settings import count
+
+    assert count(1)("1") == 1 and count(32)("32") == 32
+    for text, message in (("0", "0 is below the minimum 1"), ("1.5", "'1.5' is not a whole number"),
+                          ("x", "'x' is not a whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}$"):
+            count(1)(text)
+
+
+def test_budget_takes_a_finite_number_in_the_budget_s_range():
+    from quantlab.settings import budget
+
+    assert budget("max_map_drop")("0.01") == 0.01
+    with pytest.raises(argparse.ArgumentTypeError, match="^'x' is not a number$"):
+        budget("max_map_drop")("x")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^budget max-map-drop = nan is not a number in \[0, 1\]$"):
+        budget("max_map_drop")("nan")  # the budget's own reason, naming it and its range
+
+
+def test_batch_sizes_are_distinct_whole_numbers_up_to_the_maximum():
+    from quantlab.settings import MAX_BATCH, batch_sizes
+
+    assert batch_sizes(" 1, 8,8 ,32,") == (1, 8, 32) and batch_sizes(str(MAX_BATCH)) == (MAX_BATCH,)
+    for text in (str(MAX_BATCH + 1), ",", "0", "8,x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            batch_sizes(text)
+
+
+def test_fraction_and_providers_refuse_in_their_own_words():
+    from quantlab.settings import fraction, providers
+
+    assert fraction("0") == 0.0 and fraction("0.25") == 0.25
+    for text in ("-0.1", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"'{text}' is not"):
+            fraction(text)
+    assert providers("CPUExecutionProvider") == ("CPUExecutionProvider",)
+    with pytest.raises(argparse.ArgumentTypeError, match="NoSuchExecutionProvider"):
+        providers("NoSuchExecutionProvider")
+
+
+def test_a_setting_s_help_and_default_are_its_face_s_where_it_has_one():
+    contrast, calib = BY_NAME["contrast"], BY_NAME["calib"]
+    assert contrast.default_for("run") == "ort-default,dynamic" and contrast.default_for(PYTEST) == "dynamic"
+    assert calib.help_for(PYTEST) != calib.help_for("run") and calib.help_for("run") == calib.help
+    recipes = BY_NAME["recipes"].help_for(PYTEST)
+    assert "{recipes}" not in recipes and "auto, u8s8" in recipes  # the recipe names filled in
