@@ -113,8 +113,10 @@ def test_batch_sizes_are_distinct_whole_numbers_up_to_the_maximum():
     from quantlab.settings import MAX_BATCH, batch_sizes
 
     assert batch_sizes(" 1, 8,8 ,32,") == (1, 8, 32) and batch_sizes(str(MAX_BATCH)) == (MAX_BATCH,)
-    for text in (str(MAX_BATCH + 1), ",", "0", "8,x"):
-        with pytest.raises(argparse.ArgumentTypeError):
+    for text, message in ((str(MAX_BATCH + 1), f"'{MAX_BATCH + 1}': a batch above {MAX_BATCH} would hold gigabytes"),
+                          (",", "',' names no batch size: give e.g. 1,8,32"), ("0", "0 is below the minimum 1"),
+                          ("8,x", "'x' is not a whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}"):
             batch_sizes(text)
 
 

@@ -226,7 +226,8 @@ def test_a_dataset_is_read_and_its_images_calibrate_where_no_folder_is_given(pyt
 def test_a_dataset_whose_classes_do_not_match_the_model_is_refused(pytester, tiny_data):
     wrong = tiny_data.with_name("two_classes.yaml")
     wrong.write_text("train: images/val\nval: images/val\nnames: [circle, rectangle]\n")
-    with pytest.raises(pytest.UsageError, match=rf"^quantlab: {wrong}: lists 2 class names but the model .* has 4 "):
+    with pytest.raises(pytest.UsageError, match=rf"^quantlab: {wrong}: lists 2 class names but the model {DEMO_MODEL} "
+                                                "has 4 classes"):
         read_suite(pytester.parseconfig("--quantlab-model", str(DEMO_MODEL), "--quantlab-data", str(wrong)))
 
 
@@ -240,7 +241,8 @@ def test_a_model_of_one_s_own_needs_images_to_gate_on(pytester):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--quantlab-exclude", "nope,/model.0/conv/Conv"], "quantlab: --quantlab-exclude: node(s) nope not in {model}"),
+    (["--quantlab-exclude", "nope,/model.0/conv/Conv,nah"],
+     "quantlab: --quantlab-exclude: node(s) nah, nope not in {model}"),
     (["--quantlab-contrast", "bogus"], "quantlab: --quantlab-contrast: recipe 'bogus' is unknown"),
     (["--quantlab-recipes", "bogus"], "quantlab: --quantlab-recipes: recipe 'bogus' is unknown"),
     (["--quantlab-recipes", "ov-conv"], "quantlab: --quantlab-runtimes: recipe 'ov-conv' is made for openvino"),
@@ -254,3 +256,36 @@ def test_each_bad_setting_is_one_line_naming_the_option_it_came_from(pytester, a
     text = str(error.value)
     assert text.startswith(message.format(model=DEMO_MODEL, missing=pytester.path / "missing.onnx")), text
     assert "\n" not in text
+
+
+def test_every_setting_read_reaches_the_suite_s_config(pytester, tmp_path):
+    suite = read_suite(pytester.parseconfig(
+        "--quantlab-demo", "--quantlab-num-calib", "7", "--quantlab-threads", "3", "--quantlab-tune",
+        "--quantlab-max-map-drop", "0.02", "--quantlab-min-speedup", "1.1", "--quantlab-max-memory-ratio", "0.9",
+        "--quantlab-recipes", "auto,u8s8", "--quantlab-contrast", "none", "--quantlab-cache-dir", str(tmp_path)))
+    assert (suite.num_calib, suite.threads, suite.tune, suite.cache_dir) == (7, 3, True, tmp_path)
+    assert (suite.budgets.max_map_drop, suite.budgets.min_speedup, suite.budgets.max_memory_ratio) == (0.02, 1.1, 0.9)
+    assert (suite.recipes, suite.contrast, suite.model) == (("auto", "u8s8"), (), DEMO_MODEL)
+
+
+def test_a_bad_recipe_in_the_ini_file_names_the_ini_key(pytester):
+    pytester.makeini("[pytest]\nquantlab_demo = true\nquantlab_recipes = bogus\n")
+    with pytest.raises(pytest.UsageError, match="^quantlab: quantlab_recipes: recipe 'bogus' is unknown"):
+        read_suite(pytester.parseconfig())
+
+
+def test_tensorrt_where_it_cannot_run_is_kept_for_a_skip_while_an_unknown_runtime_is_refused(pytester, monkeypatch):
+    """One configuration for many runners: TensorRT's variants are skipped, with the reason, where it cannot run;
+    every other runtime must be able to run here."""
+    from quantlab import sessions
+    from quantlab.suite import settings
+
+    monkeypatch.setattr(sessions, "runtime_unavailable", lambda runtime: "no TensorRT here")
+    monkeypatch.setattr(settings, "runtime_unavailable", lambda runtime: "no TensorRT here")
+    monkeypatch.setattr(settings, "require", lambda runtime: runtime == "tensorrt" and pytest.fail("TensorRT required"))
+    suite = read_suite(pytester.parseconfig("--quantlab-demo", "--quantlab-runtimes", "tensorrt"))
+    assert suite.runtimes == ("onnxruntime", "tensorrt") and suite.unavailable == {"tensorrt": "no TensorRT here"}
+    assert suite.skip_reason("auto@tensorrt") == "auto@tensorrt: runtime tensorrt: no TensorRT here"
+    assert suite.skip_reason("auto") is None
+    with pytest.raises(pytest.UsageError, match="^quantlab: --quantlab-runtimes: "):
+        read_suite(pytester.parseconfig("--quantlab-demo", "--quantlab-runtimes", "nosuchruntime"))
