@@ -168,6 +168,12 @@ def test_outputs_are_readable_as_the_umask_allows(tmp_path):
     assert (tmp_path / "run" / "report.json").stat().st_mode & 0o777 == 0o644
 
 
+def _hangup_as_a_terminal_would():
+    """The child's SIGHUP at its default: a test run under nohup (as a CI job may be) passes SIGHUP ignored to
+    its children, and quantlab rightly keeps an ignored SIGHUP ignored (the next test)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_signal_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, demo_data, signum):
     """Was: no message, 8-25 MB of quantlab-* / ort.quant.* staging left in the temp folder (SIGTERM); SIGHUP
@@ -178,7 +184,8 @@ def test_a_signal_during_quantize_cleans_up_and_says_so(tmp_path, demo_model, de
     process = subprocess.Popen(
         [sys.executable, "-m", "quantlab", "quantize", str(demo_model), "--calib",
          str(demo_data.parent / "images" / "calib"), "-o", str(output)],
-        env={**os.environ, "TMPDIR": str(temp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env={**os.environ, "TMPDIR": str(temp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_hangup_as_a_terminal_would)
     deadline = time.monotonic() + 60
     while not any(temp.glob("quantlab-*")) and time.monotonic() < deadline:  # staging exists: quantizing now
         time.sleep(0.05)
